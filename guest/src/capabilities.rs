@@ -103,20 +103,38 @@ pub trait Blobs {
     type Reader;
 
     fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
-    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Self::Reader, StoreError>;
-    fn start_upload(&self, repository: &str, algorithm: Algorithm) -> Result<Self::Upload, StoreError>;
+    fn read(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<Self::Reader, StoreError>;
+    fn start_upload(
+        &self,
+        repository: &str,
+        algorithm: Algorithm,
+    ) -> Result<Self::Upload, StoreError>;
     fn open_upload(&self, repository: &str, id: &str) -> Result<Self::Upload, StoreError>;
 }
 
 /// Repositories, manifests, tags and blob links (WIT `wharf:registry/metadata`).
 pub trait Metadata {
-    fn get_manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>, StoreError>;
+    fn get_manifest(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>, StoreError>;
     fn put_manifest(&self, repository: &str, manifest: &StoredManifest) -> Result<(), StoreError>;
     fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError>;
     fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>, StoreError>;
     fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<(), StoreError>;
     fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, StoreError>;
-    fn list_tags(&self, repository: &str, after: Option<&str>, limit: u32) -> Result<Option<Page>, StoreError>;
+    fn list_tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Page>, StoreError>;
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError>;
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<(), StoreError>;
     fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError>;

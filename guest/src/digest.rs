@@ -43,7 +43,10 @@ impl Algorithm {
             Algorithm::Sha256 => hex::encode(Sha256::digest(bytes)),
             Algorithm::Sha512 => hex::encode(Sha512::digest(bytes)),
         };
-        Digest { algorithm: self, hex }
+        Digest {
+            algorithm: self,
+            hex,
+        }
     }
 }
 
@@ -70,9 +73,11 @@ impl Digest {
         // image-spec grammar: algorithm-component ([+._-] algorithm-component)*,
         // algorithm-component [a-z0-9]+ ; encoded [a-zA-Z0-9=_-]+
         let alg_ok = !algorithm.is_empty()
-            && algorithm
-                .split(['+', '.', '_', '-'])
-                .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            && algorithm.split(['+', '.', '_', '-']).all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
         let enc_ok = !encoded.is_empty()
             && encoded
                 .bytes()
@@ -83,11 +88,16 @@ impl Digest {
         let algorithm = Algorithm::from_name(algorithm)
             .ok_or_else(|| DigestError::Unsupported(algorithm.to_string()))?;
         if encoded.len() != algorithm.hex_len()
-            || !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !encoded
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(invalid());
         }
-        Ok(Digest { algorithm, hex: encoded.to_string() })
+        Ok(Digest {
+            algorithm,
+            hex: encoded.to_string(),
+        })
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -147,7 +157,10 @@ mod tests {
             "sha256:zzb0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
             "sha256:../../../../etc/passwd",
         ] {
-            assert!(matches!(Digest::parse(bad), Err(DigestError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(Digest::parse(bad), Err(DigestError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 

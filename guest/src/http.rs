@@ -54,7 +54,11 @@ pub enum Body<R> {
 
 impl<R> Response<R> {
     pub fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Body::Empty }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -63,8 +67,10 @@ impl<R> Response<R> {
     }
 
     pub fn bytes(mut self, content_type: &str, bytes: Vec<u8>) -> Self {
-        self.headers.push(("content-type".into(), content_type.into()));
-        self.headers.push(("content-length".into(), bytes.len().to_string()));
+        self.headers
+            .push(("content-type".into(), content_type.into()));
+        self.headers
+            .push(("content-length".into(), bytes.len().to_string()));
         self.body = Body::Bytes(bytes);
         self
     }

@@ -1,0 +1,354 @@
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>` (end-2, end-10).
+//!
+//! A blob exists for a repository only when it is linked there and the
+//! store still has it. `GET` honours a single RFC 9110 byte range (`a-b`,
+//! `a-`, `-n`): 206 with `content-range`, or 416 with `content-range:
+//! bytes */<size>` when unsatisfiable. A malformed or multi-range `Range`
+//! header is ignored and the whole blob is served, as RFC 9110 allows;
+//! `HEAD` ignores `Range`.
+
+use crate::Capabilities;
+use crate::capabilities::{Auth, Blobs, Metadata};
+use crate::digest::Digest;
+use crate::errors::{Code, Error};
+use crate::http::{Body, Method, Request, Response};
+use crate::routes::Route;
+
+pub fn get<B: Blobs, M: Metadata, A: Auth>(
+    caps: &Capabilities<'_, B, M, A>,
+    route: &Route,
+    request: Request<B::Body>,
+) -> Result<Response<B::Reader>, Error> {
+    let digest = parse_digest(&route.param)?;
+    let size = linked_size(caps, &route.name, &digest)?;
+    let response = Response::new(200)
+        .header("docker-content-digest", digest.to_string())
+        .header("content-type", "application/octet-stream")
+        .header("accept-ranges", "bytes");
+    if request.method == Method::Head {
+        return Ok(response.header("content-length", size.to_string()));
+    }
+    let (response, offset, length) =
+        match request.header("range").map(|r| ByteRange::parse(r, size)) {
+            Some(Some(ByteRange::Satisfiable { first, last })) => {
+                let mut response =
+                    response.header("content-range", format!("bytes {first}-{last}/{size}"));
+                response.status = 206;
+                (response, first, last - first + 1)
+            }
+            Some(Some(ByteRange::Unsatisfiable)) => {
+                return Err(Error::new(Code::RangeInvalid)
+                    .header("content-range", format!("bytes */{size}")));
+            }
+            Some(None) | None => (response, 0, size),
+        };
+    let reader = caps
+        .blobs
+        .read(&digest, offset, Some(length))
+        .map_err(|e| Error::store(e, Code::BlobUnknown, Code::RangeInvalid))?;
+    let mut response = response.header("content-length", length.to_string());
+    response.body = Body::Blob(reader);
+    Ok(response)
+}
+
+pub fn delete<B: Blobs, M: Metadata, A: Auth>(
+    caps: &Capabilities<'_, B, M, A>,
+    route: &Route,
+    _request: Request<B::Body>,
+) -> Result<Response<B::Reader>, Error> {
+    let digest = parse_digest(&route.param)?;
+    let unlinked = caps
+        .metadata
+        .unlink_blob(&route.name, &digest)
+        .map_err(|e| Error::store(e, Code::BlobUnknown, Code::DigestInvalid))?;
+    if !unlinked {
+        return Err(Error::new(Code::BlobUnknown));
+    }
+    Ok(Response::new(202).header("content-length", "0"))
+}
+
+/// A digest from the path or the query: malformed and unsupported digests
+/// are both 400 `DIGEST_INVALID`.
+pub fn parse_digest(s: &str) -> Result<Digest, Error> {
+    Digest::parse(s).map_err(|e| Error::new(Code::DigestInvalid).detail(e.to_string().into()))
+}
+
+/// The blob's size if `repository` may see it: linked there and stored.
+pub fn linked_size<B: Blobs, M: Metadata, A: Auth>(
+    caps: &Capabilities<'_, B, M, A>,
+    repository: &str,
+    digest: &Digest,
+) -> Result<u64, Error> {
+    let to_error = |e| Error::store(e, Code::BlobUnknown, Code::DigestInvalid);
+    if !caps
+        .metadata
+        .blob_linked(repository, digest)
+        .map_err(to_error)?
+    {
+        return Err(Error::new(Code::BlobUnknown));
+    }
+    caps.blobs
+        .stat(digest)
+        .map_err(to_error)?
+        .ok_or_else(|| Error::new(Code::BlobUnknown))
+}
+
+/// A single byte range resolved against a blob of known size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// Inclusive bounds, both within the blob.
+    Satisfiable {
+        first: u64,
+        last: u64,
+    },
+    Unsatisfiable,
+}
+
+impl ByteRange {
+    /// `None` when the header is not a single well-formed byte range (or
+    /// is a suffix range of an empty blob), i.e. when it is to be ignored.
+    pub fn parse(header: &str, size: u64) -> Option<ByteRange> {
+        let spec = header.trim().strip_prefix("bytes=")?.trim();
+        let (first, last) = spec.split_once('-')?;
+        let number = |s: &str| -> Option<u64> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        };
+        let range = if first.is_empty() {
+            let suffix = number(last)?;
+            if size == 0 {
+                return None;
+            }
+            if suffix == 0 {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Satisfiable {
+                    first: size.saturating_sub(suffix),
+                    last: size - 1,
+                }
+            }
+        } else {
+            let first = number(first)?;
+            let last = if last.is_empty() {
+                u64::MAX
+            } else {
+                number(last)?
+            };
+            if last < first {
+                return None;
+            }
+            if first >= size {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Satisfiable {
+                    first,
+                    last: last.min(size - 1),
+                }
+            }
+        };
+        Some(range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Algorithm;
+    use crate::memory::Store;
+    use crate::testing::{Registry, bytes, code, header};
+
+    const BLOB: &[u8] = b"0123456789";
+
+    #[test]
+    fn get_and_head_serve_a_linked_blob() {
+        // end-2: 200 with the blob and its digest.
+        let registry = Registry::new();
+        let digest = registry.push_blob("a/b/c", BLOB);
+        let path = format!("/v2/a/b/c/blobs/{digest}");
+        let get = registry.get(&path);
+        assert_eq!(get.status, 200);
+        assert_eq!(bytes(&get), BLOB);
+        assert!(matches!(get.body, Body::Blob(_)));
+        assert_eq!(header(&get, "content-length"), Some("10"));
+        assert_eq!(
+            header(&get, "docker-content-digest"),
+            Some(digest.to_string().as_str())
+        );
+        assert_eq!(
+            header(&get, "content-type"),
+            Some("application/octet-stream")
+        );
+        assert_eq!(header(&get, "accept-ranges"), Some("bytes"));
+        let head = registry.head(&path);
+        assert_eq!(head.status, 200);
+        assert!(matches!(head.body, Body::Empty));
+        assert_eq!(header(&head, "content-length"), Some("10"));
+        assert_eq!(
+            header(&head, "docker-content-digest"),
+            Some(digest.to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn a_blob_not_linked_to_the_repository_is_unknown() {
+        // Blobs are per repository, as in registry:2: end-2 404.
+        let registry = Registry::new();
+        let digest = registry.push_blob("a", BLOB);
+        for response in [
+            registry.get(&format!("/v2/b/blobs/{digest}")),
+            registry.head(&format!("/v2/b/blobs/{digest}")),
+        ] {
+            assert_eq!(response.status, 404);
+        }
+        let response = registry.get(&format!("/v2/b/blobs/{digest}"));
+        assert_eq!(code(&response), "BLOB_UNKNOWN");
+        let missing = Algorithm::Sha256.digest(b"missing");
+        assert_eq!(
+            code(&registry.get(&format!("/v2/a/blobs/{missing}"))),
+            "BLOB_UNKNOWN"
+        );
+    }
+
+    #[test]
+    fn malformed_digests_are_digest_invalid() {
+        let response = Registry::new().get("/v2/a/blobs/sha256:nothex");
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (400, "DIGEST_INVALID")
+        );
+        let response = Registry::new().get("/v2/a/blobs/md5:d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (400, "DIGEST_INVALID")
+        );
+    }
+
+    #[test]
+    fn range_get_returns_206_with_content_range() {
+        // Resumable pull: RFC 9110 single byte ranges.
+        let registry = Registry::new();
+        let digest = registry.push_blob("a", BLOB);
+        let path = format!("/v2/a/blobs/{digest}");
+        for (range, want, content_range) in [
+            ("bytes=2-4", &b"234"[..], "bytes 2-4/10"),
+            ("bytes=7-", b"789", "bytes 7-9/10"),
+            ("bytes=-2", b"89", "bytes 8-9/10"),
+            ("bytes=9-99", b"9", "bytes 9-9/10"),
+        ] {
+            let response = registry.send(Method::Get, &path, &[("range", range)], b"");
+            assert_eq!(response.status, 206, "{range}");
+            assert_eq!(bytes(&response), want, "{range}");
+            assert_eq!(header(&response, "content-range"), Some(content_range));
+            assert_eq!(
+                header(&response, "content-length"),
+                Some(want.len().to_string().as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn unsatisfiable_range_is_416_with_the_size() {
+        let registry = Registry::new();
+        let digest = registry.push_blob("a", BLOB);
+        let response = registry.send(
+            Method::Get,
+            &format!("/v2/a/blobs/{digest}"),
+            &[("range", "bytes=10-")],
+            b"",
+        );
+        assert_eq!(response.status, 416);
+        assert_eq!(header(&response, "content-range"), Some("bytes */10"));
+        assert_eq!(code(&response), "RANGE_INVALID");
+    }
+
+    #[test]
+    fn malformed_range_is_ignored_and_the_whole_blob_served() {
+        let registry = Registry::new();
+        let digest = registry.push_blob("a", BLOB);
+        let path = format!("/v2/a/blobs/{digest}");
+        for range in ["bytes=4-2", "lines=1-2", "bytes=0-1,4-5"] {
+            let response = registry.send(Method::Get, &path, &[("range", range)], b"");
+            assert_eq!(response.status, 200, "{range}");
+            assert_eq!(bytes(&response), BLOB);
+        }
+        let head = registry.send(Method::Head, &path, &[("range", "bytes=0-1")], b"");
+        assert_eq!(
+            (head.status, header(&head, "content-length")),
+            (200, Some("10"))
+        );
+    }
+
+    #[test]
+    fn delete_unlinks_the_blob_from_the_repository() {
+        // end-10: 202, then 404.
+        let registry = Registry::new();
+        let digest = registry.push_blob("a", BLOB);
+        registry.push_blob("b", BLOB);
+        let path = format!("/v2/a/blobs/{digest}");
+        assert_eq!(registry.delete(&path).status, 202);
+        assert_eq!(registry.get(&path).status, 404);
+        let again = registry.delete(&path);
+        assert_eq!((again.status, code(&again).as_str()), (404, "BLOB_UNKNOWN"));
+        assert_eq!(registry.get(&format!("/v2/b/blobs/{digest}")).status, 200);
+    }
+
+    #[test]
+    fn delete_when_deletion_is_disabled_is_405() {
+        // end-10: 405 when the registry does not delete.
+        let registry = Registry::with_auth(Store::without_deletes(), crate::memory::AllowAll);
+        let digest = registry.push_blob("a", BLOB);
+        let response = registry.delete(&format!("/v2/a/blobs/{digest}"));
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (405, "UNSUPPORTED")
+        );
+    }
+
+    #[test]
+    fn parses_rfc9110_single_ranges() {
+        use ByteRange::*;
+        assert_eq!(
+            ByteRange::parse("bytes=0-4", 10),
+            Some(Satisfiable { first: 0, last: 4 })
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=5-", 10),
+            Some(Satisfiable { first: 5, last: 9 })
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-3", 10),
+            Some(Satisfiable { first: 7, last: 9 })
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-30", 10),
+            Some(Satisfiable { first: 0, last: 9 })
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=8-100", 10),
+            Some(Satisfiable { first: 8, last: 9 })
+        );
+        assert_eq!(ByteRange::parse("bytes=10-", 10), Some(Unsatisfiable));
+        assert_eq!(ByteRange::parse("bytes=-0", 10), Some(Unsatisfiable));
+        assert_eq!(ByteRange::parse("bytes=0-0", 0), Some(Unsatisfiable));
+    }
+
+    #[test]
+    fn ignores_malformed_and_multiple_ranges() {
+        for header in [
+            "",
+            "bytes=",
+            "bytes=-",
+            "bytes=5-3",
+            "bytes=a-b",
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=+1-2",
+            "bytes=99999999999999999999999-",
+        ] {
+            assert_eq!(ByteRange::parse(header, 10), None, "{header}");
+        }
+        assert_eq!(ByteRange::parse("bytes=-5", 0), None);
+    }
+}

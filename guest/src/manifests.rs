@@ -1,0 +1,760 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>` (end-3,
+//! end-7, end-9).
+//!
+//! Manifests are stored byte for byte with the media type they were pushed
+//! with (the `content-type` header's essence, else the body's `mediaType`)
+//! and served with that type whatever the `Accept` header says: the only
+//! conversion registry:2 makes is to Docker schema 1, which Wharf does not
+//! support. The four image manifest and index types are checked
+//! structurally; any other type (an artifact) need only be a JSON object.
+//! Referenced blobs need not exist (sparse manifests, OCI 1.1).
+//!
+//! Bodies over [`MAX_MANIFEST_BYTES`] are 413 `SIZE_INVALID` (the spec asks
+//! for 413 but names no code); JSON with duplicate keys is refused, since
+//! two parsers could read it differently.
+
+use crate::Capabilities;
+use crate::capabilities::{Auth, Blobs, BodyError, Metadata, RequestBody, StoredManifest};
+use crate::digest::{Algorithm, Digest, DigestError};
+use crate::errors::{Code, Error};
+use crate::http::{Method, Request, Response};
+use crate::names::{Reference, ReferenceError, is_valid_tag};
+use crate::query::Query;
+use crate::routes::Route;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Largest manifest accepted: 4 MiB, the size the spec says registries
+/// should at least accept.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_SCHEMA1: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+
+pub fn get<B: Blobs, M: Metadata, A: Auth>(
+    caps: &Capabilities<'_, B, M, A>,
+    route: &Route,
+    request: Request<B::Body>,
+) -> Result<Response<B::Reader>, Error> {
+    let digest = resolve(caps, route)?;
+    let manifest = caps
+        .metadata
+        .get_manifest(&route.name, &digest)
+        .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?
+        .ok_or_else(|| Error::new(Code::ManifestUnknown))?;
+    let response = Response::new(200)
+        .header("docker-content-digest", manifest.digest.to_string())
+        .header("etag", format!("\"{}\"", manifest.digest));
+    if request.method == Method::Head {
+        return Ok(response
+            .header("content-type", manifest.media_type)
+            .header("content-length", manifest.content.len().to_string()));
+    }
+    Ok(response.bytes(&manifest.media_type, manifest.content))
+}
+
+pub fn put<B: Blobs, M: Metadata, A: Auth>(
+    caps: &Capabilities<'_, B, M, A>,
+    route: &Route,
+    mut request: Request<B::Body>,
+) -> Result<Response<B::Reader>, Error> {
+    let name = route.name.as_str();
+    let reference = Reference::parse(&route.param).map_err(|e| match e {
+        ReferenceError::Tag(tag) => invalid_tag(&tag),
+        ReferenceError::Digest(e) => Error::new(Code::DigestInvalid).detail(e.to_string().into()),
+    })?;
+    let query = Query::parse(request.query.as_deref());
+    let extra_tags: Vec<String> = query.get_all("tag").map(str::to_string).collect();
+    if let Some(bad) = extra_tags.iter().find(|t| !is_valid_tag(t)) {
+        return Err(invalid_tag(bad));
+    }
+    let declared = request
+        .header("content-length")
+        .and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_MANIFEST_BYTES as u64) {
+        return Err(too_large());
+    }
+    let header_type = request
+        .header("content-type")
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_string())
+        .filter(|ct| !ct.is_empty());
+    let content = request
+        .body
+        .read_to_end(MAX_MANIFEST_BYTES)
+        .map_err(|e| match e {
+            BodyError::TooLarge(_) => too_large(),
+            BodyError::Io(_) => {
+                Error::new(Code::ManifestInvalid).message("reading the manifest failed")
+            }
+        })?;
+    let checked = check(header_type.as_deref(), &content)?;
+    let digest = match &reference {
+        Reference::Digest(expected) => {
+            let actual = expected.algorithm().digest(&content);
+            if &actual != expected {
+                return Err(Error::new(Code::DigestInvalid)
+                    .detail(serde_json::json!({ "expected": expected.to_string(), "actual": actual.to_string() })));
+            }
+            actual
+        }
+        Reference::Tag(_) => Algorithm::Sha256.digest(&content),
+    };
+    let manifest = StoredManifest {
+        digest: digest.clone(),
+        media_type: checked.media_type,
+        content,
+    };
+    caps.metadata
+        .put_manifest(name, &manifest)
+        .map_err(|e| Error::store(e, Code::NameUnknown, Code::ManifestInvalid))?;
+    let tags = match &reference {
+        Reference::Tag(tag) => std::iter::once(tag).chain(&extra_tags).collect::<Vec<_>>(),
+        Reference::Digest(_) => extra_tags.iter().collect(),
+    };
+    for tag in tags {
+        caps.metadata
+            .set_tag(name, tag, &digest)
+            .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?;
+    }
+    let mut response = Response::new(201)
+        .header("location", format!("/v2/{name}/manifests/{digest}"))
+        .header("docker-content-digest", digest.to_string())
+        .header("content-length", "0");
+    for tag in &extra_tags {
+        response = response.header("oci-tag", tag.as_str());
+    }
+    if let Some(subject) = checked.subject {
+        response = response.header("oci-subject", subject);
+    }
+    Ok(response)
+}
+
+pub fn delete<B: Blobs, M: Metadata, A: Auth>(
+    caps: &Capabilities<'_, B, M, A>,
+    route: &Route,
+    _request: Request<B::Body>,
+) -> Result<Response<B::Reader>, Error> {
+    let to_error = |e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid);
+    let deleted = match Reference::parse(&route.param) {
+        Ok(Reference::Digest(digest)) => caps
+            .metadata
+            .delete_manifest(&route.name, &digest)
+            .map_err(to_error)?,
+        Ok(Reference::Tag(tag)) => caps
+            .metadata
+            .delete_tag(&route.name, &tag)
+            .map_err(to_error)?,
+        Err(_) => false,
+    };
+    if !deleted {
+        return Err(Error::new(Code::ManifestUnknown));
+    }
+    Ok(Response::new(202).header("content-length", "0"))
+}
+
+/// The digest a reference names: a reference that cannot exist (malformed
+/// tag or digest) is as unknown as a missing one.
+fn resolve<B: Blobs, M: Metadata, A: Auth>(
+    caps: &Capabilities<'_, B, M, A>,
+    route: &Route,
+) -> Result<Digest, Error> {
+    match Reference::parse(&route.param) {
+        Ok(Reference::Digest(digest)) => Ok(digest),
+        Ok(Reference::Tag(tag)) => caps
+            .metadata
+            .resolve_tag(&route.name, &tag)
+            .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?
+            .ok_or_else(|| Error::new(Code::ManifestUnknown)),
+        Err(_) => Err(Error::new(Code::ManifestUnknown)),
+    }
+}
+
+fn invalid_tag(tag: &str) -> Error {
+    Error::new(Code::ManifestInvalid)
+        .message("invalid tag")
+        .detail(serde_json::json!({ "tag": tag }))
+}
+
+fn too_large() -> Error {
+    Error::new(Code::SizeInvalid)
+        .status(413)
+        .message(format!("manifest larger than {MAX_MANIFEST_BYTES} bytes"))
+}
+
+fn malformed(why: impl Into<String>) -> Error {
+    Error::new(Code::ManifestInvalid).detail(Value::String(why.into()))
+}
+
+/// What validation learnt about a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub media_type: String,
+    /// The `subject` descriptor's digest, if there is one.
+    pub subject: Option<String>,
+}
+
+/// Validate a manifest body against its declared media type.
+pub fn check(header_type: Option<&str>, content: &[u8]) -> Result<Checked, Error> {
+    let Strict(value) =
+        serde_json::from_slice(content).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
+    let Value::Object(doc) = value else {
+        return Err(malformed("a manifest must be a JSON object"));
+    };
+    let body_type = match doc.get("mediaType") {
+        None => None,
+        Some(Value::String(t)) => Some(t.as_str()),
+        Some(_) => return Err(malformed("mediaType must be a string")),
+    };
+    let media_type = match (header_type, body_type) {
+        (Some(header), Some(body)) if header != body => {
+            return Err(malformed(format!(
+                "mediaType {body:?} does not match content-type {header:?}"
+            )));
+        }
+        (Some(t), _) | (None, Some(t)) => t.to_string(),
+        (None, None) => return Err(malformed("no content-type header and no mediaType field")),
+    };
+    let kind = media_type.to_ascii_lowercase();
+    if DOCKER_SCHEMA1.contains(&kind.as_str()) {
+        return Err(malformed("Docker schema 1 manifests are not supported"));
+    }
+    if [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&kind.as_str()) {
+        if doc.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
+            return Err(malformed("schemaVersion must be 2"));
+        }
+        if kind == OCI_MANIFEST || kind == DOCKER_MANIFEST {
+            descriptor(doc.get("config"), "config")?;
+            descriptors(doc.get("layers"), "layers")?;
+        } else {
+            descriptors(doc.get("manifests"), "manifests")?;
+        }
+    }
+    let subject = match doc.get("subject") {
+        None => None,
+        Some(s) => Some(descriptor(Some(s), "subject")?),
+    };
+    Ok(Checked {
+        media_type,
+        subject,
+    })
+}
+
+fn descriptors(value: Option<&Value>, field: &str) -> Result<(), Error> {
+    let Some(Value::Array(items)) = value else {
+        return Err(malformed(format!(
+            "{field} must be an array of descriptors"
+        )));
+    };
+    items
+        .iter()
+        .try_for_each(|item| descriptor(Some(item), field).map(drop))
+}
+
+/// Check a descriptor; returns its digest. Well-formed digests of
+/// algorithms Wharf does not hash with are accepted: they only point.
+fn descriptor(value: Option<&Value>, field: &str) -> Result<String, Error> {
+    let bad = |what: &str| malformed(format!("{field}: {what}"));
+    let Some(Value::Object(d)) = value else {
+        return Err(bad("must be a descriptor object"));
+    };
+    if !matches!(d.get("mediaType"), Some(Value::String(_))) {
+        return Err(bad("descriptor mediaType must be a string"));
+    }
+    if d.get("size").and_then(Value::as_u64).is_none() {
+        return Err(bad("descriptor size must be a non-negative integer"));
+    }
+    let Some(Value::String(digest)) = d.get("digest") else {
+        return Err(bad("descriptor digest must be a string"));
+    };
+    match Digest::parse(digest) {
+        Ok(_) | Err(DigestError::Unsupported(_)) => Ok(digest.clone()),
+        Err(DigestError::Invalid(_)) => Err(bad("descriptor digest is malformed")),
+    }
+}
+
+/// A JSON value that refuses objects with duplicate keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Value, S::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Body;
+    use crate::memory::{AllowAll, Store};
+    use crate::testing::{Registry, bytes, code, header, location};
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn image(media_type: &str) -> Vec<u8> {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{EMPTY}","size":0}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{EMPTY}","size":0}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    fn index(media_type: &str) -> Vec<u8> {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{media_type}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{EMPTY}","size":7,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn each_image_media_type_round_trips_by_tag_and_digest() {
+        // end-7 then end-3: push by tag, pull by tag and by digest.
+        let registry = Registry::new();
+        for (media_type, body) in [
+            (OCI_MANIFEST, image(OCI_MANIFEST)),
+            (DOCKER_MANIFEST, image(DOCKER_MANIFEST)),
+            (OCI_INDEX, index(OCI_INDEX)),
+            (DOCKER_LIST, index(DOCKER_LIST)),
+        ] {
+            let digest = Algorithm::Sha256.digest(&body);
+            let response = registry.put_manifest("a/b", "v1", media_type, &body);
+            assert_eq!(
+                response.status,
+                201,
+                "{media_type}: {}",
+                crate::testing::text(&response)
+            );
+            assert_eq!(location(&response), format!("/v2/a/b/manifests/{digest}"));
+            assert_eq!(
+                header(&response, "docker-content-digest"),
+                Some(digest.to_string().as_str())
+            );
+            for reference in ["v1".to_string(), digest.to_string()] {
+                let get = registry.get(&format!("/v2/a/b/manifests/{reference}"));
+                assert_eq!(get.status, 200);
+                assert_eq!(bytes(&get), body);
+                assert_eq!(header(&get, "content-type"), Some(media_type));
+                assert_eq!(
+                    header(&get, "docker-content-digest"),
+                    Some(digest.to_string().as_str())
+                );
+                assert_eq!(
+                    header(&get, "content-length"),
+                    Some(body.len().to_string().as_str())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn push_by_digest_verifies_the_digest() {
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let digest = Algorithm::Sha256.digest(&body);
+        assert_eq!(
+            registry
+                .put_manifest("a", &digest.to_string(), OCI_MANIFEST, &body)
+                .status,
+            201
+        );
+        let sha512 = Algorithm::Sha512.digest(&body);
+        let response = registry.put_manifest("a", &sha512.to_string(), OCI_MANIFEST, &body);
+        assert_eq!(response.status, 201);
+        assert_eq!(
+            header(&response, "docker-content-digest"),
+            Some(sha512.to_string().as_str())
+        );
+        let wrong = Algorithm::Sha256.digest(b"other");
+        let response = registry.put_manifest("a", &wrong.to_string(), OCI_MANIFEST, &body);
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (400, "DIGEST_INVALID")
+        );
+        assert_eq!(
+            registry.get(&format!("/v2/a/manifests/{wrong}")).status,
+            404
+        );
+    }
+
+    #[test]
+    fn head_gives_the_headers_without_the_body() {
+        // end-3: HEAD to check existence.
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        registry.put_manifest("a", "latest", OCI_MANIFEST, &body);
+        let head = registry.head("/v2/a/manifests/latest");
+        assert_eq!(head.status, 200);
+        assert!(matches!(head.body, Body::Empty));
+        assert_eq!(
+            header(&head, "content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert_eq!(header(&head, "content-type"), Some(OCI_MANIFEST));
+        let digest = Algorithm::Sha256.digest(&body).to_string();
+        assert_eq!(
+            header(&head, "docker-content-digest"),
+            Some(digest.as_str())
+        );
+        assert_eq!(
+            header(&head, "etag"),
+            Some(format!("\"{digest}\"").as_str())
+        );
+    }
+
+    #[test]
+    fn unknown_manifests_are_404_manifest_unknown() {
+        let registry = Registry::new();
+        for reference in ["latest", EMPTY, "-bad-tag", "sha256:short"] {
+            let response = registry.get(&format!("/v2/a/manifests/{reference}"));
+            assert_eq!(
+                (response.status, code(&response).as_str()),
+                (404, "MANIFEST_UNKNOWN"),
+                "{reference}"
+            );
+        }
+    }
+
+    #[test]
+    fn custom_fields_are_preserved_byte_for_byte() {
+        let registry = Registry::new();
+        let body = format!(
+            "{{\n  \"schemaVersion\": 2, \"x-custom\": {{\"z\": 1, \"a\": [1.50, \"\\u00e9\"]}},\n  \"config\": {{\"mediaType\": \"a/b\", \"digest\": \"{EMPTY}\", \"size\": 0}}, \"layers\": [] }}\n"
+        );
+        assert_eq!(
+            registry
+                .put_manifest("a", "t", OCI_MANIFEST, body.as_bytes())
+                .status,
+            201
+        );
+        assert_eq!(bytes(&registry.get("/v2/a/manifests/t")), body.as_bytes());
+    }
+
+    #[test]
+    fn artifacts_of_other_media_types_only_need_to_be_json_objects() {
+        let registry = Registry::new();
+        let response = registry.put_manifest(
+            "a",
+            "art",
+            "application/vnd.example.thing+json",
+            br#"{"anything":true}"#,
+        );
+        assert_eq!(response.status, 201);
+        let response =
+            registry.put_manifest("a", "art", "application/vnd.example.thing+json", b"[1]");
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (400, "MANIFEST_INVALID")
+        );
+    }
+
+    #[test]
+    fn media_type_defaults_to_the_body_field() {
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let response = registry.send(Method::Put, "/v2/a/manifests/t", &[], &body);
+        assert_eq!(response.status, 201);
+        assert_eq!(
+            header(&registry.get("/v2/a/manifests/t"), "content-type"),
+            Some(OCI_MANIFEST)
+        );
+        let params = format!("{OCI_MANIFEST}; charset=utf-8");
+        assert_eq!(registry.put_manifest("a", "u", &params, &body).status, 201);
+    }
+
+    #[test]
+    fn invalid_manifests_are_manifest_invalid() {
+        let registry = Registry::new();
+        let no_config = r#"{"schemaVersion":2,"layers":[]}"#.to_string();
+        let bad_version = String::from_utf8(image(OCI_MANIFEST))
+            .unwrap()
+            .replace("\"schemaVersion\":2", "\"schemaVersion\":1");
+        let no_manifests = r#"{"schemaVersion":2}"#.to_string();
+        for (media_type, body) in [
+            (OCI_MANIFEST, "not json".to_string()),
+            (OCI_MANIFEST, "{\"schemaVersion\":2,".to_string()),
+            (OCI_MANIFEST, no_config.clone()),
+            (DOCKER_MANIFEST, no_config),
+            (OCI_MANIFEST, bad_version),
+            (OCI_INDEX, no_manifests.clone()),
+            (DOCKER_LIST, no_manifests),
+            (OCI_INDEX, String::from_utf8(image(OCI_MANIFEST)).unwrap()),
+            (OCI_MANIFEST, r#"{"a":1,"a":1}"#.to_string()),
+        ] {
+            let response = registry.put_manifest("a", "t", media_type, body.as_bytes());
+            assert_eq!(
+                (response.status, code(&response).as_str()),
+                (400, "MANIFEST_INVALID"),
+                "{body}"
+            );
+        }
+        let response = registry.send(Method::Put, "/v2/a/manifests/t", &[], b"{}");
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (400, "MANIFEST_INVALID")
+        );
+        assert_eq!(registry.get("/v2/a/manifests/t").status, 404);
+    }
+
+    #[test]
+    fn oversize_manifests_are_413() {
+        let registry = Registry::new();
+        let mut body = br#"{"pad":""#.to_vec();
+        body.resize(MAX_MANIFEST_BYTES + 1, b' ');
+        let response = registry.put_manifest("a", "t", "application/vnd.example+json", &body);
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (413, "SIZE_INVALID")
+        );
+        let response = registry.send(
+            Method::Put,
+            "/v2/a/manifests/t",
+            &[("content-type", OCI_MANIFEST), ("content-length", "")],
+            &body,
+        );
+        assert_eq!(response.status, 413);
+    }
+
+    #[test]
+    fn invalid_tags_on_push_are_refused() {
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let long = "a".repeat(129);
+        for target in [
+            format!("/v2/a/manifests/{long}"),
+            "/v2/a/manifests/.x".into(),
+            "/v2/a/manifests/t?tag=-x".into(),
+        ] {
+            let response = registry.send(
+                Method::Put,
+                &target,
+                &[("content-type", OCI_MANIFEST)],
+                &body,
+            );
+            assert_eq!(
+                (response.status, code(&response).as_str()),
+                (400, "MANIFEST_INVALID"),
+                "{target}"
+            );
+        }
+        assert_eq!(registry.get("/v2/a/manifests/t").status, 404);
+    }
+
+    #[test]
+    fn push_by_digest_with_tag_parameters_sets_every_tag() {
+        // OCI 1.1+: PUT by digest with ?tag= answers one OCI-Tag per tag.
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let digest = Algorithm::Sha256.digest(&body);
+        let response = registry.send(
+            Method::Put,
+            &format!("/v2/a/manifests/{digest}?tag=v1&tag=v1.0&tag=latest"),
+            &[("content-type", OCI_MANIFEST)],
+            &body,
+        );
+        assert_eq!(response.status, 201);
+        let tags: Vec<&str> = response
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "oci-tag")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(tags, ["v1", "v1.0", "latest"]);
+        for tag in tags {
+            let get = registry.get(&format!("/v2/a/manifests/{tag}"));
+            assert_eq!(
+                header(&get, "docker-content-digest"),
+                Some(digest.to_string().as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn subject_is_reported_in_oci_subject() {
+        // OCI 1.1: a manifest with a subject answers OCI-Subject.
+        let registry = Registry::new();
+        let subject = Algorithm::Sha256.digest(b"subject");
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.example.sig","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{EMPTY}","size":0}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{subject}","size":10}}}}"#
+        );
+        let response = registry.put_manifest(
+            "a",
+            &Algorithm::Sha256.digest(body.as_bytes()).to_string(),
+            OCI_MANIFEST,
+            body.as_bytes(),
+        );
+        assert_eq!(response.status, 201);
+        assert_eq!(
+            header(&response, "oci-subject"),
+            Some(subject.to_string().as_str())
+        );
+        let bad = body.replace(&subject.to_string(), "sha256:nope");
+        assert_eq!(
+            registry
+                .put_manifest("a", "sig", OCI_MANIFEST, bad.as_bytes())
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn delete_by_digest_removes_the_manifest_and_its_tags() {
+        // end-9: 202, then 404.
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let digest = Algorithm::Sha256.digest(&body);
+        registry.put_manifest("a", "latest", OCI_MANIFEST, &body);
+        assert_eq!(
+            registry.delete(&format!("/v2/a/manifests/{digest}")).status,
+            202
+        );
+        assert_eq!(
+            registry.get(&format!("/v2/a/manifests/{digest}")).status,
+            404
+        );
+        assert_eq!(registry.get("/v2/a/manifests/latest").status, 404);
+        let again = registry.delete(&format!("/v2/a/manifests/{digest}"));
+        assert_eq!(
+            (again.status, code(&again).as_str()),
+            (404, "MANIFEST_UNKNOWN")
+        );
+    }
+
+    #[test]
+    fn delete_by_tag_removes_only_the_tag() {
+        // Deleting tags: 202, the manifest stays.
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let digest = Algorithm::Sha256.digest(&body);
+        registry.put_manifest("a", "latest", OCI_MANIFEST, &body);
+        assert_eq!(registry.delete("/v2/a/manifests/latest").status, 202);
+        assert_eq!(registry.get("/v2/a/manifests/latest").status, 404);
+        assert_eq!(
+            registry.get(&format!("/v2/a/manifests/{digest}")).status,
+            200
+        );
+        assert_eq!(registry.delete("/v2/a/manifests/latest").status, 404);
+    }
+
+    #[test]
+    fn delete_when_deletion_is_disabled_is_405() {
+        // end-9: "the registry MUST respond with either a 400 Bad Request or a 405".
+        let registry = Registry::with_auth(Store::without_deletes(), AllowAll);
+        registry.put_manifest("a", "latest", OCI_MANIFEST, &image(OCI_MANIFEST));
+        let response = registry.delete("/v2/a/manifests/latest");
+        assert_eq!(
+            (response.status, code(&response).as_str()),
+            (405, "UNSUPPORTED")
+        );
+        assert_eq!(registry.get("/v2/a/manifests/latest").status, 200);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        assert!(check(Some("x/y"), br#"{"a":1,"a":2}"#).is_err());
+        assert!(check(Some("x/y"), br#"{"a":{"b":1,"b":1}}"#).is_err());
+        assert!(check(Some("x/y"), br#"{"a":[{"b":1},{"b":1}]}"#).is_ok());
+    }
+
+    #[test]
+    fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(check(Some("x/y"), deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn media_type_comes_from_header_or_body_and_must_agree() {
+        let body = br#"{"mediaType":"a/b"}"#;
+        assert_eq!(check(None, body).unwrap().media_type, "a/b");
+        assert_eq!(check(Some("a/b"), body).unwrap().media_type, "a/b");
+        assert!(check(Some("c/d"), body).is_err());
+        assert!(check(None, b"{}").is_err());
+        assert!(check(Some("a/b"), br#"{"mediaType":7}"#).is_err());
+    }
+
+    #[test]
+    fn descriptors_need_media_type_digest_and_size() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let manifest = |config: &str| {
+            format!(r#"{{"schemaVersion":2,"config":{config},"layers":[]}}"#).into_bytes()
+        };
+        let good = format!(r#"{{"mediaType":"a/b","digest":"{d}","size":0}}"#);
+        assert!(check(Some(OCI_MANIFEST), &manifest(&good)).is_ok());
+        for bad in [
+            format!(r#"{{"digest":"{d}","size":0}}"#),
+            format!(r#"{{"mediaType":"a/b","digest":"{d}","size":-1}}"#),
+            format!(r#"{{"mediaType":"a/b","digest":"{d}","size":1.5}}"#),
+            r#"{"mediaType":"a/b","digest":"sha256:xyz","size":0}"#.to_string(),
+            r#"{"mediaType":"a/b","size":0}"#.to_string(),
+            "[]".to_string(),
+        ] {
+            assert!(check(Some(OCI_MANIFEST), &manifest(&bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schema1_is_refused() {
+        assert!(check(Some(DOCKER_SCHEMA1[0]), br#"{"schemaVersion":1}"#).is_err());
+    }
+}

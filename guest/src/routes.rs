@@ -1,0 +1,284 @@
+//! The one router: request path to [`Route`], and the table that pairs each
+//! method and path shape with its handler and the [`Action`] it needs.
+//!
+//! Repository names have any number of components (`a/b/c/app`), so a path
+//! is matched from the right: the trailing `tags/list`, `manifests/<ref>`,
+//! `blobs/<digest>`, `blobs/uploads/` or `blobs/uploads/<id>` fixes the
+//! shape, and everything before it is the name.
+//!
+//! A path of no known shape is 404 `UNSUPPORTED` (registry:2 answers a bare
+//! 404 there; the spec has no code for it, and a 404 is what OCI 1.1
+//! clients expect from an endpoint a registry lacks, e.g. `referrers`). A
+//! known shape with an invalid name is 400 `NAME_INVALID`; a known shape
+//! with a method it does not take is 405 `UNSUPPORTED`.
+
+use crate::capabilities::{Action, Auth, Blobs, Metadata};
+use crate::errors::{Code, Error};
+use crate::http::{Method, Request, Response};
+use crate::names::is_valid_name;
+use crate::query::percent_decode;
+use crate::{Capabilities, base, blobs, catalog, manifests, tags, uploads};
+
+/// The kinds of resource the API has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `/v2/` (end-1)
+    Base,
+    /// `/v2/_catalog`
+    Catalog,
+    /// `/v2/<name>/tags/list` (end-8a, end-8b)
+    Tags,
+    /// `/v2/<name>/manifests/<reference>` (end-3, end-7, end-9)
+    Manifest,
+    /// `/v2/<name>/blobs/<digest>` (end-2, end-10)
+    Blob,
+    /// `/v2/<name>/blobs/uploads/` (end-4a, end-4b, end-11)
+    Uploads,
+    /// `/v2/<name>/blobs/uploads/<id>` (end-5, end-6, end-13)
+    Upload,
+}
+
+/// A matched path: its shape, the repository name (empty for `Base` and
+/// `Catalog`) and the last segment it captured (reference, digest or upload
+/// id; percent-decoded for references and digests, empty when there is
+/// none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub shape: Shape,
+    pub name: String,
+    pub param: String,
+}
+
+impl Route {
+    /// The repository authorization is asked about; none for the registry.
+    pub fn repository(&self) -> Option<&str> {
+        match self.shape {
+            Shape::Base | Shape::Catalog => None,
+            _ => Some(&self.name),
+        }
+    }
+
+    /// Match a raw (still percent-encoded) request path.
+    pub fn parse(path: &str) -> Result<Route, Error> {
+        let unknown = || {
+            Error::new(Code::Unsupported)
+                .status(404)
+                .message("no such endpoint")
+        };
+        let rest = match path.strip_prefix("/v2") {
+            Some("" | "/") => return Ok(Route::bare(Shape::Base)),
+            Some(rest) => rest.strip_prefix('/').ok_or_else(unknown)?,
+            None => return Err(unknown()),
+        };
+        if rest == "_catalog" {
+            return Ok(Route::bare(Shape::Catalog));
+        }
+        let segments: Vec<&str> = rest.split('/').collect();
+        let (shape, suffix, param) = match segments.as_slice() {
+            [.., "blobs", "uploads", ""] => (Shape::Uploads, 3, None),
+            [.., "blobs", "uploads"] => (Shape::Uploads, 2, None),
+            [.., "tags", "list"] => (Shape::Tags, 2, None),
+            [.., "blobs", "uploads", id] => (Shape::Upload, 3, Some(id.to_string())),
+            [.., "manifests", reference] => (Shape::Manifest, 2, Some(percent_decode(reference))),
+            [.., "blobs", digest] => (Shape::Blob, 2, Some(percent_decode(digest))),
+            _ => return Err(unknown()),
+        };
+        let name_len = segments.len().saturating_sub(suffix);
+        if name_len == 0 || param.as_deref() == Some("") {
+            return Err(unknown());
+        }
+        let name = segments.get(..name_len).ok_or_else(unknown)?.join("/");
+        if !is_valid_name(&name) {
+            return Err(Error::new(Code::NameInvalid).detail(serde_json::json!({ "name": name })));
+        }
+        Ok(Route {
+            shape,
+            name,
+            param: param.unwrap_or_default(),
+        })
+    }
+
+    fn bare(shape: Shape) -> Route {
+        Route {
+            shape,
+            name: String::new(),
+            param: String::new(),
+        }
+    }
+}
+
+/// A request handler: the route is already matched and authorized.
+pub type Handler<B, M, A> = fn(
+    &Capabilities<'_, B, M, A>,
+    &Route,
+    Request<<B as Blobs>::Body>,
+) -> Result<Response<<B as Blobs>::Reader>, Error>;
+
+/// One row of the routing table.
+pub struct Entry<H> {
+    pub method: Method,
+    pub shape: Shape,
+    pub action: Action,
+    pub handler: H,
+}
+
+/// The routing table. Upload status and cancel need `Push`, like every
+/// other step of an upload (as in registry:2): a session belongs to a push.
+pub fn table<B: Blobs, M: Metadata, A: Auth>() -> [Entry<Handler<B, M, A>>; 17] {
+    use Action::{Delete, Pull, Push};
+    use Method::{
+        Delete as DELETE, Get as GET, Head as HEAD, Patch as PATCH, Post as POST, Put as PUT,
+    };
+    macro_rules! row {
+        ($method:expr, $shape:ident, $action:expr, $handler:expr) => {
+            Entry {
+                method: $method,
+                shape: Shape::$shape,
+                action: $action,
+                handler: $handler,
+            }
+        };
+    }
+    [
+        row!(GET, Base, Pull, base::get),
+        row!(HEAD, Base, Pull, base::get),
+        row!(GET, Catalog, Pull, catalog::list),
+        row!(GET, Tags, Pull, tags::list),
+        row!(GET, Manifest, Pull, manifests::get),
+        row!(HEAD, Manifest, Pull, manifests::get),
+        row!(PUT, Manifest, Push, manifests::put),
+        row!(DELETE, Manifest, Delete, manifests::delete),
+        row!(GET, Blob, Pull, blobs::get),
+        row!(HEAD, Blob, Pull, blobs::get),
+        row!(DELETE, Blob, Delete, blobs::delete),
+        row!(POST, Uploads, Push, uploads::start),
+        row!(GET, Upload, Push, uploads::status),
+        row!(PATCH, Upload, Push, uploads::patch),
+        row!(PUT, Upload, Push, uploads::finish),
+        row!(DELETE, Upload, Push, uploads::cancel),
+        row!(HEAD, Upload, Push, uploads::status),
+    ]
+}
+
+/// The row for `method` on `shape`: 405 `UNSUPPORTED` when the shape exists
+/// but not with this method.
+pub fn lookup<B: Blobs, M: Metadata, A: Auth>(
+    method: &Method,
+    shape: Shape,
+) -> Result<Entry<Handler<B, M, A>>, Error> {
+    table::<B, M, A>()
+        .into_iter()
+        .find(|entry| entry.shape == shape && &entry.method == method)
+        .ok_or_else(|| Error::new(Code::Unsupported).message("method not allowed on this endpoint"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str) -> (Shape, String, String) {
+        let r = Route::parse(path).unwrap_or_else(|e| panic!("{path}: {e:?}"));
+        (r.shape, r.name, r.param)
+    }
+
+    fn fails(path: &str) -> (u16, Code) {
+        let e = Route::parse(path).expect_err(path);
+        (e.status, e.code)
+    }
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn routes_every_endpoint() {
+        let s = String::new;
+        assert_eq!(route("/v2/"), (Shape::Base, s(), s()));
+        assert_eq!(route("/v2"), (Shape::Base, s(), s()));
+        assert_eq!(route("/v2/_catalog"), (Shape::Catalog, s(), s()));
+        assert_eq!(route("/v2/a/tags/list"), (Shape::Tags, "a".into(), s()));
+        assert_eq!(
+            route("/v2/a/manifests/latest"),
+            (Shape::Manifest, "a".into(), "latest".into())
+        );
+        assert_eq!(
+            route(&format!("/v2/a/blobs/{D}")),
+            (Shape::Blob, "a".into(), D.into())
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads/"),
+            (Shape::Uploads, "a".into(), s())
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads"),
+            (Shape::Uploads, "a".into(), s())
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads/xyz"),
+            (Shape::Upload, "a".into(), "xyz".into())
+        );
+    }
+
+    #[test]
+    fn multi_component_names_are_matched_from_the_right() {
+        assert_eq!(route("/v2/a/b/c/app/tags/list").1, "a/b/c/app");
+        assert_eq!(route("/v2/a/b/c/app/manifests/v1").1, "a/b/c/app");
+        assert_eq!(route("/v2/a/b/blobs/uploads/").1, "a/b");
+        assert_eq!(
+            route("/v2/a/b/blobs/uploads/id1"),
+            (Shape::Upload, "a/b".into(), "id1".into())
+        );
+        // Components that look like keywords belong to the name.
+        assert_eq!(
+            route("/v2/x/manifests/blobs/uploads/"),
+            (Shape::Uploads, "x/manifests".into(), String::new())
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads/manifests/v1").1,
+            "a/blobs/uploads"
+        );
+        assert_eq!(route("/v2/tags/list/tags/list").1, "tags/list");
+    }
+
+    #[test]
+    fn references_and_digests_are_percent_decoded() {
+        let encoded = D.replace(':', "%3A");
+        assert_eq!(route(&format!("/v2/a/manifests/{encoded}")).2, D);
+        assert_eq!(route(&format!("/v2/a/blobs/{encoded}")).2, D);
+    }
+
+    #[test]
+    fn invalid_names_are_name_invalid() {
+        for path in [
+            "/v2/A/tags/list",
+            "/v2/../tags/list",
+            "/v2/a/../b/manifests/latest",
+            "/v2/%2e%2e/manifests/latest",
+            "/v2/a%2fb/tags/list",
+            "/v2/a//b/tags/list",
+            "/v2/_catalog/tags/list",
+        ] {
+            assert_eq!(fails(path), (400, Code::NameInvalid), "{path}");
+        }
+        let long = format!("/v2/{}/tags/list", "a".repeat(256));
+        assert_eq!(fails(&long), (400, Code::NameInvalid));
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for path in [
+            "",
+            "/",
+            "/v1/",
+            "/v2x",
+            "/v2//",
+            "/v2/a",
+            "/v2/a/",
+            "/v2/tags/list",
+            "/v2/a/manifests/",
+            "/v2/a/blobs/",
+            "/v2/a/referrers/sha256:x",
+            "/v2/blobs/uploads/",
+        ] {
+            assert_eq!(fails(path), (404, Code::Unsupported), "{path}");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Builds the protocol component (`guest/component`) for `wasm32-wasip2` and
+//! hands its path to `runtime.rs`, which embeds it, so `cargo build` and
+//! `cargo run` need nothing else. The component is built in its own target
+//! directory so the nested cargo never waits on the outer one's lock.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let host = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = host.parent().unwrap().to_path_buf();
+    for watched in [
+        "guest/src",
+        "guest/Cargo.toml",
+        "guest/component/src",
+        "guest/component/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
+    }
+    println!("cargo:rerun-if-env-changed=WHARF_COMPONENT_FEATURES");
+
+    ensure_target();
+
+    let target_dir = workspace.join("target").join("component");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "wharf-component",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        // The outer build's flags and wrappers (clippy, coverage) are for the host.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET");
+    // Optional features of the component, for measurements (see ARCHITECTURE.md).
+    if let Ok(features) = env::var("WHARF_COMPONENT_FEATURES")
+        && !features.is_empty()
+    {
+        build.args(["--features", &features]);
+    }
+    let status = build
+        .status()
+        .expect("running cargo to build the component");
+    assert!(
+        status.success(),
+        "building the registry component (guest/component) for {TARGET} failed"
+    );
+
+    let wasm = target_dir
+        .join(TARGET)
+        .join("release")
+        .join("wharf_component.wasm");
+    assert!(
+        wasm.exists(),
+        "the component build produced no {}",
+        wasm.display()
+    );
+    println!("cargo:rustc-env=WHARF_COMPONENT_WASM={}", wasm.display());
+}
+
+/// Add the wasm target through rustup if it is missing, or say how.
+fn ensure_target() {
+    let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = |root: &Path| root.join("lib/rustlib").join(TARGET).exists();
+    if sysroot.as_deref().is_some_and(installed) {
+        return;
+    }
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
+    if !matches!(added, Ok(s) if s.success()) {
+        panic!(
+            "the Rust target {TARGET} is missing and `rustup target add {TARGET}` failed: install it, then build again"
+        );
+    }
+}

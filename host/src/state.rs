@@ -1,0 +1,61 @@
+//! What one request's component instance holds: its WASI contexts, its
+//! resource table, and the capabilities lent to it. Nothing else is
+//! reachable from the guest.
+
+use crate::auth::Authenticator;
+use crate::storage::{BlobStore, MetadataStore};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The capabilities a registry lends to each of its requests.
+#[derive(Clone)]
+pub struct Capabilities {
+    pub blobs: Arc<dyn BlobStore>,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+pub struct RequestState {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub capabilities: Capabilities,
+    /// The request's `Authorization` header, kept from the guest.
+    pub credentials: Option<String>,
+}
+
+impl RequestState {
+    pub fn new(capabilities: Capabilities, credentials: Option<String>) -> RequestState {
+        RequestState {
+            table: ResourceTable::new(),
+            // No preopened directories, no environment, no arguments, no
+            // network: the guest's only way out is the capabilities above.
+            // Its stderr (panic messages) goes to Wharf's stderr.
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            capabilities,
+            credentials,
+        }
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}

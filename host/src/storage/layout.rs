@@ -1,0 +1,113 @@
+//! Where everything lives on disk: the one place that knows the paths.
+//!
+//! The layout is CNCF Distribution's (registry:2), so a data directory that
+//! registry:2 wrote can be served by Wharf and the other way round:
+//!
+//! ```text
+//! <rootdirectory>/docker/registry/v2/
+//!   blobs/<alg>/<hex[0..2]>/<hex>/data                   blob and manifest bytes
+//!   repositories/<name>/
+//!     _layers/<alg>/<hex>/link                           blob linked to the repository
+//!     _manifests/revisions/<alg>/<hex>/link              manifest in the repository
+//!     _manifests/revisions/<alg>/<hex>/wharf-media-type  media type it was pushed with (Wharf only)
+//!     _manifests/tags/<tag>/current/link                 what the tag points at
+//!     _manifests/tags/<tag>/index/<alg>/<hex>/link       every digest the tag pointed at
+//!     _uploads/<id>/data                                 an upload session's bytes
+//!     _uploads/<id>/startedat                            when it started (Unix seconds)
+//!     _uploads/<id>/wharf-algorithm                      the hash it was started with
+//!   wharf-tmp/                                           files being written, renamed into place
+//! ```
+//!
+//! Every name reaching this module has been validated (digests parsed,
+//! repository names and tags checked against the spec grammar, upload ids
+//! checked as UUIDs), so no component can be `..` or contain a separator it
+//! should not.
+
+use std::path::{Path, PathBuf};
+use wharf_guest::Digest;
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    v2: PathBuf,
+}
+
+impl Layout {
+    pub fn new(rootdirectory: &Path) -> Layout {
+        Layout {
+            v2: rootdirectory.join("docker/registry/v2"),
+        }
+    }
+
+    pub fn blob_dir(&self, d: &Digest) -> PathBuf {
+        let alg = d.algorithm().name();
+        let hex = d.hex();
+        self.v2.join("blobs").join(alg).join(&hex[..2]).join(hex)
+    }
+
+    pub fn blob_data(&self, d: &Digest) -> PathBuf {
+        self.blob_dir(d).join("data")
+    }
+
+    pub fn repositories(&self) -> PathBuf {
+        self.v2.join("repositories")
+    }
+
+    pub fn repository(&self, name: &str) -> PathBuf {
+        self.repositories().join(name)
+    }
+
+    pub fn layer_link(&self, name: &str, d: &Digest) -> PathBuf {
+        self.repository(name)
+            .join("_layers")
+            .join(d.algorithm().name())
+            .join(d.hex())
+            .join("link")
+    }
+
+    pub fn manifests(&self, name: &str) -> PathBuf {
+        self.repository(name).join("_manifests")
+    }
+
+    pub fn revision_dir(&self, name: &str, d: &Digest) -> PathBuf {
+        self.manifests(name)
+            .join("revisions")
+            .join(d.algorithm().name())
+            .join(d.hex())
+    }
+
+    pub fn revision_link(&self, name: &str, d: &Digest) -> PathBuf {
+        self.revision_dir(name, d).join("link")
+    }
+
+    pub fn revision_media_type(&self, name: &str, d: &Digest) -> PathBuf {
+        self.revision_dir(name, d).join("wharf-media-type")
+    }
+
+    pub fn tags(&self, name: &str) -> PathBuf {
+        self.manifests(name).join("tags")
+    }
+
+    pub fn tag_dir(&self, name: &str, tag: &str) -> PathBuf {
+        self.tags(name).join(tag)
+    }
+
+    pub fn tag_current(&self, name: &str, tag: &str) -> PathBuf {
+        self.tag_dir(name, tag).join("current").join("link")
+    }
+
+    pub fn tag_index(&self, name: &str, tag: &str, d: &Digest) -> PathBuf {
+        self.tag_dir(name, tag)
+            .join("index")
+            .join(d.algorithm().name())
+            .join(d.hex())
+            .join("link")
+    }
+
+    pub fn upload_dir(&self, name: &str, id: &str) -> PathBuf {
+        self.repository(name).join("_uploads").join(id)
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.v2.join("wharf-tmp")
+    }
+}

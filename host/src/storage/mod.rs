@@ -1,0 +1,106 @@
+//! Storage backends behind the `blobs` and `metadata` capabilities.
+//!
+//! [`BlobStore`] and [`MetadataStore`] are what a backend implements; the WIT
+//! layer (`crate::blobs`, `crate::metadata`) only translates to them. The
+//! filesystem backend ([`fs::FsStorage`]) is the one that exists today; an
+//! object-storage backend implements the same two traits.
+//!
+//! Every method may block on I/O: callers run them on tokio's blocking pool.
+
+pub mod files;
+pub mod fs;
+pub mod layout;
+mod streams;
+mod uploads;
+
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use wharf_guest::{Algorithm, Digest};
+
+pub use fs::FsStorage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("not found")]
+    NotFound,
+    #[error("content hashes to {0}")]
+    DigestMismatch(Digest),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("upload session in use by another request")]
+    Busy,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// One page of a sorted listing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub entries: Vec<String>,
+    pub more: bool,
+}
+
+/// Take up to `limit` names sorting after `after` from a sorted list.
+pub fn page(mut sorted: Vec<String>, after: Option<&str>, limit: u32) -> Page {
+    if let Some(after) = after {
+        sorted.retain(|n| n.as_str() > after);
+    }
+    let limit = limit as usize;
+    let more = sorted.len() > limit;
+    sorted.truncate(limit);
+    Page {
+        entries: sorted,
+        more,
+    }
+}
+
+/// A manifest as stored.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// Content-addressed bytes and upload sessions.
+pub trait BlobStore: Send + Sync + 'static {
+    fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// A stream of `length` bytes (or the rest) from `offset`.
+    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<DynInputStream>;
+    fn start_upload(
+        &self,
+        repository: &str,
+        algorithm: Algorithm,
+    ) -> Result<Box<dyn UploadSession>>;
+    fn open_upload(&self, repository: &str, id: &str) -> Result<Box<dyn UploadSession>>;
+}
+
+/// An upload session held by one request at a time; dropping it releases it.
+pub trait UploadSession: Send + 'static {
+    fn id(&self) -> &str;
+    /// Bytes stored so far (those flushed through writers).
+    fn offset(&self) -> u64;
+    /// A stream appending to the session. Only one at a time.
+    fn writer(&mut self) -> Result<DynOutputStream>;
+    /// Verify and store the bytes under `expected`; the session ends either way.
+    fn finish(self: Box<Self>, expected: &Digest) -> Result<u64>;
+    fn cancel(self: Box<Self>) -> Result<()>;
+}
+
+/// Repositories, manifests, tags and blob links.
+pub trait MetadataStore: Send + Sync + 'static {
+    fn get_manifest(&self, repository: &str, digest: &Digest) -> Result<Option<Manifest>>;
+    fn put_manifest(&self, repository: &str, manifest: &Manifest) -> Result<()>;
+    fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool>;
+    fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>>;
+    fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()>;
+    fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool>;
+    fn list_tags(&self, repository: &str, after: Option<&str>, limit: u32) -> Result<Option<Page>>;
+    fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page>;
+    fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()>;
+    fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool>;
+    fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool>;
+}

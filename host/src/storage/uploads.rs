@@ -1,0 +1,313 @@
+//! Upload sessions on the filesystem.
+//!
+//! A session is a directory under its repository's `_uploads/` holding the
+//! bytes received so far. Its hash state lives in memory while Wharf runs;
+//! after a restart (or a failed write) it is rebuilt by hashing the bytes on
+//! disk, so a session survives restarts and always hashes what it holds.
+//! One request holds a session at a time.
+
+use super::files;
+use super::layout::Layout;
+use super::streams::UploadWriter;
+use super::{Result, StorageError, UploadSession};
+use sha2::{Digest as _, Sha256, Sha512};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use wasmtime_wasi::p2::DynOutputStream;
+use wharf_guest::{Algorithm, Digest};
+
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Hasher {
+        match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        let (algorithm, hex) = match self {
+            Hasher::Sha256(h) => ("sha256", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => ("sha512", hex::encode(h.finalize())),
+        };
+        Digest::parse(&format!("{algorithm}:{hex}")).expect("a hash is a valid digest")
+    }
+
+    /// Hash a whole file.
+    pub fn file(algorithm: Algorithm, file: &mut File) -> io::Result<(Hasher, u64)> {
+        let mut hasher = Hasher::new(algorithm);
+        let mut buf = vec![0u8; super::streams::BATCH];
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok((hasher, total));
+            }
+            hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+    }
+}
+
+/// The file and hash state of a session, owned by whoever is writing.
+pub struct Active {
+    pub file: File,
+    pub hasher: Hasher,
+    pub written: u64,
+}
+
+/// A session's shared state: who holds it, and its file when nobody writes.
+pub struct Slot {
+    algorithm: Algorithm,
+    held: AtomicBool,
+    written: AtomicU64,
+    active: Mutex<Option<Active>>,
+}
+
+impl Slot {
+    pub fn set_written(&self, n: u64) {
+        self.written.store(n, Ordering::Release);
+    }
+
+    pub fn put_back(&self, active: Active) {
+        *self.active.lock().expect("slot lock") = Some(active);
+    }
+
+    fn take(&self) -> Option<Active> {
+        self.active.lock().expect("slot lock").take()
+    }
+}
+
+/// Sessions in use or recently used, by directory.
+#[derive(Default)]
+pub struct Sessions {
+    slots: Mutex<HashMap<PathBuf, Arc<Slot>>>,
+}
+
+const DATA: &str = "data";
+const STARTED_AT: &str = "startedat";
+const ALGORITHM: &str = "wharf-algorithm";
+
+/// Upload ids are UUIDs, which keeps them from naming anything but a session.
+fn valid_id(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+impl Sessions {
+    pub fn start(
+        self: &Arc<Self>,
+        layout: &Layout,
+        repository: &str,
+        algorithm: Algorithm,
+    ) -> Result<Box<dyn UploadSession>> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let dir = layout.upload_dir(repository, &id);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(ALGORITHM), algorithm.name())?;
+        fs::write(dir.join(STARTED_AT), unix_seconds_now())?;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(dir.join(DATA))?;
+        let slot = Arc::new(Slot {
+            algorithm,
+            held: AtomicBool::new(true),
+            written: AtomicU64::new(0),
+            active: Mutex::new(Some(Active {
+                file,
+                hasher: Hasher::new(algorithm),
+                written: 0,
+            })),
+        });
+        self.slots
+            .lock()
+            .expect("sessions lock")
+            .insert(dir.clone(), slot.clone());
+        Ok(Box::new(FsUpload {
+            id,
+            dir,
+            slot,
+            sessions: self.clone(),
+            layout: layout.clone(),
+        }))
+    }
+
+    pub fn open(
+        self: &Arc<Self>,
+        layout: &Layout,
+        repository: &str,
+        id: &str,
+    ) -> Result<Box<dyn UploadSession>> {
+        if !valid_id(id) {
+            return Err(StorageError::NotFound);
+        }
+        let dir = layout.upload_dir(repository, id);
+        let slot = {
+            let mut slots = self.slots.lock().expect("sessions lock");
+            match slots.get(&dir) {
+                Some(slot) => slot.clone(),
+                None => {
+                    let algorithm = match files::read_optional(&dir.join(ALGORITHM))? {
+                        None => return Err(StorageError::NotFound),
+                        Some(name) => String::from_utf8(name)
+                            .ok()
+                            .and_then(|n| Algorithm::from_name(n.trim()))
+                            .unwrap_or(Algorithm::Sha256),
+                    };
+                    let slot = Arc::new(Slot {
+                        algorithm,
+                        held: AtomicBool::new(false),
+                        written: AtomicU64::new(0),
+                        active: Mutex::new(None),
+                    });
+                    slots.insert(dir.clone(), slot.clone());
+                    slot
+                }
+            }
+        };
+        if slot.held.swap(true, Ordering::AcqRel) {
+            return Err(StorageError::Busy);
+        }
+        let upload = FsUpload {
+            id: id.to_string(),
+            dir,
+            slot,
+            sessions: self.clone(),
+            layout: layout.clone(),
+        };
+        upload.ensure_loaded()?;
+        Ok(Box::new(upload))
+    }
+
+    fn forget(&self, dir: &PathBuf) {
+        self.slots.lock().expect("sessions lock").remove(dir);
+    }
+}
+
+fn unix_seconds_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}", now.as_secs())
+}
+
+pub struct FsUpload {
+    id: String,
+    dir: PathBuf,
+    slot: Arc<Slot>,
+    sessions: Arc<Sessions>,
+    layout: Layout,
+}
+
+impl FsUpload {
+    /// Rebuild the hash state from disk if it is not in memory.
+    fn ensure_loaded(&self) -> Result<()> {
+        let mut active = self.slot.active.lock().expect("slot lock");
+        if active.is_none() {
+            let mut file = match OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(self.dir.join(DATA))
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(StorageError::NotFound);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (hasher, written) = Hasher::file(self.slot.algorithm, &mut file)?;
+            self.slot.set_written(written);
+            *active = Some(Active {
+                file,
+                hasher,
+                written,
+            });
+        }
+        Ok(())
+    }
+
+    fn end(&self) -> Result<()> {
+        self.sessions.forget(&self.dir);
+        files::remove_tree(&self.dir)?;
+        Ok(())
+    }
+}
+
+impl Drop for FsUpload {
+    fn drop(&mut self) {
+        self.slot.held.store(false, Ordering::Release);
+    }
+}
+
+impl UploadSession for FsUpload {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn offset(&self) -> u64 {
+        self.slot.written.load(Ordering::Acquire)
+    }
+
+    fn writer(&mut self) -> Result<DynOutputStream> {
+        let active = self.slot.take().ok_or_else(|| {
+            StorageError::Invalid("the upload session already has an open writer".into())
+        })?;
+        Ok(Box::new(UploadWriter::new(self.slot.clone(), active)))
+    }
+
+    fn finish(self: Box<Self>, expected: &Digest) -> Result<u64> {
+        let Active {
+            mut file,
+            hasher,
+            written,
+        } = match self.slot.take() {
+            Some(active) => active,
+            None => {
+                self.ensure_loaded()?;
+                self.slot.take().ok_or(StorageError::Busy)?
+            }
+        };
+        let actual = if expected.algorithm() == self.slot.algorithm {
+            hasher.finish()
+        } else {
+            // Started with another algorithm: hash what is on disk.
+            use std::io::Seek;
+            file.seek(io::SeekFrom::Start(0))?;
+            Hasher::file(expected.algorithm(), &mut file)?.0.finish()
+        };
+        if &actual != expected {
+            self.end()?;
+            return Err(StorageError::DigestMismatch(actual));
+        }
+        file.sync_all()?;
+        drop(file);
+        let target_dir = self.layout.blob_dir(expected);
+        let target = self.layout.blob_data(expected);
+        if !target.exists() {
+            fs::create_dir_all(&target_dir)?;
+            fs::rename(self.dir.join(DATA), &target)?;
+            files::sync_dir(&target_dir)?;
+        }
+        self.end()?;
+        Ok(written)
+    }
+
+    fn cancel(self: Box<Self>) -> Result<()> {
+        self.end()
+    }
+}

@@ -29,7 +29,15 @@ fn main() {
 
     ensure_target();
 
-    let target_dir = workspace.join("target").join("component");
+    // Optional features of the component, for measurements (see ARCHITECTURE.md),
+    // built apart so they never replace the default component.
+    let features = env::var("WHARF_COMPONENT_FEATURES").unwrap_or_default();
+    let target_dir = match features.as_str() {
+        "" => workspace.join("target").join("component"),
+        f => workspace
+            .join("target")
+            .join(format!("component-{}", f.replace([',', ' '], "-"))),
+    };
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
@@ -51,10 +59,7 @@ fn main() {
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET");
-    // Optional features of the component, for measurements (see ARCHITECTURE.md).
-    if let Ok(features) = env::var("WHARF_COMPONENT_FEATURES")
-        && !features.is_empty()
-    {
+    if !features.is_empty() {
         build.args(["--features", &features]);
     }
     let status = build

@@ -1,0 +1,362 @@
+//! Shared helpers for Wharf's integration tests: start a real `wharf serve`
+//! process on loopback with a private data directory, and stop it again.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The binary under test, built by cargo for this test target.
+const WHARF_BIN: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// How long `wharf serve` may take to print its `listening on` line. Only a
+/// readiness wait: it is generous because a debug build on a loaded 2-core
+/// machine may compile its WebAssembly component at start-up.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a stopping server gets after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// A running `wharf serve` with its own temporary data directory.
+///
+/// The data directory lives as long as this value, across [`Wharf::restart`];
+/// the server process is stopped (and waited for) on drop, also on panic.
+pub struct Wharf {
+    dir: TempDir,
+    extra_env: Vec<(String, String)>,
+    child: Option<Child>,
+    addr: SocketAddr,
+    /// How many times the server has been started, to name its log files.
+    generation: u32,
+}
+
+impl Wharf {
+    /// Starts `wharf serve` on `127.0.0.1:<free port>` with a fresh data
+    /// directory and deletes enabled.
+    pub fn start() -> Wharf {
+        Wharf::start_with(&[("REGISTRY_STORAGE_DELETE_ENABLED", "true")])
+    }
+
+    /// Starts `wharf serve` with extra environment variables (for example
+    /// `REGISTRY_STORAGE_DELETE_ENABLED`), on a free loopback port.
+    pub fn start_with(env: &[(&str, &str)]) -> Wharf {
+        let dir = tempfile::Builder::new()
+            .prefix("wharf-test-")
+            .tempdir()
+            .expect("create a temporary directory for wharf");
+        std::fs::create_dir(dir.path().join("data")).expect("create wharf's data directory");
+        let extra_env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut wharf = Wharf {
+            dir,
+            extra_env,
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            generation: 0,
+        };
+        wharf.spawn("127.0.0.1:0");
+        wharf
+    }
+
+    /// Stops the server (SIGTERM, then waits) and starts it again on the same
+    /// data directory and the same port, since image names contain the port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let addr = self.addr.to_string();
+        self.spawn(&addr);
+        assert_eq!(
+            self.addr.to_string(),
+            addr,
+            "wharf restarted on another address"
+        );
+    }
+
+    /// The address the server listens on, e.g. `127.0.0.1:41234`: the
+    /// registry part of an image reference.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The registry's data directory (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Everything the current server process has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.stderr_path(self.generation))
+    }
+
+    fn stderr_path(&self, generation: u32) -> PathBuf {
+        self.dir.path().join(format!("wharf-{generation}.stderr"))
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        self.generation += 1;
+        let stderr_path = self.stderr_path(self.generation);
+        let stdout_path = self
+            .dir
+            .path()
+            .join(format!("wharf-{}.stdout", self.generation));
+        let stderr = File::create(&stderr_path).expect("create wharf's stderr file");
+        let mut cmd = Command::new(WHARF_BIN);
+        cmd.arg("serve")
+            .env("REGISTRY_HTTP_ADDR", listen)
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", self.data_dir())
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {WHARF_BIN} serve: {e}"));
+
+        // Read stdout on a thread: hand over the first `listening on` line,
+        // and keep draining (into a file) so the server never blocks on it.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = File::create(stdout_path).ok();
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(log) = log.as_mut() {
+                    let _ = writeln!(log, "{line}");
+                }
+                if let Some(rest) = line.strip_prefix("listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+            // Dropping `tx` (if still held) tells the waiter stdout closed.
+        });
+
+        let started = Instant::now();
+        let line = rx.recv_timeout(READY_TIMEOUT);
+        let addr = match line {
+            Ok(text) => text.parse::<SocketAddr>().unwrap_or_else(|e| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("wharf printed `listening on {text}`, not an address ({e})")
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "wharf serve (REGISTRY_HTTP_ADDR={listen}) did not print `listening on <addr>` \
+                     on stdout within {:?} ({e}); exit status: {status:?}\n--- wharf stderr ---\n{}",
+                    started.elapsed(),
+                    read_lossy(&stderr_path)
+                );
+            }
+        };
+        assert!(
+            addr.ip().is_loopback(),
+            "wharf listens on {addr}, not on loopback"
+        );
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    /// Stops the server process: SIGTERM, a grace period, then SIGKILL.
+    fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child, STOP_GRACE);
+        }
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        self.stop();
+        if failing {
+            eprintln!(
+                "--- wharf stderr (server {} at {}) ---\n{}",
+                self.generation,
+                self.addr,
+                tail(&self.stderr(), 100)
+            );
+        }
+    }
+}
+
+/// Sends SIGTERM to `child`, waits up to `grace` for it to exit, then kills it.
+/// Always reaps the process.
+pub fn terminate(mut child: Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if sent {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `n` random bytes.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut data = vec![0u8; n];
+    rand::fill(&mut data[..]);
+    data
+}
+
+/// The OCI digest (`sha256:<hex>`) of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// The file's text, lossily decoded; empty if it cannot be read.
+pub fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `wharf <args>` to completion with extra `env` and `stdin`, for the
+/// commands that exit: `wharf cert`, `wharf htpasswd`, or a `wharf serve`
+/// that must refuse its configuration.
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub fn wharf_run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(WHARF_BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {WHARF_BIN}: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for wharf {}: {e}", args.join(" ")))
+}
+
+/// A `wharf serve <args>` started with exactly the given extra environment
+/// (no address or data directory chosen by this helper: the test's
+/// configuration says them), stopped on drop.
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub struct Served {
+    child: Option<Child>,
+    addr: SocketAddr,
+    stderr_path: PathBuf,
+    _logs: TempDir,
+}
+
+#[allow(dead_code)]
+impl Served {
+    /// Starts `wharf serve <args>` and waits for its `listening on` line.
+    /// The configuration must listen on loopback.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Served {
+        let logs = tempfile::Builder::new()
+            .prefix("wharf-served-")
+            .tempdir()
+            .expect("create a temporary directory for wharf's logs");
+        let stderr_path = logs.path().join("wharf.stderr");
+        let stderr = File::create(&stderr_path).expect("create wharf's stderr file");
+        let mut child = Command::new(WHARF_BIN)
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {WHARF_BIN} serve: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(text) => text.parse::<SocketAddr>().ok(),
+            Err(_) => None,
+        };
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "wharf serve {} did not print `listening on <addr>`; exit status: {status:?}\n\
+                 --- wharf stderr ---\n{}",
+                args.join(" "),
+                read_lossy(&stderr_path)
+            );
+        };
+        let served = Served {
+            child: Some(child),
+            addr,
+            stderr_path,
+            _logs: logs,
+        };
+        assert!(
+            addr.ip().is_loopback(),
+            "wharf listens on {addr}, not on loopback"
+        );
+        served
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything the server has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.stderr_path)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            terminate(child, STOP_GRACE);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- wharf stderr ({}) ---\n{}",
+                self.addr,
+                tail(&self.stderr(), 100)
+            );
+        }
+    }
+}

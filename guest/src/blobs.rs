@@ -3,9 +3,9 @@
 //! A blob exists for a repository only when it is linked there and the
 //! store still has it. `GET` honours a single RFC 9110 byte range (`a-b`,
 //! `a-`, `-n`): 206 with `content-range`, or 416 with `content-range:
-//! bytes */<size>` when unsatisfiable. A malformed or multi-range `Range`
-//! header is ignored and the whole blob is served, as RFC 9110 allows;
-//! `HEAD` ignores `Range`.
+//! bytes */<size>` when unsatisfiable or invalid (`last < first`, as in
+//! `bytes=500-0`). A malformed or multi-range `Range` header is ignored and
+//! the whole blob is served, as RFC 9110 allows; `HEAD` ignores `Range`.
 
 use crate::Capabilities;
 use crate::capabilities::{Auth, Blobs, Metadata};
@@ -137,7 +137,8 @@ impl ByteRange {
                 number(last)?
             };
             if last < first {
-                return None;
+                // An invalid byte-range-spec: RFC 9110 (14.2) says 416.
+                return Some(ByteRange::Unsatisfiable);
             }
             if first >= size {
                 ByteRange::Unsatisfiable
@@ -264,11 +265,26 @@ mod tests {
     }
 
     #[test]
+    fn backwards_range_is_416() {
+        // RFC 9110 14.1.1: last-pos below first-pos is invalid; 14.2: 416.
+        let registry = Registry::new();
+        let digest = registry.push_blob("a", BLOB);
+        let response = registry.send(
+            Method::Get,
+            &format!("/v2/a/blobs/{digest}"),
+            &[("range", "bytes=5-0")],
+            b"",
+        );
+        assert_eq!(response.status, 416);
+        assert_eq!(header(&response, "content-range"), Some("bytes */10"));
+    }
+
+    #[test]
     fn malformed_range_is_ignored_and_the_whole_blob_served() {
         let registry = Registry::new();
         let digest = registry.push_blob("a", BLOB);
         let path = format!("/v2/a/blobs/{digest}");
-        for range in ["bytes=4-2", "lines=1-2", "bytes=0-1,4-5"] {
+        for range in ["lines=1-2", "bytes=0-1,4-5", "bytes=x-1"] {
             let response = registry.send(Method::Get, &path, &[("range", range)], b"");
             assert_eq!(response.status, 200, "{range}");
             assert_eq!(bytes(&response), BLOB);
@@ -340,7 +356,6 @@ mod tests {
             "",
             "bytes=",
             "bytes=-",
-            "bytes=5-3",
             "bytes=a-b",
             "bytes=0-1,3-4",
             "items=0-1",
@@ -350,5 +365,9 @@ mod tests {
             assert_eq!(ByteRange::parse(header, 10), None, "{header}");
         }
         assert_eq!(ByteRange::parse("bytes=-5", 0), None);
+        assert_eq!(
+            ByteRange::parse("bytes=5-3", 10),
+            Some(ByteRange::Unsatisfiable)
+        );
     }
 }

@@ -41,6 +41,9 @@ pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: Vec<u8>,
+    /// The digest of the manifest's `subject` descriptor: the store lists
+    /// the manifest among that digest's referrers.
+    pub subject: Option<Digest>,
 }
 
 /// What a request may do (WIT `auth.action`).
@@ -136,6 +139,15 @@ pub trait Metadata {
         limit: u32,
     ) -> Result<Option<Page>, StoreError>;
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError>;
+    /// Digests of the manifests of `repository` whose subject is `subject`,
+    /// in lexical order (WIT `list-referrers`).
+    fn list_referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page, StoreError>;
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<(), StoreError>;
     fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError>;
     fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError>;

@@ -21,6 +21,7 @@ pub mod memory;
 pub mod names;
 pub mod paging;
 pub mod query;
+pub mod referrers;
 pub mod routes;
 pub mod tags;
 #[cfg(test)]
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404_with_an_oci_error_body() {
-        let response = Registry::new().get("/v2/a/referrers/sha256:abc");
+        let response = Registry::new().get("/v2/a/nothing/here");
         assert_eq!(
             (response.status, code(&response).as_str()),
             (404, "UNSUPPORTED")

@@ -9,6 +9,11 @@
 //! structurally; any other type (an artifact) need only be a JSON object.
 //! Referenced blobs need not exist (sparse manifests, OCI 1.1).
 //!
+//! A manifest with a `subject` is handed to the store with that subject,
+//! which lists it among the subject's referrers (see [`crate::referrers`]);
+//! the answer then carries `OCI-Subject`, telling the client not to
+//! maintain the referrers tag itself.
+//!
 //! Bodies over [`MAX_MANIFEST_BYTES`] are 413 `SIZE_INVALID` (the spec asks
 //! for 413 but names no code); JSON with duplicate keys is refused, since
 //! two parsers could read it differently.
@@ -105,10 +110,18 @@ pub fn put<B: Blobs, M: Metadata, A: Auth>(
         }
         Reference::Tag(_) => Algorithm::Sha256.digest(&content),
     };
+    // A subject of an algorithm Wharf does not hash with cannot be indexed:
+    // without `OCI-Subject` the client maintains the referrers tag, which
+    // the referrers API reads too.
+    let subject = checked
+        .subject
+        .as_deref()
+        .and_then(|s| Digest::parse(s).ok());
     let manifest = StoredManifest {
         digest: digest.clone(),
         media_type: checked.media_type,
         content,
+        subject: subject.clone(),
     };
     caps.metadata
         .put_manifest(name, &manifest)
@@ -129,8 +142,8 @@ pub fn put<B: Blobs, M: Metadata, A: Auth>(
     for tag in &extra_tags {
         response = response.header("oci-tag", tag.as_str());
     }
-    if let Some(subject) = checked.subject {
-        response = response.header("oci-subject", subject);
+    if let Some(subject) = subject {
+        response = response.header("oci-subject", subject.to_string());
     }
     Ok(response)
 }

@@ -3,12 +3,13 @@
 //!
 //! Repository names have any number of components (`a/b/c/app`), so a path
 //! is matched from the right: the trailing `tags/list`, `manifests/<ref>`,
-//! `blobs/<digest>`, `blobs/uploads/` or `blobs/uploads/<id>` fixes the
-//! shape, and everything before it is the name.
+//! `referrers/<digest>`, `blobs/<digest>`, `blobs/uploads/` or
+//! `blobs/uploads/<id>` fixes the shape, and everything before it is the
+//! name.
 //!
 //! A path of no known shape is 404 `UNSUPPORTED` (registry:2 answers a bare
-//! 404 there; the spec has no code for it, and a 404 is what OCI 1.1
-//! clients expect from an endpoint a registry lacks, e.g. `referrers`). A
+//! 404 there; the spec has no code for it, and a 404 is what clients
+//! expect from an endpoint a registry lacks). A
 //! known shape with an invalid name is 400 `NAME_INVALID`; a known shape
 //! with a method it does not take is 405 `UNSUPPORTED`.
 
@@ -17,7 +18,7 @@ use crate::errors::{Code, Error};
 use crate::http::{Method, Request, Response};
 use crate::names::is_valid_name;
 use crate::query::percent_decode;
-use crate::{Capabilities, base, blobs, catalog, manifests, tags, uploads};
+use crate::{Capabilities, base, blobs, catalog, manifests, referrers, tags, uploads};
 
 /// The kinds of resource the API has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Shape {
     Tags,
     /// `/v2/<name>/manifests/<reference>` (end-3, end-7, end-9)
     Manifest,
+    /// `/v2/<name>/referrers/<digest>` (end-12a, end-12b)
+    Referrers,
     /// `/v2/<name>/blobs/<digest>` (end-2, end-10)
     Blob,
     /// `/v2/<name>/blobs/uploads/` (end-4a, end-4b, end-11)
@@ -81,6 +84,7 @@ impl Route {
             [.., "blobs", "uploads", id] => (Shape::Upload, 3, Some(id.to_string())),
             [.., "manifests", reference] => (Shape::Manifest, 2, Some(percent_decode(reference))),
             [.., "blobs", digest] => (Shape::Blob, 2, Some(percent_decode(digest))),
+            [.., "referrers", digest] => (Shape::Referrers, 2, Some(percent_decode(digest))),
             _ => return Err(unknown()),
         };
         let name_len = segments.len().saturating_sub(suffix);
@@ -124,7 +128,7 @@ pub struct Entry<H> {
 
 /// The routing table. Upload status and cancel need `Push`, like every
 /// other step of an upload (as in registry:2): a session belongs to a push.
-pub fn table<B: Blobs, M: Metadata, A: Auth>() -> [Entry<Handler<B, M, A>>; 17] {
+pub fn table<B: Blobs, M: Metadata, A: Auth>() -> [Entry<Handler<B, M, A>>; 18] {
     use Action::{Delete, Pull, Push};
     use Method::{
         Delete as DELETE, Get as GET, Head as HEAD, Patch as PATCH, Post as POST, Put as PUT,
@@ -148,6 +152,7 @@ pub fn table<B: Blobs, M: Metadata, A: Auth>() -> [Entry<Handler<B, M, A>>; 17] 
         row!(HEAD, Manifest, Pull, manifests::get),
         row!(PUT, Manifest, Push, manifests::put),
         row!(DELETE, Manifest, Delete, manifests::delete),
+        row!(GET, Referrers, Pull, referrers::list),
         row!(GET, Blob, Pull, blobs::get),
         row!(HEAD, Blob, Pull, blobs::get),
         row!(DELETE, Blob, Delete, blobs::delete),
@@ -215,6 +220,10 @@ mod tests {
             route("/v2/a/blobs/uploads/xyz"),
             (Shape::Upload, "a".into(), "xyz".into())
         );
+        assert_eq!(
+            route(&format!("/v2/a/b/referrers/{D}")),
+            (Shape::Referrers, "a/b".into(), D.into())
+        );
     }
 
     #[test]
@@ -275,7 +284,8 @@ mod tests {
             "/v2/tags/list",
             "/v2/a/manifests/",
             "/v2/a/blobs/",
-            "/v2/a/referrers/sha256:x",
+            "/v2/a/referrers/",
+            "/v2/referrers/sha256:x",
             "/v2/blobs/uploads/",
         ] {
             assert_eq!(fails(path), (404, Code::Unsupported), "{path}");

@@ -44,6 +44,7 @@ impl Host for RequestState {
                 digest: m.digest.to_string(),
                 media_type: m.media_type,
                 content: m.content,
+                subject: m.subject.map(|d| d.to_string()),
             }))
         })
         .await
@@ -56,6 +57,7 @@ impl Host for RequestState {
                 digest: digest_arg(&manifest.digest)?,
                 media_type: manifest.media_type,
                 content: manifest.content,
+                subject: manifest.subject.as_deref().map(digest_arg).transpose()?,
             };
             store.put_manifest(repository_arg(&repository)?, &stored)
         })
@@ -111,6 +113,26 @@ impl Host for RequestState {
     async fn list_repositories(&mut self, after: Option<String>, limit: u32) -> Answer<Page> {
         let store = store(self);
         blocking(move || Ok(page(store.list_repositories(after.as_deref(), limit)?))).await
+    }
+
+    async fn list_referrers(
+        &mut self,
+        repository: String,
+        subject: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Answer<Page> {
+        let store = store(self);
+        blocking(move || {
+            let referrers = store.list_referrers(
+                repository_arg(&repository)?,
+                &digest_arg(&subject)?,
+                after.as_deref(),
+                limit,
+            )?;
+            Ok(page(referrers))
+        })
+        .await
     }
 
     async fn link_blob(&mut self, repository: String, digest: String) -> Answer<()> {

@@ -156,6 +156,7 @@ impl wharf_guest::Metadata for HostMetadata {
                 digest: host_digest(m.digest)?,
                 media_type: m.media_type,
                 content: m.content,
+                subject: m.subject.map(host_digest).transpose()?,
             })),
         }
     }
@@ -165,6 +166,7 @@ impl wharf_guest::Metadata for HostMetadata {
             digest: manifest.digest.to_string(),
             media_type: manifest.media_type.clone(),
             content: manifest.content.clone(),
+            subject: manifest.subject.as_ref().map(Digest::to_string),
         };
         metadata::put_manifest(repository, &m).map_err(store_error)
     }
@@ -201,6 +203,18 @@ impl wharf_guest::Metadata for HostMetadata {
 
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError> {
         metadata::list_repositories(after, limit)
+            .map(page)
+            .map_err(store_error)
+    }
+
+    fn list_referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        metadata::list_referrers(repository, &subject.to_string(), after, limit)
             .map(page)
             .map_err(store_error)
     }

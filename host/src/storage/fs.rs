@@ -191,10 +191,12 @@ impl MetadataStore for FsStorage {
             None => embedded_media_type(&content)
                 .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into()),
         };
+        let subject = self.read_link(&self.layout.revision_subject(repository, digest))?;
         Ok(Some(Manifest {
             digest: digest.clone(),
             media_type,
             content,
+            subject,
         }))
     }
 
@@ -214,6 +216,14 @@ impl MetadataStore for FsStorage {
                 .revision_media_type(repository, &manifest.digest),
             manifest.media_type.as_bytes(),
         )?;
+        if let Some(subject) = &manifest.subject {
+            let digest = &manifest.digest;
+            self.write_link(&self.layout.revision_subject(repository, digest), subject)?;
+            self.write_link(
+                &self.layout.referrer_link(repository, subject, digest),
+                digest,
+            )?;
+        }
         // The link last: it is what makes the manifest visible.
         self.write_link(
             &self.layout.revision_link(repository, &manifest.digest),
@@ -236,7 +246,12 @@ impl MetadataStore for FsStorage {
                 remove_tree(&self.layout.tag_dir(repository, &tag))?;
             }
         }
-        Ok(remove_tree(&revision)?)
+        let subject = self.read_link(&self.layout.revision_subject(repository, digest))?;
+        let removed = remove_tree(&revision)?;
+        if let Some(subject) = subject {
+            remove_tree(&self.layout.referrer_dir(repository, &subject, digest))?;
+        }
+        Ok(removed)
     }
 
     fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>> {
@@ -274,6 +289,32 @@ impl MetadataStore for FsStorage {
         Ok(page(names, after, limit))
     }
 
+    fn list_referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page> {
+        let dir = self.layout.referrers(repository, subject);
+        let mut referrers = Vec::new();
+        for algorithm in sorted_entries(&dir)? {
+            for hex in sorted_entries(&dir.join(&algorithm))? {
+                // Only canonical digests with a link: anything else is not ours.
+                if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}"))
+                    && self
+                        .read_link(&self.layout.referrer_link(repository, subject, &digest))?
+                        .as_ref()
+                        == Some(&digest)
+                {
+                    referrers.push(digest.to_string());
+                }
+            }
+        }
+        referrers.sort();
+        Ok(page(referrers, after, limit))
+    }
+
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
         if self.stat(digest)?.is_none() {
             return Err(StorageError::NotFound);
@@ -297,5 +338,55 @@ impl MetadataStore for FsStorage {
         let link = self.layout.layer_link(repository, digest);
         let dir = link.parent().expect("a link has a directory");
         Ok(remove_tree(dir)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(content: &[u8], subject: Option<&Digest>) -> Manifest {
+        Manifest {
+            digest: Algorithm::Sha256.digest(content),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: content.to_vec(),
+            subject: subject.cloned(),
+        }
+    }
+
+    #[test]
+    fn referrers_are_indexed_on_put_and_dropped_on_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let subject = Algorithm::Sha512.digest(b"subject");
+        let a = manifest(b"referrer a", Some(&subject));
+        let b = manifest(b"referrer b", Some(&subject));
+        let other = manifest(b"no subject", None);
+        for m in [&a, &b, &other] {
+            store.put_manifest("team/app", m).unwrap();
+        }
+        let mut want = vec![a.digest.to_string(), b.digest.to_string()];
+        want.sort();
+        let all = store
+            .list_referrers("team/app", &subject, None, 10)
+            .unwrap();
+        assert_eq!(all.entries, want);
+        assert!(!all.more);
+        let first = store.list_referrers("team/app", &subject, None, 1).unwrap();
+        assert_eq!((first.entries.as_slice(), first.more), (&want[..1], true));
+        let rest = store
+            .list_referrers("team/app", &subject, Some(&want[0]), 10)
+            .unwrap();
+        assert_eq!(rest.entries, &want[1..]);
+        let stored = store.get_manifest("team/app", &a.digest).unwrap().unwrap();
+        assert_eq!(stored.subject, Some(subject.clone()));
+
+        assert!(store.delete_manifest("team/app", &a.digest).unwrap());
+        let left = store
+            .list_referrers("team/app", &subject, None, 10)
+            .unwrap();
+        assert_eq!(left.entries, [b.digest.to_string()]);
+        let elsewhere = store.list_referrers("other", &subject, None, 10).unwrap();
+        assert!(elsewhere.entries.is_empty());
     }
 }

@@ -10,6 +10,10 @@
 //!     _layers/<alg>/<hex>/link                           blob linked to the repository
 //!     _manifests/revisions/<alg>/<hex>/link              manifest in the repository
 //!     _manifests/revisions/<alg>/<hex>/wharf-media-type  media type it was pushed with (Wharf only)
+//!     _manifests/revisions/<alg>/<hex>/wharf-subject     digest of its `subject` (Wharf only)
+//!     _manifests/referrers/<s-alg>/<s-hex>/<alg>/<hex>/link
+//!                                                        manifest <alg>:<hex> names subject
+//!                                                        <s-alg>:<s-hex> (Wharf only)
 //!     _manifests/tags/<tag>/current/link                 what the tag points at
 //!     _manifests/tags/<tag>/index/<alg>/<hex>/link       every digest the tag pointed at
 //!     _uploads/<id>/data                                 an upload session's bytes
@@ -17,6 +21,13 @@
 //!     _uploads/<id>/wharf-algorithm                      the hash it was started with
 //!   wharf-tmp/                                           files being written, renamed into place
 //! ```
+//!
+//! The `wharf-*` files and `_manifests/referrers/` are Wharf's additions;
+//! registry:2 ignores them. A referrer link is written before the revision
+//! link that makes the manifest visible and removed after it, so a visible
+//! manifest is always listed; a link left behind (a crash, or a delete by
+//! registry:2) names a manifest that no longer exists, and the guest skips
+//! it.
 //!
 //! Every name reaching this module has been validated (digests parsed,
 //! repository names and tags checked against the spec grammar, upload ids
@@ -81,6 +92,29 @@ impl Layout {
 
     pub fn revision_media_type(&self, name: &str, d: &Digest) -> PathBuf {
         self.revision_dir(name, d).join("wharf-media-type")
+    }
+
+    pub fn revision_subject(&self, name: &str, d: &Digest) -> PathBuf {
+        self.revision_dir(name, d).join("wharf-subject")
+    }
+
+    /// The directory of the referrers of `subject`: `<alg>/<hex>/link`
+    /// entries below it.
+    pub fn referrers(&self, name: &str, subject: &Digest) -> PathBuf {
+        self.manifests(name)
+            .join("referrers")
+            .join(subject.algorithm().name())
+            .join(subject.hex())
+    }
+
+    pub fn referrer_dir(&self, name: &str, subject: &Digest, d: &Digest) -> PathBuf {
+        self.referrers(name, subject)
+            .join(d.algorithm().name())
+            .join(d.hex())
+    }
+
+    pub fn referrer_link(&self, name: &str, subject: &Digest, d: &Digest) -> PathBuf {
+        self.referrer_dir(name, subject, d).join("link")
     }
 
     pub fn tags(&self, name: &str) -> PathBuf {

@@ -63,6 +63,9 @@ pub struct Manifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: Vec<u8>,
+    /// The digest of the manifest's `subject`, as the guest read it: the
+    /// store lists the manifest among that digest's referrers.
+    pub subject: Option<Digest>,
 }
 
 /// Content-addressed bytes and upload sessions.
@@ -100,6 +103,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool>;
     fn list_tags(&self, repository: &str, after: Option<&str>, limit: u32) -> Result<Option<Page>>;
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page>;
+    /// Digests of the manifests of `repository` whose subject is `subject`,
+    /// sorted; empty when there are none (or no such repository).
+    fn list_referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page>;
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()>;
     fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool>;
     fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool>;

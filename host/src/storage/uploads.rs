@@ -120,8 +120,11 @@ impl Sessions {
         fs::create_dir_all(&dir)?;
         fs::write(dir.join(ALGORITHM), algorithm.name())?;
         fs::write(dir.join(STARTED_AT), unix_seconds_now())?;
+        // Readable too: `finish` hashes the bytes again when the digest's
+        // algorithm is not the session's.
         let file = OpenOptions::new()
             .create_new(true)
+            .read(true)
             .append(true)
             .open(dir.join(DATA))?;
         let slot = Arc::new(Slot {

@@ -1,68 +1,492 @@
-//! Wharf's configuration, read like CNCF Distribution's: the same names,
-//! given as `REGISTRY_*` environment variables. Defaults live here and only
-//! here.
+//! Wharf's configuration, read like CNCF Distribution's (registry:2): the
+//! same YAML keys in an optional file, and every `REGISTRY_<PATH>`
+//! environment variable overriding the file (`REGISTRY_HTTP_TLS_CERTIFICATE`
+//! sets `http.tls.certificate`). Defaults live here and only here.
+//!
+//! Nothing is silently ignored: a key Wharf does not support, in the file or
+//! as a `REGISTRY_*` variable, is an error naming it. The exceptions are the
+//! keys in [`IGNORED_KEYS`] (registry:2 internals that have no meaning for
+//! Wharf; each is logged as a warning) and the variables Docker links and
+//! Kubernetes services inject for a container or service named `registry`
+//! (see [`is_injected_variable`]).
+//!
+//! This module only reads and checks values; it opens no file but the
+//! configuration itself.
 
-use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `http.addr` / `REGISTRY_HTTP_ADDR`: where to listen. Default `0.0.0.0:5000`.
-    pub addr: SocketAddr,
-    /// `storage.filesystem.rootdirectory` / `REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY`:
-    /// where blobs and metadata live. Default `/var/lib/registry`, as registry:2.
-    pub rootdirectory: PathBuf,
-    /// `storage.delete.enabled` / `REGISTRY_STORAGE_DELETE_ENABLED`: whether
-    /// manifests, tags and blob links may be deleted. Default false.
-    pub delete_enabled: bool,
+/// What can be wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Malformed YAML or an unsupported key; serde_yaml_ng's message names
+    /// the key path and the line and column.
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error(
+        "environment variable {name} is not a configuration key Wharf supports \
+         (supported: {supported}); unset it"
+    )]
+    UnknownVariable { name: String, supported: String },
+    #[error("{key}={value:?}: {reason}")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            addr: SocketAddr::from(([0, 0, 0, 0], 5000)),
-            rootdirectory: PathBuf::from("/var/lib/registry"),
-            delete_enabled: false,
+/// The configuration file's top level (`config.yml`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `version`: the configuration format; registry:2 files say `0.1`,
+    /// the only version there is. Optional here.
+    pub version: Option<Version>,
+    /// `log`: what the server logs.
+    pub log: Log,
+    /// `storage`: where images live.
+    pub storage: Storage,
+    /// `http`: the listener.
+    pub http: Http,
+    /// `auth`: who may do what. No section: everyone may do everything.
+    pub auth: Auth,
+    /// `health`: registry:2's storage health checks. Ignored (warned).
+    pub health: Option<IgnoredAny>,
+    /// Warnings found while reading, logged once logging is set up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// `version`, a string or a number in YAML (`version: 0.1`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Version {
+    Text(String),
+    Number(f64),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `log.level`: `error`, `warn`, `info` (default) or `debug`; `WHARF_LOG`
+    /// (a tracing filter) takes precedence when set.
+    pub level: Option<LogLevel>,
+    /// `log.fields`, `log.formatter`, `log.accesslog`: registry:2's logging
+    /// details. Ignored (warned).
+    pub fields: Option<IgnoredAny>,
+    pub formatter: Option<IgnoredAny>,
+    pub accesslog: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
         }
     }
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// `storage.filesystem`: the only storage driver Wharf has.
+    pub filesystem: Filesystem,
+    /// `storage.delete`.
+    pub delete: Delete,
+    /// `storage.cache`, `storage.maintenance`, `storage.redirect`: registry:2
+    /// internals. Ignored (warned).
+    pub cache: Option<IgnoredAny>,
+    pub maintenance: Option<IgnoredAny>,
+    pub redirect: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Filesystem {
+    /// `storage.filesystem.rootdirectory`: where blobs and metadata live, in
+    /// registry:2's layout. Default `/var/lib/registry`, as registry:2.
+    pub rootdirectory: PathBuf,
+}
+
+impl Default for Filesystem {
+    fn default() -> Filesystem {
+        Filesystem {
+            rootdirectory: PathBuf::from("/var/lib/registry"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delete {
+    /// `storage.delete.enabled`: whether manifests, tags and blob links may be
+    /// deleted. Default false.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// `http.addr`: where to listen, `host:port` or `:port` (all
+    /// interfaces). Default `:5000`.
+    #[serde(deserialize_with = "de_addr")]
+    pub addr: SocketAddr,
+    /// `http.host`: the registry's external URL. Accepted for compatibility;
+    /// Wharf's `Location` headers are relative paths, so it changes nothing.
+    pub host: Option<String>,
+    /// `http.tls`: serve HTTPS only. No section: plain HTTP.
+    pub tls: Option<Tls>,
+    /// `http.secret`, `http.headers`, `http.debug`, `http.prefix`... not
+    /// supported: `http.secret` and `http.headers` are ignored (warned) since
+    /// the registry:2 image's own config.yml sets them.
+    pub secret: Option<IgnoredAny>,
+    pub headers: Option<IgnoredAny>,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http {
+            addr: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            host: None,
+            tls: None,
+            secret: None,
+            headers: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// `http.tls.certificate`: PEM file with the server certificate chain,
+    /// leaf first.
+    pub certificate: PathBuf,
+    /// `http.tls.key`: PEM file with the certificate's private key (RSA,
+    /// ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// `http.tls.clientcas`: PEM files of CAs whose client certificates are
+    /// accepted. When set, every client must present one.
+    pub clientcas: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// `auth.htpasswd`: HTTP Basic authentication against an htpasswd file.
+    pub htpasswd: Option<Htpasswd>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Htpasswd {
+    /// `auth.htpasswd.realm`: the realm in the `WWW-Authenticate` challenge.
+    /// Default `Registry Realm`.
+    pub realm: String,
+    /// `auth.htpasswd.path`: the htpasswd file, bcrypt entries only. Required.
+    pub path: PathBuf,
+}
+
+impl Default for Htpasswd {
+    fn default() -> Htpasswd {
+        Htpasswd {
+            realm: "Registry Realm".to_string(),
+            path: PathBuf::new(),
+        }
+    }
+}
+
+/// Keys registry:2 knows that mean nothing to Wharf: accepted with a warning,
+/// so that registry:2's own default `config.yml` starts.
+pub const IGNORED_KEYS: &[&str] = &[
+    "log.fields",
+    "log.formatter",
+    "log.accesslog",
+    "storage.cache",
+    "storage.maintenance",
+    "storage.redirect",
+    "http.secret",
+    "http.headers",
+    "health",
+];
+
+/// The `REGISTRY_*` variables Wharf reads, each with the key it sets.
+const VARIABLES: &[(&str, &str)] = &[
+    ("REGISTRY_VERSION", "version"),
+    ("REGISTRY_LOG_LEVEL", "log.level"),
+    ("REGISTRY_STORAGE", "storage"),
+    (
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+        "storage.filesystem.rootdirectory",
+    ),
+    ("REGISTRY_STORAGE_DELETE_ENABLED", "storage.delete.enabled"),
+    ("REGISTRY_HTTP_ADDR", "http.addr"),
+    ("REGISTRY_HTTP_HOST", "http.host"),
+    ("REGISTRY_HTTP_SECRET", "http.secret"),
+    ("REGISTRY_HTTP_TLS_CERTIFICATE", "http.tls.certificate"),
+    ("REGISTRY_HTTP_TLS_KEY", "http.tls.key"),
+    ("REGISTRY_HTTP_TLS_CLIENTCAS", "http.tls.clientcas"),
+    ("REGISTRY_AUTH", "auth"),
+    ("REGISTRY_AUTH_HTPASSWD_REALM", "auth.htpasswd.realm"),
+    ("REGISTRY_AUTH_HTPASSWD_PATH", "auth.htpasswd.path"),
+];
+
+/// Variables that are not configuration although they start with
+/// `REGISTRY_`: Docker links to a container named `registry` inject
+/// `REGISTRY_PORT`, `REGISTRY_PORT_5000_TCP_ADDR`, `REGISTRY_NAME` and
+/// `REGISTRY_ENV_*`; a Kubernetes service named `registry` injects
+/// `REGISTRY_SERVICE_HOST` and `REGISTRY_SERVICE_PORT*` into every pod of its
+/// namespace, the registry's own included. registry:2 ignores them too.
+pub fn is_injected_variable(name: &str) -> bool {
+    name == "REGISTRY_PORT"
+        || name == "REGISTRY_NAME"
+        || ["REGISTRY_PORT_", "REGISTRY_ENV_", "REGISTRY_SERVICE_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
 impl Config {
-    /// The defaults, overridden by `REGISTRY_*` variables from `env`.
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let mut config = Config::default();
-        if let Some(addr) = env("REGISTRY_HTTP_ADDR") {
-            config.addr =
-                parse_addr(&addr).with_context(|| format!("REGISTRY_HTTP_ADDR={addr:?}"))?;
+    /// The configuration: defaults, then `file` if given, then every
+    /// `REGISTRY_*` variable among `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::parse(&text).map_err(|message| ConfigError::File {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => Config::default(),
+        };
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("REGISTRY_"))
+            .collect();
+        // REGISTRY_AUTH (the auth type) before REGISTRY_AUTH_HTPASSWD_*.
+        vars.sort();
+        for (name, value) in vars {
+            config.set_variable(&name, &value)?;
         }
-        if let Some(dir) = env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY") {
-            config.rootdirectory = PathBuf::from(dir);
-        }
-        if let Some(enabled) = env("REGISTRY_STORAGE_DELETE_ENABLED") {
-            config.delete_enabled = parse_bool(&enabled)
-                .with_context(|| format!("REGISTRY_STORAGE_DELETE_ENABLED={enabled:?}"))?;
-        }
+        config.check()?;
+        config.collect_warnings();
         Ok(config)
+    }
+
+    /// A configuration file's text; the error names the key and the line.
+    fn parse(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn set_variable(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if is_injected_variable(name) {
+            return Ok(());
+        }
+        let Some((_, key)) = VARIABLES.iter().find(|(n, _)| *n == name) else {
+            return Err(ConfigError::UnknownVariable {
+                name: name.to_string(),
+                supported: VARIABLES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let bad = |reason: &str| ConfigError::BadValue {
+            key: name.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        match *key {
+            "version" => self.version = Some(Version::Text(value.to_string())),
+            "log.level" => {
+                self.log.level = Some(
+                    serde_yaml_ng::from_str(value)
+                        .map_err(|_| bad("expected error, warn, info or debug"))?,
+                )
+            }
+            "storage" => {
+                if value != "filesystem" {
+                    return Err(bad("the only storage driver Wharf has is `filesystem`"));
+                }
+            }
+            "storage.filesystem.rootdirectory" => {
+                self.storage.filesystem.rootdirectory = PathBuf::from(value)
+            }
+            "storage.delete.enabled" => {
+                self.storage.delete.enabled =
+                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "http.addr" => {
+                self.http.addr = parse_addr(value).ok_or_else(|| {
+                    bad("expected an address like 0.0.0.0:5000, 127.0.0.1:5000 or :5000")
+                })?
+            }
+            "http.host" => self.http.host = Some(value.to_string()),
+            "http.secret" => self.http.secret = Some(IgnoredAny),
+            "http.tls.certificate" => self.tls_mut().certificate = PathBuf::from(value),
+            "http.tls.key" => self.tls_mut().key = PathBuf::from(value),
+            "http.tls.clientcas" => {
+                // registry:2 reads list values as YAML (`[/a.pem, /b.pem]`);
+                // a bare path is one CA file.
+                let cas = match serde_yaml_ng::from_str::<Vec<PathBuf>>(value) {
+                    Ok(cas) => cas,
+                    Err(_) if !value.trim_start().starts_with('[') => vec![PathBuf::from(value)],
+                    Err(_) => return Err(bad("expected a path or a YAML list of paths")),
+                };
+                self.tls_mut().clientcas = cas;
+            }
+            "auth" => {
+                if value.eq_ignore_ascii_case("htpasswd") {
+                    self.htpasswd_mut();
+                } else {
+                    return Err(bad(
+                        "the only auth type Wharf supports is `htpasswd` (silly and token are not)",
+                    ));
+                }
+            }
+            "auth.htpasswd.realm" => self.htpasswd_mut().realm = value.to_string(),
+            "auth.htpasswd.path" => self.htpasswd_mut().path = PathBuf::from(value),
+            other => unreachable!("VARIABLES lists {other} but it is not handled"),
+        }
+        Ok(())
+    }
+
+    fn tls_mut(&mut self) -> &mut Tls {
+        self.http.tls.get_or_insert_with(Tls::default)
+    }
+
+    fn htpasswd_mut(&mut self) -> &mut Htpasswd {
+        self.auth.htpasswd.get_or_insert_with(Htpasswd::default)
+    }
+
+    /// What must hold once file and variables are combined.
+    fn check(&self) -> Result<(), ConfigError> {
+        let missing = |key: &str, variable: &str, what: &str| ConfigError::BadValue {
+            key: key.to_string(),
+            value: String::new(),
+            reason: format!("{what} is required; set {key} or {variable}"),
+        };
+        if let Some(version) = &self.version {
+            let ok = match version {
+                Version::Text(t) => t.trim() == "0.1",
+                Version::Number(n) => *n == 0.1,
+            };
+            if !ok {
+                return Err(ConfigError::BadValue {
+                    key: "version".into(),
+                    value: format!("{version:?}"),
+                    reason: "the only configuration version is 0.1".into(),
+                });
+            }
+        }
+        if let Some(tls) = &self.http.tls {
+            if tls.certificate.as_os_str().is_empty() {
+                return Err(missing(
+                    "http.tls.certificate",
+                    "REGISTRY_HTTP_TLS_CERTIFICATE",
+                    "with TLS configured, the certificate file",
+                ));
+            }
+            if tls.key.as_os_str().is_empty() {
+                return Err(missing(
+                    "http.tls.key",
+                    "REGISTRY_HTTP_TLS_KEY",
+                    "with TLS configured, the private key file",
+                ));
+            }
+        }
+        if let Some(htpasswd) = &self.auth.htpasswd
+            && htpasswd.path.as_os_str().is_empty()
+        {
+            return Err(missing(
+                "auth.htpasswd.path",
+                "REGISTRY_AUTH_HTPASSWD_PATH",
+                "with htpasswd authentication, the htpasswd file",
+            ));
+        }
+        Ok(())
+    }
+
+    fn collect_warnings(&mut self) {
+        let present = [
+            ("log.fields", self.log.fields.is_some()),
+            ("log.formatter", self.log.formatter.is_some()),
+            ("log.accesslog", self.log.accesslog.is_some()),
+            ("storage.cache", self.storage.cache.is_some()),
+            ("storage.maintenance", self.storage.maintenance.is_some()),
+            ("storage.redirect", self.storage.redirect.is_some()),
+            ("http.secret", self.http.secret.is_some()),
+            ("http.headers", self.http.headers.is_some()),
+            ("health", self.health.is_some()),
+        ];
+        debug_assert_eq!(present.len(), IGNORED_KEYS.len());
+        for (key, _) in present.iter().filter(|(_, set)| *set) {
+            self.warnings.push(format!(
+                "configuration key {key} has no meaning for Wharf and is ignored"
+            ));
+        }
+    }
+
+    /// Where to listen.
+    pub fn addr(&self) -> SocketAddr {
+        self.http.addr
     }
 }
 
 /// `host:port` or `:port` (all interfaces), as registry:2 accepts.
-fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
+fn parse_addr(s: &str) -> Option<SocketAddr> {
     let full = if s.starts_with(':') {
         format!("0.0.0.0{s}")
     } else {
         s.to_string()
     };
-    full.parse()
-        .with_context(|| "expected an address like 0.0.0.0:5000, 127.0.0.1:5000 or :5000")
+    full.parse().ok()
 }
 
-fn parse_bool(s: &str) -> anyhow::Result<bool> {
+fn de_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_addr(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "addr {s:?} is not an address like 0.0.0.0:5000, 127.0.0.1:5000 or :5000"
+        ))
+    })
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => bail!("expected true or false"),
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
     }
 }
 
@@ -70,40 +494,209 @@ fn parse_bool(s: &str) -> anyhow::Result<bool> {
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let f = file(text);
+        Config::load(Some(f.path()), env(vars))
     }
 
     #[test]
     fn defaults_match_registry_2() {
-        let c = Config::from_env(env(&[])).unwrap();
-        assert_eq!(c.addr.to_string(), "0.0.0.0:5000");
-        assert_eq!(c.rootdirectory, PathBuf::from("/var/lib/registry"));
-        assert!(!c.delete_enabled);
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.addr().to_string(), "0.0.0.0:5000");
+        assert_eq!(
+            c.storage.filesystem.rootdirectory,
+            PathBuf::from("/var/lib/registry")
+        );
+        assert!(!c.storage.delete.enabled);
+        assert!(c.http.tls.is_none());
+        assert!(c.auth.htpasswd.is_none());
     }
 
     #[test]
-    fn registry_variables_override_defaults() {
-        let c = Config::from_env(env(&[
-            ("REGISTRY_HTTP_ADDR", ":5001"),
-            ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/data"),
-            ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
-        ]))
+    fn file_only() {
+        let c = load(
+            "version: 0.1\n\
+             log:\n  level: debug\n\
+             storage:\n  filesystem:\n    rootdirectory: /data\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:5443\n  host: https://registry.example\n  tls:\n    certificate: /certs/c.pem\n    key: /certs/k.pem\n    clientcas:\n      - /certs/ca1.pem\n      - /certs/ca2.pem\n\
+             auth:\n  htpasswd:\n    realm: Somewhere\n    path: /auth/htpasswd\n",
+            &[],
+        )
         .unwrap();
-        assert_eq!(c.addr.to_string(), "0.0.0.0:5001");
-        assert_eq!(c.rootdirectory, PathBuf::from("/data"));
-        assert!(c.delete_enabled);
+        assert_eq!(c.log.level, Some(LogLevel::Debug));
+        assert_eq!(c.storage.filesystem.rootdirectory, PathBuf::from("/data"));
+        assert!(c.storage.delete.enabled);
+        assert_eq!(c.addr().to_string(), "127.0.0.1:5443");
+        assert_eq!(c.http.host.as_deref(), Some("https://registry.example"));
+        let tls = c.http.tls.unwrap();
+        assert_eq!(tls.certificate, PathBuf::from("/certs/c.pem"));
+        assert_eq!(tls.key, PathBuf::from("/certs/k.pem"));
+        assert_eq!(tls.clientcas.len(), 2);
+        let h = c.auth.htpasswd.unwrap();
+        assert_eq!(h.realm, "Somewhere");
+        assert_eq!(h.path, PathBuf::from("/auth/htpasswd"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    /// The environment of the compose file in issue #5, with no file.
+    #[test]
+    fn env_only_as_in_the_registry_2_compose_file() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("REGISTRY_HTTP_TLS_CERTIFICATE", "/certs/localhost.pem"),
+                ("REGISTRY_HTTP_TLS_KEY", "/certs/localhost-key.pem"),
+                ("REGISTRY_AUTH", "htpasswd"),
+                ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+                ("REGISTRY_AUTH_HTPASSWD_REALM", "Registry Realm"),
+                ("REGISTRY_HTTP_ADDR", ":5001"),
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/data"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.addr().to_string(), "0.0.0.0:5001");
+        assert_eq!(c.storage.filesystem.rootdirectory, PathBuf::from("/data"));
+        assert!(c.storage.delete.enabled);
+        let tls = c.http.tls.unwrap();
+        assert_eq!(tls.certificate, PathBuf::from("/certs/localhost.pem"));
+        assert_eq!(tls.key, PathBuf::from("/certs/localhost-key.pem"));
+        let h = c.auth.htpasswd.unwrap();
+        assert_eq!(h.realm, "Registry Realm");
+        assert_eq!(h.path, PathBuf::from("/auth/htpasswd"));
     }
 
     #[test]
-    fn bad_values_name_the_variable() {
-        let e = Config::from_env(env(&[("REGISTRY_HTTP_ADDR", "nowhere")])).unwrap_err();
-        assert!(format!("{e:#}").contains("REGISTRY_HTTP_ADDR"));
-        let e = Config::from_env(env(&[("REGISTRY_STORAGE_DELETE_ENABLED", "maybe")])).unwrap_err();
-        assert!(format!("{e:#}").contains("REGISTRY_STORAGE_DELETE_ENABLED"));
+    fn env_overrides_file() {
+        let c = load(
+            "http:\n  addr: :5000\n  tls:\n    certificate: /c.pem\n    key: /k.pem\nstorage:\n  filesystem:\n    rootdirectory: /from-file\nauth:\n  htpasswd:\n    realm: file realm\n    path: /file/htpasswd\n",
+            &[
+                ("REGISTRY_HTTP_ADDR", "127.0.0.1:6000"),
+                ("REGISTRY_AUTH_HTPASSWD_PATH", "/env/htpasswd"),
+                ("REGISTRY_HTTP_TLS_CLIENTCAS", "[/a.pem, /b.pem]"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.addr().to_string(), "127.0.0.1:6000");
+        assert_eq!(
+            c.storage.filesystem.rootdirectory,
+            PathBuf::from("/from-file")
+        );
+        let h = c.auth.htpasswd.unwrap();
+        assert_eq!(h.realm, "file realm", "the file's value stays");
+        assert_eq!(h.path, PathBuf::from("/env/htpasswd"));
+        assert_eq!(
+            c.http.tls.unwrap().clientcas,
+            vec![PathBuf::from("/a.pem"), PathBuf::from("/b.pem")]
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_the_file_is_an_error_naming_it() {
+        let e = load(
+            "version: 0.1\nhttp:\n  addr: :5000\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n    minimumtls: tls1.3\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("minimumtls"), "{e}");
+        assert!(e.contains("http.tls"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+
+        let e = load("storage:\n  s3:\n    bucket: b\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s3"), "{e}");
+        let e = load("auth:\n  token:\n    realm: r\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token"), "{e}");
+    }
+
+    #[test]
+    fn bad_yaml_is_an_error_with_line_and_column() {
+        let e = load("storage:\n  delete:\n    enabled: true\n  - item\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4 column 3"), "{e}");
+    }
+
+    #[test]
+    fn unknown_variable_is_an_error_naming_it() {
+        let e = Config::load(None, env(&[("REGISTRY_HTTP_TLS_MINIMUMTLS", "tls1.3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("REGISTRY_HTTP_TLS_MINIMUMTLS"), "{e}");
+        let e = Config::load(None, env(&[("REGISTRY_AUTH", "token")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("REGISTRY_AUTH"), "{e}");
+    }
+
+    #[test]
+    fn injected_link_and_service_variables_are_not_configuration() {
+        Config::load(
+            None,
+            env(&[
+                ("REGISTRY_PORT", "tcp://10.0.0.2:5000"),
+                ("REGISTRY_PORT_5000_TCP_ADDR", "10.0.0.2"),
+                ("REGISTRY_SERVICE_HOST", "10.0.0.2"),
+                ("REGISTRY_NAME", "/web/registry"),
+            ]),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::load(None, env(&[("REGISTRY_HTTP_ADDR", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("REGISTRY_HTTP_ADDR"), "{e}");
+        let e =
+            Config::load(None, env(&[("REGISTRY_STORAGE_DELETE_ENABLED", "maybe")])).unwrap_err();
+        assert!(
+            e.to_string().contains("REGISTRY_STORAGE_DELETE_ENABLED"),
+            "{e}"
+        );
+        let e = load("http:\n  addr: nowhere\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("addr \"nowhere\"") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("REGISTRY_AUTH", "htpasswd")])).unwrap_err();
+        assert!(e.to_string().contains("REGISTRY_AUTH_HTPASSWD_PATH"), "{e}");
+        let e = Config::load(None, env(&[("REGISTRY_HTTP_TLS_KEY", "/k.pem")])).unwrap_err();
+        assert!(
+            e.to_string().contains("REGISTRY_HTTP_TLS_CERTIFICATE"),
+            "{e}"
+        );
+        let e = load("version: 0.2\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("version"), "{e}");
+    }
+
+    /// registry:2's image ships this config.yml; it must start Wharf.
+    #[test]
+    fn registry_2_default_config_starts_with_warnings() {
+        let c = load(
+            "version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n  headers:\n    X-Content-Type-Options: [nosniff]\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert!(c.warnings.iter().any(|w| w.contains("storage.cache")));
     }
 }

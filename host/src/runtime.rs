@@ -1,6 +1,7 @@
 //! The component runtime: compiles the protocol component once, links the
 //! capabilities, and runs each request in a fresh instance.
 
+use crate::auth::Caller;
 use crate::bindings::{Registry, RegistryPre};
 use crate::state::{Capabilities, RequestState};
 use anyhow::Context as _;
@@ -59,22 +60,22 @@ impl Runtime {
         Ok(Runtime { pre })
     }
 
-    /// Serve one request in a fresh instance lent `capabilities`.
+    /// Serve one request from `caller` (received over TLS when `https`) in
+    /// a fresh instance lent `capabilities`.
     pub async fn handle(
         &self,
         request: hyper::Request<Incoming>,
         capabilities: Capabilities,
-        credentials: Option<String>,
+        caller: Caller,
+        https: bool,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
-        let mut store = Store::new(
-            self.pre.engine(),
-            RequestState::new(capabilities, credentials),
-        );
+        let mut store = Store::new(self.pre.engine(), RequestState::new(capabilities, caller));
+        let scheme = if https { Scheme::Https } else { Scheme::Http };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, request)?;
+            .new_incoming_request(scheme, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
 

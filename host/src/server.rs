@@ -1,14 +1,18 @@
-//! The HTTP server: accepts connections, hands each request to the runtime
-//! with the capabilities of the registry, and logs one line per request.
+//! The HTTP server: accepts connections (over TLS when configured), hands
+//! each request to the runtime with the capabilities of the registry and the
+//! caller's credentials and address, and logs one line per request.
 
+use crate::auth::Caller;
 use crate::runtime::Runtime;
 use crate::state::Capabilities;
+use crate::tls::Tls;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,6 +23,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub struct Server {
     pub runtime: Arc<Runtime>,
     pub capabilities: Capabilities,
+    /// Serve HTTPS only, with this certificate; `None`: plain HTTP.
+    pub tls: Option<Tls>,
 }
 
 impl Server {
@@ -37,21 +43,40 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let server = self.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
-                });
-                if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                match server.tls.clone() {
+                    None => server.serve_connection(stream, peer, false).await,
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => server.serve_connection(stream, peer, true).await,
+                        Err(e) => tracing::info!(%peer, error = %e, "connection refused"),
+                    },
                 }
             });
         }
     }
 
-    async fn handle(&self, mut req: Request<hyper::body::Incoming>) -> Response<LoggedBody> {
+    async fn serve_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr, https: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let server = self;
+        let service = hyper::service::service_fn(move |req| {
+            let server = server.clone();
+            async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer, https).await) }
+        });
+        if let Err(e) = auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(io), service)
+            .await
+        {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    async fn handle(
+        &self,
+        mut req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<LoggedBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -59,9 +84,13 @@ impl Server {
             .headers_mut()
             .remove(AUTHORIZATION)
             .and_then(|v| v.to_str().ok().map(str::to_string));
+        let caller = Caller {
+            credentials,
+            peer: Some(peer),
+        };
         let response = match self
             .runtime
-            .handle(req, self.capabilities.clone(), credentials)
+            .handle(req, self.capabilities.clone(), caller, https)
             .await
         {
             Ok(response) => response,

@@ -2,7 +2,7 @@
 //! resource table, and the capabilities lent to it. Nothing else is
 //! reachable from the guest.
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::storage::{BlobStore, MetadataStore};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -22,12 +22,12 @@ pub struct RequestState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub capabilities: Capabilities,
-    /// The request's `Authorization` header, kept from the guest.
-    pub credentials: Option<String>,
+    /// The request's credentials (kept from the guest) and client address.
+    pub caller: Caller,
 }
 
 impl RequestState {
-    pub fn new(capabilities: Capabilities, credentials: Option<String>) -> RequestState {
+    pub fn new(capabilities: Capabilities, caller: Caller) -> RequestState {
         RequestState {
             table: ResourceTable::new(),
             // No preopened directories, no environment, no arguments, no
@@ -36,7 +36,7 @@ impl RequestState {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             capabilities,
-            credentials,
+            caller,
         }
     }
 }

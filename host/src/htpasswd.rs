@@ -1,0 +1,602 @@
+//! `auth.htpasswd`: HTTP Basic authentication against an Apache htpasswd
+//! file of bcrypt entries (`$2y$`, `$2a$`, `$2b$`), as registry:2 does.
+//!
+//! - The file is read at start (missing, malformed or non-bcrypt: an error
+//!   naming the file and line) and again whenever it changes on disk (a
+//!   malformed new version is logged and the previous one kept).
+//! - bcrypt is slow by design, so successful verifications are cached:
+//!   bounded ([`CACHE_CAPACITY`]), expiring ([`CACHE_TTL`]), keyed by a keyed
+//!   hash of user and password (no password is kept), and dropped whenever
+//!   the file changes. Verification itself runs on tokio's blocking pool.
+//! - Repeated failures for one (client IP, user) are slowed down: after
+//!   [`FREE_FAILURES`] the next attempts wait, doubling up to
+//!   [`MAX_FAILURE_DELAY`].
+//!
+//! This module knows the file and the `Authorization` header, and nothing of
+//! registries: an authenticated user may do everything, as with registry:2.
+
+use crate::auth::{Action, Authenticator, Caller, Verdict};
+use base64::Engine as _;
+use futures::future::BoxFuture;
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Successful verifications remembered at most.
+pub const CACHE_CAPACITY: usize = 4096;
+/// How long a successful verification is remembered.
+pub const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Failures for one (client IP, user) before attempts are slowed down.
+pub const FREE_FAILURES: u32 = 3;
+/// The first delay after [`FREE_FAILURES`]; each further failure doubles it.
+pub const FIRST_FAILURE_DELAY: Duration = Duration::from_millis(250);
+/// The longest delay imposed on an attempt.
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(8);
+/// How long failures are remembered after the last one.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(600);
+/// (client IP, user) pairs whose failures are tracked at most.
+const FAILURE_CAPACITY: usize = 16384;
+/// The bcrypt cost `wharf htpasswd` uses unless told otherwise.
+pub const DEFAULT_COST: u32 = 10;
+
+/// Verified against when the user does not exist, so that unknown and known
+/// users take as long to refuse (the password is random and forgotten).
+const DUMMY_HASH: &str = "$2y$10$d7dBEMGSbtnHgV82d08Oa.dLu7CMmwDFKVlIiz76AeQoQMJR21ZWG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum HtpasswdError {
+    #[error(
+        "cannot read the htpasswd file {path}: {source} \
+         (create it with `wharf htpasswd USER > {path}` or `htpasswd -Bbn USER PASSWORD`)"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("htpasswd file {path}, line {line}: {reason}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("htpasswd file {path} has no users; add one with `wharf htpasswd USER >> {path}`")]
+    Empty { path: PathBuf },
+    #[error("cannot hash the password: {0}")]
+    Hash(#[from] bcrypt::BcryptError),
+}
+
+/// One line of an htpasswd file for `user`, with a bcrypt hash of
+/// `password` in Apache's `$2y$` form: what `htpasswd -Bbn` prints.
+pub fn entry(user: &str, password: &str, cost: u32) -> Result<String, HtpasswdError> {
+    if user.is_empty() || user.contains(':') || user.contains(char::is_whitespace) {
+        return Err(HtpasswdError::Malformed {
+            path: PathBuf::from("<command line>"),
+            line: 0,
+            reason: "a user name must be non-empty, without `:` or spaces".into(),
+        });
+    }
+    let hash = bcrypt::hash_with_result(password, cost)?.format_for_version(bcrypt::Version::TwoY);
+    Ok(format!("{user}:{hash}"))
+}
+
+/// An htpasswd authenticator; cheap to share.
+pub struct Htpasswd {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    /// `Basic realm="<realm>"`.
+    challenge: String,
+    file: RwLock<Loaded>,
+    cache: Mutex<Cache>,
+    failures: Mutex<HashMap<(IpAddr, String), Failures>>,
+    /// Random per process: cache keys are useless outside it.
+    cache_secret: [u8; 32],
+}
+
+struct Loaded {
+    users: HashMap<String, String>,
+    stamp: Option<Stamp>,
+    /// Bumped on every reload; cache entries of older generations are void.
+    generation: u64,
+}
+
+/// What tells that the file changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> std::io::Result<Stamp> {
+        let m = std::fs::metadata(path)?;
+        Ok(Stamp {
+            ino: m.ino(),
+            len: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+struct Cache {
+    generation: u64,
+    entries: HashMap<[u8; 32], (String, Instant)>,
+}
+
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+impl Htpasswd {
+    /// Reads `path`; an error if it is missing, malformed or has no users.
+    pub fn open(path: &Path, realm: &str) -> Result<Htpasswd, HtpasswdError> {
+        let stamp = Stamp::of(path).map_err(|source| HtpasswdError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let users = read(path)?;
+        let mut cache_secret = [0u8; 32];
+        cache_secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        cache_secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Ok(Htpasswd {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                challenge: format!("Basic realm=\"{}\"", realm.replace(['"', '\\'], "")),
+                file: RwLock::new(Loaded {
+                    users,
+                    stamp: Some(stamp),
+                    generation: 0,
+                }),
+                cache: Mutex::new(Cache {
+                    generation: 0,
+                    entries: HashMap::new(),
+                }),
+                failures: Mutex::new(HashMap::new()),
+                cache_secret,
+            }),
+        })
+    }
+
+    /// How many users the file currently has.
+    pub fn users(&self) -> usize {
+        read_lock(&self.shared.file).users.len()
+    }
+}
+
+impl Authenticator for Htpasswd {
+    fn authorize<'a>(
+        &'a self,
+        caller: &'a Caller,
+        _repository: Option<&'a str>,
+        _action: Action,
+    ) -> BoxFuture<'a, Verdict> {
+        Box::pin(self.shared.clone().authenticate(caller))
+    }
+}
+
+impl Shared {
+    async fn authenticate(self: Arc<Self>, caller: &Caller) -> Verdict {
+        let generation = self.refresh();
+        let Some((user, password)) = caller.credentials.as_deref().and_then(basic_credentials)
+        else {
+            return Verdict::Challenge(self.challenge.clone());
+        };
+        let key = self.cache_key(&user, &password);
+        if self.cached(&key, generation) {
+            return Verdict::Allow(Some(user));
+        }
+        let ip = caller.peer.map(|p| p.ip());
+        if let Some(ip) = ip
+            && let Some(delay) = self.failure_delay(ip, &user)
+        {
+            tracing::debug!(%ip, user, ?delay, "slowing down repeated failures");
+            tokio::time::sleep(delay).await;
+        }
+        let hash = read_lock(&self.file).users.get(&user).cloned();
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
+        let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .map(|r| r.unwrap_or(false))
+            .unwrap_or(false);
+        if verified && known {
+            self.remember(key, &user, generation);
+            if let Some(ip) = ip {
+                lock(&self.failures).remove(&(ip, user.clone()));
+            }
+            Verdict::Allow(Some(user))
+        } else {
+            tracing::info!(user, peer = ?caller.peer, "authentication failed");
+            if let Some(ip) = ip {
+                self.record_failure(ip, user);
+            }
+            Verdict::Challenge(self.challenge.clone())
+        }
+    }
+
+    /// Reloads the file if it changed; returns the current generation.
+    fn refresh(&self) -> u64 {
+        let stamp = Stamp::of(&self.path).ok();
+        {
+            let loaded = read_lock(&self.file);
+            if loaded.stamp == stamp {
+                return loaded.generation;
+            }
+        }
+        let mut loaded = write_lock(&self.file);
+        if loaded.stamp == stamp {
+            return loaded.generation;
+        }
+        loaded.stamp = stamp;
+        match read(&self.path) {
+            Ok(users) => {
+                loaded.users = users;
+                loaded.generation += 1;
+                tracing::info!(path = %self.path.display(), users = loaded.users.len(), "htpasswd file reloaded");
+            }
+            Err(e) => {
+                // Keep serving the users we had: neither lock everyone out
+                // nor let anyone in because of a half-written file.
+                tracing::error!(error = %e, "htpasswd file changed but cannot be used; keeping the previous users");
+            }
+        }
+        loaded.generation
+    }
+
+    fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(self.cache_secret);
+        h.update((user.len() as u64).to_le_bytes());
+        h.update(user.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    fn cached(&self, key: &[u8; 32], generation: u64) -> bool {
+        let mut cache = lock(&self.cache);
+        if cache.generation != generation {
+            cache.entries.clear();
+            cache.generation = generation;
+            return false;
+        }
+        match cache.entries.get(key) {
+            Some((_, at)) if at.elapsed() < CACHE_TTL => true,
+            Some(_) => {
+                cache.entries.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&self, key: [u8; 32], user: &str, generation: u64) {
+        let mut cache = lock(&self.cache);
+        if cache.generation != generation {
+            // The file changed while we verified against the old one.
+            return;
+        }
+        if cache.entries.len() >= CACHE_CAPACITY {
+            cache.entries.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        }
+        if cache.entries.len() >= CACHE_CAPACITY
+            && let Some(oldest) = cache
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| *k)
+        {
+            cache.entries.remove(&oldest);
+        }
+        cache
+            .entries
+            .insert(key, (user.to_string(), Instant::now()));
+    }
+
+    fn failure_delay(&self, ip: IpAddr, user: &str) -> Option<Duration> {
+        let failures = lock(&self.failures);
+        let f = failures.get(&(ip, user.to_string()))?;
+        if f.last.elapsed() > FAILURE_MEMORY {
+            return None;
+        }
+        delay_after(f.count)
+    }
+
+    fn record_failure(&self, ip: IpAddr, user: String) {
+        let mut failures = lock(&self.failures);
+        if failures.len() >= FAILURE_CAPACITY {
+            failures.retain(|_, f| f.last.elapsed() < FAILURE_MEMORY);
+        }
+        if failures.len() >= FAILURE_CAPACITY
+            && let Some(oldest) = failures
+                .iter()
+                .min_by_key(|(_, f)| f.last)
+                .map(|(k, _)| k.clone())
+        {
+            failures.remove(&oldest);
+        }
+        let f = failures.entry((ip, user)).or_insert(Failures {
+            count: 0,
+            last: Instant::now(),
+        });
+        if f.last.elapsed() > FAILURE_MEMORY {
+            f.count = 0;
+        }
+        f.count = f.count.saturating_add(1);
+        f.last = Instant::now();
+    }
+}
+
+/// The wait imposed before the next attempt after `count` failures.
+fn delay_after(count: u32) -> Option<Duration> {
+    let over = count.checked_sub(FREE_FAILURES)?;
+    let delay = FIRST_FAILURE_DELAY.saturating_mul(1u32 << over.min(16));
+    Some(delay.min(MAX_FAILURE_DELAY))
+}
+
+/// `(user, password)` from an `Authorization: Basic …` header.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The users of an htpasswd file; every entry must be bcrypt.
+fn read(path: &Path) -> Result<HashMap<String, String>, HtpasswdError> {
+    let text = std::fs::read_to_string(path).map_err(|source| HtpasswdError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let malformed = |line: usize, reason: &str| HtpasswdError::Malformed {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.to_string(),
+    };
+    let mut users = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((user, hash)) = line.split_once(':') else {
+            return Err(malformed(line_no, "expected `user:hash`"));
+        };
+        if user.is_empty() {
+            return Err(malformed(line_no, "empty user name"));
+        }
+        let bcrypt = ["$2y$", "$2a$", "$2b$"]
+            .iter()
+            .any(|prefix| hash.starts_with(prefix));
+        if !bcrypt || hash.len() != 60 {
+            return Err(malformed(
+                line_no,
+                &format!(
+                    "the entry of {user:?} is not a bcrypt hash; only bcrypt ($2y$, $2a$, $2b$) is \
+                     supported: recreate it with `wharf htpasswd {user}` or `htpasswd -Bbn {user} PASSWORD`"
+                ),
+            ));
+        }
+        if users.insert(user.to_string(), hash.to_string()).is_some() {
+            return Err(malformed(line_no, &format!("user {user:?} appears twice")));
+        }
+    }
+    if users.is_empty() {
+        return Err(HtpasswdError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(users)
+}
+
+/// Locks that survive a panicking holder: the data stays consistent since
+/// no holder panics midway through an update.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// Cheap hashes for tests: cost 4 is bcrypt's minimum.
+    fn line(user: &str, password: &str) -> String {
+        entry(user, password, 4).unwrap()
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    fn caller(credentials: Option<String>) -> Caller {
+        Caller {
+            credentials,
+            peer: Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
+        }
+    }
+
+    async fn verdict(h: &Htpasswd, credentials: Option<String>) -> Verdict {
+        h.authorize(&caller(credentials), None, Action::Pull).await
+    }
+
+    fn write(path: &Path, lines: &[String]) {
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[tokio::test]
+    async fn right_password_allows_wrong_one_challenges() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        write(&path, &[line("alice", "secret"), line("bob", "other")]);
+        let h = Htpasswd::open(&path, "Registry Realm").unwrap();
+        let challenge = |v: Verdict| matches!(v, Verdict::Challenge(c) if c == "Basic realm=\"Registry Realm\"");
+        assert!(
+            matches!(verdict(&h, Some(basic("alice", "secret"))).await, Verdict::Allow(Some(u)) if u == "alice")
+        );
+        // Twice: the second answer comes from the cache.
+        assert!(
+            matches!(verdict(&h, Some(basic("alice", "secret"))).await, Verdict::Allow(Some(u)) if u == "alice")
+        );
+        assert!(challenge(verdict(&h, Some(basic("alice", "wrong"))).await));
+        assert!(challenge(verdict(&h, Some(basic("bob", "secret"))).await));
+        assert!(challenge(verdict(&h, Some(basic("carol", "secret"))).await));
+        assert!(challenge(verdict(&h, None).await));
+        assert!(
+            challenge(verdict(&h, Some("Bearer abc".into())).await),
+            "other schemes are not credentials"
+        );
+        assert!(challenge(verdict(&h, Some("Basic !!!".into())).await));
+    }
+
+    #[tokio::test]
+    async fn apache_entries_verify() {
+        // `htpasswd -Bbn apache apache-password` (Debian's apache2-utils).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        std::fs::write(
+            &path,
+            "apache:$2y$05$Ye8OJNnkxCNpvnUls9l/iuAAO7w26bTrpV7Qi7vgogPbg6WPSz98m\n\n",
+        )
+        .unwrap();
+        let h = Htpasswd::open(&path, "r").unwrap();
+        assert!(matches!(
+            verdict(&h, Some(basic("apache", "apache-password"))).await,
+            Verdict::Allow(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_reloaded_and_the_cache_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        write(&path, &[line("alice", "one")]);
+        let h = Htpasswd::open(&path, "r").unwrap();
+        assert!(matches!(
+            verdict(&h, Some(basic("alice", "one"))).await,
+            Verdict::Allow(_)
+        ));
+        // Replaced by rename, as editors and `mv` do: a new inode.
+        let new = dir.path().join("htpasswd.new");
+        write(&new, &[line("alice", "two"), line("bob", "three")]);
+        std::fs::rename(&new, &path).unwrap();
+        assert!(matches!(
+            verdict(&h, Some(basic("alice", "one"))).await,
+            Verdict::Challenge(_)
+        ));
+        assert!(matches!(
+            verdict(&h, Some(basic("alice", "two"))).await,
+            Verdict::Allow(_)
+        ));
+        assert_eq!(h.users(), 2);
+        // A broken new version keeps the previous users.
+        std::fs::write(&path, "garbage line\n").unwrap();
+        assert!(matches!(
+            verdict(&h, Some(basic("bob", "three"))).await,
+            Verdict::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn missing_and_malformed_files_are_errors_naming_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        assert!(e.contains("cannot read") && e.contains("htpasswd"), "{e}");
+        std::fs::write(&path, format!("{}\nnocolon\n", line("a", "b"))).unwrap();
+        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        std::fs::write(&path, "md5:$apr1$abc$def\n").unwrap();
+        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        assert!(e.contains("bcrypt") && e.contains("line 1"), "{e}");
+        std::fs::write(&path, "# nobody\n").unwrap();
+        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        assert!(e.contains("no users"), "{e}");
+    }
+
+    #[test]
+    fn repeated_failures_are_slowed_down_per_client_and_user() {
+        assert_eq!(delay_after(FREE_FAILURES - 1), None);
+        assert_eq!(delay_after(FREE_FAILURES), Some(FIRST_FAILURE_DELAY));
+        assert_eq!(
+            delay_after(FREE_FAILURES + 1),
+            Some(FIRST_FAILURE_DELAY * 2)
+        );
+        assert_eq!(delay_after(1000), Some(MAX_FAILURE_DELAY));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        write(&path, &[line("alice", "x")]);
+        let h = Htpasswd::open(&path, "r").unwrap();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(h.shared.failure_delay(ip, "alice"), None);
+            h.shared.record_failure(ip, "alice".into());
+        }
+        assert_eq!(
+            h.shared.failure_delay(ip, "alice"),
+            Some(FIRST_FAILURE_DELAY)
+        );
+        assert_eq!(h.shared.failure_delay(ip, "bob"), None, "per user");
+        assert_eq!(
+            h.shared.failure_delay([10, 0, 0, 2].into(), "alice"),
+            None,
+            "per client"
+        );
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        write(&path, &[line("alice", "x")]);
+        let h = Htpasswd::open(&path, "r").unwrap();
+        for i in 0..CACHE_CAPACITY + 10 {
+            let key = h.shared.cache_key("alice", &i.to_string());
+            h.shared.remember(key, "alice", 0);
+        }
+        assert_eq!(lock(&h.shared.cache).entries.len(), CACHE_CAPACITY);
+        let newest = h
+            .shared
+            .cache_key("alice", &(CACHE_CAPACITY + 9).to_string());
+        assert!(h.shared.cached(&newest, 0));
+        assert!(!h.shared.cached(&newest, 1), "a new generation drops it");
+    }
+
+    #[test]
+    fn entries_are_apache_compatible() {
+        let l = entry("alice", "pw", 4).unwrap();
+        let (user, hash) = l.split_once(':').unwrap();
+        assert_eq!(user, "alice");
+        assert!(hash.starts_with("$2y$04$"), "{hash}");
+        assert!(bcrypt::verify("pw", hash).unwrap());
+        assert!(entry("a:b", "pw", 4).is_err());
+    }
+}

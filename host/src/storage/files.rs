@@ -10,7 +10,7 @@ use std::path::Path;
 pub fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(tmp)?;
     let parent = path.parent().expect("storage paths have a parent");
-    fs::create_dir_all(parent)?;
+    create_dirs_durably(parent)?;
     let staging = tmp.join(uuid::Uuid::new_v4().to_string());
     let result = (|| {
         let mut file = File::create(&staging)?;
@@ -23,6 +23,31 @@ pub fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&staging);
     }
     result
+}
+
+/// `fs::create_dir_all`, made durable: every directory it creates is
+/// fsynced in its parent, so a file renamed into `dir` afterwards cannot
+/// vanish with its directory in a power loss.
+pub fn create_dirs_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir)?;
+    for created in missing.into_iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Make a directory's entries (renames, creations, removals) durable.
@@ -51,4 +76,13 @@ pub fn remove_tree(path: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Set a file's modification time to now (the start of its grace period
+/// against garbage collection).
+pub fn touch(path: &Path) -> io::Result<()> {
+    File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(std::time::SystemTime::now())
 }

@@ -2,12 +2,17 @@
 //! directory, in registry:2's layout (see [`super::layout`]).
 //!
 //! Durability: a blob, manifest or link becomes visible only by a rename
-//! after its bytes were fsynced, and the rename is fsynced in its directory.
+//! after its bytes were fsynced, and the rename is fsynced in its directory
+//! (as is every directory created on the way). A crash leaves at most
+//! staging files in `wharf-tmp/` and upload sessions: [`FsStorage::open`]
+//! removes the former and sessions that never got a data file; sessions
+//! with data resume, and [`FsStorage::purge_uploads`] reclaims idle ones.
 
-use super::files::{read_optional, remove_tree, write_atomic};
+use super::files::{self, read_optional, remove_tree, write_atomic};
 use super::layout::Layout;
+use super::pins::{Pins, references};
 use super::streams::FileRange;
-use super::uploads::Sessions;
+use super::uploads::{Purged, Sessions, is_stillborn};
 use super::{BlobStore, Manifest, MetadataStore, Page, Result, StorageError, UploadSession, page};
 use std::fs::{self, File};
 use std::io;
@@ -19,6 +24,8 @@ use wharf_guest::{Algorithm, Digest};
 pub struct FsStorage {
     layout: Layout,
     sessions: Arc<Sessions>,
+    /// Keeps online garbage collection from deleting what pushes use.
+    pins: Arc<Pins>,
     delete_enabled: bool,
 }
 
@@ -36,11 +43,119 @@ impl FsStorage {
             )
         })?;
         fs::create_dir_all(layout.tmp())?;
-        Ok(FsStorage {
+        let pins = Arc::new(Pins::default());
+        let storage = FsStorage {
             layout,
-            sessions: Arc::default(),
+            sessions: Arc::new(Sessions::new(pins.clone())),
+            pins,
             delete_enabled,
-        })
+        };
+        storage.recover()?;
+        Ok(storage)
+    }
+
+    /// Clean what a crash can leave behind: staging files in `wharf-tmp/`
+    /// (never visible under a real name) and upload sessions that were
+    /// created but never got a data file. Runs before serving.
+    fn recover(&self) -> io::Result<()> {
+        let mut staged = 0;
+        for name in sorted_entries(&self.layout.tmp())? {
+            let path = self.layout.tmp().join(name);
+            if path.is_dir() {
+                fs::remove_dir_all(&path)?;
+            } else {
+                fs::remove_file(&path)?;
+            }
+            staged += 1;
+        }
+        let mut stillborn = 0;
+        for uploads in self.uploads_dirs()? {
+            for id in sorted_entries(&uploads)? {
+                let dir = uploads.join(id);
+                if is_stillborn(&dir) {
+                    remove_tree(&dir)?;
+                    stillborn += 1;
+                }
+            }
+        }
+        if staged + stillborn > 0 {
+            files::sync_dir(&self.layout.tmp())?;
+            tracing::info!(
+                staged,
+                stillborn,
+                "recovered from an interrupted run: removed temporary files and empty upload sessions"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every `_uploads/` directory, including those of repositories that
+    /// hold nothing else yet.
+    fn uploads_dirs(&self) -> io::Result<Vec<PathBuf>> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+            for name in sorted_entries(dir)? {
+                let path = dir.join(&name);
+                if name == "_uploads" {
+                    out.push(path);
+                } else if !name.starts_with('_') && path.is_dir() {
+                    walk(&path, out)?;
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.layout.repositories(), &mut out)?;
+        Ok(out)
+    }
+
+    /// Remove upload sessions idle for longer than `age` (see
+    /// [`Sessions::purge`]); with `dry_run`, only report them.
+    pub fn purge_uploads(&self, age: std::time::Duration, dry_run: bool) -> io::Result<Purged> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        self.sessions.purge(&self.uploads_dirs()?, cutoff, dry_run)
+    }
+
+    /// Purge idle upload sessions (older than `age`) now and then every
+    /// `interval`, on a thread of its own, for as long as the process runs.
+    pub fn start_upload_purging(
+        self: &Arc<Self>,
+        age: std::time::Duration,
+        interval: std::time::Duration,
+        dry_run: bool,
+    ) {
+        let storage = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("upload-purger".into())
+            .spawn(move || {
+                loop {
+                    match storage.purge_uploads(age, dry_run) {
+                        Ok(purged) if !purged.sessions.is_empty() => tracing::info!(
+                            sessions = purged.sessions.len(),
+                            bytes = purged.bytes,
+                            dry_run,
+                            "purged upload sessions idle for longer than {age:?}"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "purging idle upload sessions failed"),
+                    }
+                    std::thread::sleep(interval);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the upload purger; idle upload sessions stay");
+        }
+    }
+
+    /// The layout, for garbage collection, which walks it.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// What garbage collection coordinates with pushes through.
+    pub fn pins(&self) -> &Pins {
+        &self.pins
     }
 
     fn check_delete(&self) -> Result<()> {
@@ -71,6 +186,47 @@ impl FsStorage {
                 })
             }
         }
+    }
+
+    /// Store a manifest naming `named`, under [`Pins::referencing`].
+    fn write_manifest(&self, repository: &str, manifest: &Manifest, named: &[Digest]) -> Result<()> {
+        // A blob this push found in place but a collector removed since:
+        // refuse, rather than store a manifest whose blobs are gone. (The
+        // manifest's own bytes are in hand, and a subject may come later.)
+        let needed = |d: &&Digest| *d != &manifest.digest && Some(*d) != manifest.subject.as_ref();
+        if let Some(gone) = named
+            .iter()
+            .filter(needed)
+            .find(|d| self.pins.swept(d) && matches!(self.stat(d), Ok(None)))
+        {
+            return Err(StorageError::Invalid(format!(
+                "blob {gone} was garbage-collected while this push was in flight; push it again"
+            )));
+        }
+        let data = self.layout.blob_data(&manifest.digest);
+        if !data.exists() {
+            write_atomic(&self.layout.tmp(), &data, &manifest.content)?;
+        }
+        write_atomic(
+            &self.layout.tmp(),
+            &self
+                .layout
+                .revision_media_type(repository, &manifest.digest),
+            manifest.media_type.as_bytes(),
+        )?;
+        if let Some(subject) = &manifest.subject {
+            let digest = &manifest.digest;
+            self.write_link(&self.layout.revision_subject(repository, digest), subject)?;
+            self.write_link(
+                &self.layout.referrer_link(repository, subject, digest),
+                digest,
+            )?;
+        }
+        // The link last: it is what makes the manifest visible.
+        self.write_link(
+            &self.layout.revision_link(repository, &manifest.digest),
+            &manifest.digest,
+        )
     }
 
     fn repository_exists(&self, repository: &str) -> bool {
@@ -205,30 +361,10 @@ impl MetadataStore for FsStorage {
         if actual != manifest.digest {
             return Err(StorageError::DigestMismatch(actual));
         }
-        let data = self.layout.blob_data(&manifest.digest);
-        if !data.exists() {
-            write_atomic(&self.layout.tmp(), &data, &manifest.content)?;
-        }
-        write_atomic(
-            &self.layout.tmp(),
-            &self
-                .layout
-                .revision_media_type(repository, &manifest.digest),
-            manifest.media_type.as_bytes(),
-        )?;
-        if let Some(subject) = &manifest.subject {
-            let digest = &manifest.digest;
-            self.write_link(&self.layout.revision_subject(repository, digest), subject)?;
-            self.write_link(
-                &self.layout.referrer_link(repository, subject, digest),
-                digest,
-            )?;
-        }
-        // The link last: it is what makes the manifest visible.
-        self.write_link(
-            &self.layout.revision_link(repository, &manifest.digest),
-            &manifest.digest,
-        )
+        let mut named = references(&manifest.content);
+        named.push(manifest.digest.clone());
+        self.pins
+            .referencing(&named, || self.write_manifest(repository, manifest, &named))
     }
 
     fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
@@ -316,14 +452,18 @@ impl MetadataStore for FsStorage {
     }
 
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
-        if self.stat(digest)?.is_none() {
-            return Err(StorageError::NotFound);
-        }
-        let link = self.layout.layer_link(repository, digest);
-        if link.exists() {
-            return Ok(());
-        }
-        self.write_link(&link, digest)
+        self.pins.referencing([digest], || {
+            if self.stat(digest)?.is_none() {
+                return Err(StorageError::NotFound);
+            }
+            // Linked now: a grace period against collection starts anew.
+            files::touch(&self.layout.blob_data(digest))?;
+            let link = self.layout.layer_link(repository, digest);
+            if link.exists() {
+                return Ok(());
+            }
+            self.write_link(&link, digest)
+        })
     }
 
     fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool> {

@@ -79,9 +79,20 @@ impl Layout {
         self.repository(name).join("_manifests")
     }
 
+    pub fn revisions(&self, name: &str) -> PathBuf {
+        self.manifests(name).join("revisions")
+    }
+
+    pub fn layers(&self, name: &str) -> PathBuf {
+        self.repository(name).join("_layers")
+    }
+
+    pub fn blobs(&self) -> PathBuf {
+        self.v2.join("blobs")
+    }
+
     pub fn revision_dir(&self, name: &str, d: &Digest) -> PathBuf {
-        self.manifests(name)
-            .join("revisions")
+        self.revisions(name)
             .join(d.algorithm().name())
             .join(d.hex())
     }
@@ -137,8 +148,12 @@ impl Layout {
             .join("link")
     }
 
+    pub fn uploads(&self, name: &str) -> PathBuf {
+        self.repository(name).join("_uploads")
+    }
+
     pub fn upload_dir(&self, name: &str, id: &str) -> PathBuf {
-        self.repository(name).join("_uploads").join(id)
+        self.uploads(name).join(id)
     }
 
     pub fn tmp(&self) -> PathBuf {

@@ -8,6 +8,7 @@
 
 use super::files;
 use super::layout::Layout;
+use super::pins::Pins;
 use super::streams::UploadWriter;
 use super::{Result, StorageError, UploadSession};
 use sha2::{Digest as _, Sha256, Sha512};
@@ -94,9 +95,10 @@ impl Slot {
 }
 
 /// Sessions in use or recently used, by directory.
-#[derive(Default)]
 pub struct Sessions {
     slots: Mutex<HashMap<PathBuf, Arc<Slot>>>,
+    /// Finishing an upload stores a blob: it runs under these.
+    pins: Arc<Pins>,
 }
 
 const DATA: &str = "data";
@@ -109,6 +111,13 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Sessions {
+    pub fn new(pins: Arc<Pins>) -> Sessions {
+        Sessions {
+            slots: Mutex::default(),
+            pins,
+        }
+    }
+
     pub fn start(
         self: &Arc<Self>,
         layout: &Layout,
@@ -197,9 +206,90 @@ impl Sessions {
         Ok(Box::new(upload))
     }
 
+    /// Remove the sessions in `uploads_dirs` (repositories' `_uploads/`)
+    /// idle since before `cutoff`: no byte appended and not started since.
+    /// Sessions a request holds are kept. Returns the sessions removed and
+    /// their bytes; with `dry_run` only counts them.
+    pub fn purge(
+        &self,
+        uploads_dirs: &[PathBuf],
+        cutoff: std::time::SystemTime,
+        dry_run: bool,
+    ) -> io::Result<Purged> {
+        let mut purged = Purged::default();
+        for uploads in uploads_dirs {
+            let entries = match fs::read_dir(uploads) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let dir = entry?.path();
+                if !dir.is_dir() {
+                    continue;
+                }
+                // Under the lock, so no request opens the session meanwhile.
+                let mut slots = self.slots.lock().expect("sessions lock");
+                if slots
+                    .get(&dir)
+                    .is_some_and(|slot| slot.held.load(Ordering::Acquire))
+                {
+                    continue;
+                }
+                let (last_active, bytes) = session_activity(&dir)?;
+                if last_active >= cutoff {
+                    continue;
+                }
+                purged.sessions.push(dir.clone());
+                purged.bytes += bytes;
+                if !dry_run {
+                    slots.remove(&dir);
+                    files::remove_tree(&dir)?;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
     fn forget(&self, dir: &PathBuf) {
         self.slots.lock().expect("sessions lock").remove(dir);
     }
+}
+
+/// What [`Sessions::purge`] removed (or would remove).
+#[derive(Debug, Default)]
+pub struct Purged {
+    pub sessions: Vec<PathBuf>,
+    pub bytes: u64,
+}
+
+/// When a session last changed (its newest file's modification time, or
+/// its `startedat` when that is later) and the bytes it holds.
+fn session_activity(dir: &std::path::Path) -> io::Result<(std::time::SystemTime, u64)> {
+    let mut last = std::time::UNIX_EPOCH;
+    let mut bytes = 0;
+    for entry in fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            bytes += meta.len();
+        }
+        if let Ok(modified) = meta.modified() {
+            last = last.max(modified);
+        }
+    }
+    if let Some(started) = files::read_optional(&dir.join(STARTED_AT))?
+        .and_then(|t| String::from_utf8(t).ok())
+        .and_then(|t| t.trim().parse::<u64>().ok())
+    {
+        last = last.max(std::time::UNIX_EPOCH + std::time::Duration::from_secs(started));
+    }
+    Ok((last, bytes))
+}
+
+/// Whether `dir` is a session a crash left before it held any data
+/// (created, but its data file never was): nothing can resume it.
+pub fn is_stillborn(dir: &std::path::Path) -> bool {
+    dir.is_dir() && !dir.join(DATA).exists()
 }
 
 fn unix_seconds_now() -> String {
@@ -297,15 +387,22 @@ impl UploadSession for FsUpload {
             self.end()?;
             return Err(StorageError::DigestMismatch(actual));
         }
+        // Stored now: a grace period against collection starts.
+        file.set_modified(std::time::SystemTime::now())?;
         file.sync_all()?;
         drop(file);
         let target_dir = self.layout.blob_dir(expected);
         let target = self.layout.blob_data(expected);
-        if !target.exists() {
-            fs::create_dir_all(&target_dir)?;
-            fs::rename(self.dir.join(DATA), &target)?;
-            files::sync_dir(&target_dir)?;
-        }
+        self.sessions.pins.referencing([expected], || -> Result<()> {
+            if target.exists() {
+                files::touch(&target)?;
+            } else {
+                files::create_dirs_durably(&target_dir)?;
+                fs::rename(self.dir.join(DATA), &target)?;
+                files::sync_dir(&target_dir)?;
+            }
+            Ok(())
+        })?;
         self.end()?;
         Ok(written)
     }

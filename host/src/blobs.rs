@@ -22,6 +22,7 @@ pub fn to_wit_error(e: StorageError) -> Error {
         StorageError::DigestMismatch(d) => Error::DigestMismatch(d.to_string()),
         StorageError::Invalid(m) => Error::Invalid(m),
         StorageError::Busy => Error::Busy,
+        StorageError::LimitExceeded(m) => Error::LimitExceeded(m),
         StorageError::Unsupported(m) => Error::Unsupported(m),
         StorageError::Io(e) => {
             tracing::error!(error = %e, "storage failure");

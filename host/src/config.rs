@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What can be wrong with a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,14 @@ pub struct Config {
     pub auth: Auth,
     /// `health`: registry:2's storage health checks. Ignored (warned).
     pub health: Option<IgnoredAny>,
+    /// `limits` (Wharf only): what one request of the registry may spend,
+    /// and how much it may store. Each tenant's `limits` default to these,
+    /// field by field.
+    pub limits: Limits,
+    /// `tenants` (Wharf only): several registries in one process, each with
+    /// its own hosts, storage, credentials and limits. No section: one
+    /// registry, configured by `storage` and `auth`, serving every host.
+    pub tenants: Option<Vec<Tenant>>,
     /// Warnings found while reading, logged once logging is set up.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -114,10 +123,11 @@ pub struct Storage {
     pub filesystem: Filesystem,
     /// `storage.delete`.
     pub delete: Delete,
-    /// `storage.cache`, `storage.maintenance`, `storage.redirect`: registry:2
-    /// internals. Ignored (warned).
+    /// `storage.maintenance`: upload purging (`readonly` is ignored, warned).
+    pub maintenance: Maintenance,
+    /// `storage.cache`, `storage.redirect`: registry:2 internals. Ignored
+    /// (warned).
     pub cache: Option<IgnoredAny>,
-    pub maintenance: Option<IgnoredAny>,
     pub redirect: Option<IgnoredAny>,
 }
 
@@ -216,6 +226,167 @@ impl Default for Htpasswd {
     }
 }
 
+/// `limits` (top level or a tenant's): every field optional, absent means
+/// unlimited (within Wharf's own ceilings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// `storage_bytes`: the most bytes of blobs and manifests the registry
+    /// may hold; a push beyond is refused (DENIED) and stores nothing.
+    pub storage_bytes: Option<u64>,
+    /// `memory_bytes`: the most linear memory one request's component
+    /// instance may grow to; growing beyond traps that request (500).
+    pub memory_bytes: Option<u64>,
+    /// `request_timeout`: how long one request's instance may run, from its
+    /// start until it has sent the whole response (`30s`, `500ms`, `2m`,
+    /// `1h`); beyond, the instance is stopped and the request fails (500, or
+    /// a cut connection once the response head is out). Set it above the
+    /// time your largest layer takes to upload.
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Option<Duration>,
+    /// `concurrent_uploads`: the most upload sessions that may be open
+    /// (started, not yet finished or cancelled) at once; starting another
+    /// is refused (DENIED).
+    pub concurrent_uploads: Option<u32>,
+}
+
+impl Limits {
+    /// These limits, with each absent field taken from `defaults`.
+    pub fn or(self, defaults: Limits) -> Limits {
+        Limits {
+            storage_bytes: self.storage_bytes.or(defaults.storage_bytes),
+            memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
+            request_timeout: self.request_timeout.or(defaults.request_timeout),
+            concurrent_uploads: self.concurrent_uploads.or(defaults.concurrent_uploads),
+        }
+    }
+}
+
+/// One entry of `tenants`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// `name`: how logs name the tenant. Required, unique.
+    pub name: String,
+    /// `hosts`: the host names whose requests are this tenant's, matched
+    /// case-insensitively against the `Host` header without its port (and
+    /// the TLS server name). Required; no host may belong to two tenants.
+    pub hosts: Vec<String>,
+    /// `storage`: the tenant's own storage root. Required; tenants' roots
+    /// may not overlap.
+    pub storage: TenantStorage,
+    /// `auth`: the tenant's credentials. No section: everyone may do
+    /// everything in this tenant.
+    #[serde(default)]
+    pub auth: Auth,
+    /// `limits`: the tenant's limits, defaulting to the top-level `limits`.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A tenant's `storage`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantStorage {
+    /// `storage.filesystem.rootdirectory`: the tenant's data directory.
+    pub filesystem: Filesystem,
+    /// `storage.delete.enabled`: default, the top-level `storage.delete`.
+    pub delete: Option<Delete>,
+}
+
+/// `storage.maintenance`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Maintenance {
+    pub uploadpurging: UploadPurging,
+    /// `storage.maintenance.gc` (Wharf only): online garbage collection.
+    pub gc: OnlineGc,
+    /// `storage.maintenance.readonly`: ignored (warned).
+    pub readonly: Option<IgnoredAny>,
+}
+
+/// `storage.maintenance.uploadpurging`: remove upload sessions idle for
+/// longer than `age`, every `interval`, as registry:2 does (same defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadPurging {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de_required_duration")]
+    pub age: Duration,
+    #[serde(deserialize_with = "de_required_duration")]
+    pub interval: Duration,
+    /// Only log what would be removed.
+    pub dryrun: bool,
+}
+
+impl Default for UploadPurging {
+    fn default() -> UploadPurging {
+        UploadPurging {
+            enabled: true,
+            age: Duration::from_secs(168 * 3600),
+            interval: Duration::from_secs(24 * 3600),
+            dryrun: false,
+        }
+    }
+}
+
+/// `storage.maintenance.gc` (Wharf only): collect unreferenced blobs
+/// every `interval` while serving, leaving blobs stored or linked within
+/// `grace` (a push uploads its blobs before the manifest naming them: make
+/// `grace` longer than your slowest push). Off by default; manifests are
+/// never removed online (`wharf gc --delete-untagged` does, offline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineGc {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de_required_duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "de_required_duration")]
+    pub grace: Duration,
+    /// Only log what would be removed.
+    pub dryrun: bool,
+}
+
+impl Default for OnlineGc {
+    fn default() -> OnlineGc {
+        OnlineGc {
+            enabled: false,
+            interval: Duration::from_secs(24 * 3600),
+            grace: Duration::from_secs(3600),
+            dryrun: false,
+        }
+    }
+}
+
+fn de_required_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    de_duration(d).map(|d| d.unwrap_or_default())
+}
+
+/// A duration written as a number and a unit: `500ms`, `30s`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    };
+    (!duration.is_zero()).then_some(duration)
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "duration {s:?} is not a positive number with a unit: 500ms, 30s, 2m or 1h"
+        ))
+    })
+}
+
 /// Keys registry:2 knows that mean nothing to Wharf: accepted with a warning,
 /// so that registry:2's own default `config.yml` starts.
 pub const IGNORED_KEYS: &[&str] = &[
@@ -223,7 +394,7 @@ pub const IGNORED_KEYS: &[&str] = &[
     "log.formatter",
     "log.accesslog",
     "storage.cache",
-    "storage.maintenance",
+    "storage.maintenance.readonly",
     "storage.redirect",
     "http.secret",
     "http.headers",
@@ -240,6 +411,38 @@ const VARIABLES: &[(&str, &str)] = &[
         "storage.filesystem.rootdirectory",
     ),
     ("REGISTRY_STORAGE_DELETE_ENABLED", "storage.delete.enabled"),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED",
+        "storage.maintenance.uploadpurging.enabled",
+    ),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE",
+        "storage.maintenance.uploadpurging.age",
+    ),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_INTERVAL",
+        "storage.maintenance.uploadpurging.interval",
+    ),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_DRYRUN",
+        "storage.maintenance.uploadpurging.dryrun",
+    ),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED",
+        "storage.maintenance.gc.enabled",
+    ),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_GC_INTERVAL",
+        "storage.maintenance.gc.interval",
+    ),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_GC_GRACE",
+        "storage.maintenance.gc.grace",
+    ),
+    (
+        "REGISTRY_STORAGE_MAINTENANCE_GC_DRYRUN",
+        "storage.maintenance.gc.dryrun",
+    ),
     ("REGISTRY_HTTP_ADDR", "http.addr"),
     ("REGISTRY_HTTP_HOST", "http.host"),
     ("REGISTRY_HTTP_SECRET", "http.secret"),
@@ -346,6 +549,38 @@ impl Config {
                 self.storage.delete.enabled =
                     parse_bool(value).ok_or_else(|| bad("expected true or false"))?
             }
+            "storage.maintenance.uploadpurging.enabled" => {
+                self.storage.maintenance.uploadpurging.enabled =
+                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "storage.maintenance.uploadpurging.dryrun" => {
+                self.storage.maintenance.uploadpurging.dryrun =
+                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "storage.maintenance.uploadpurging.age" => {
+                self.storage.maintenance.uploadpurging.age = parse_duration(value)
+                    .ok_or_else(|| bad("expected a duration like 168h, 30m or 10s"))?
+            }
+            "storage.maintenance.uploadpurging.interval" => {
+                self.storage.maintenance.uploadpurging.interval = parse_duration(value)
+                    .ok_or_else(|| bad("expected a duration like 24h, 30m or 10s"))?
+            }
+            "storage.maintenance.gc.enabled" => {
+                self.storage.maintenance.gc.enabled =
+                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "storage.maintenance.gc.dryrun" => {
+                self.storage.maintenance.gc.dryrun =
+                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
+            }
+            "storage.maintenance.gc.interval" => {
+                self.storage.maintenance.gc.interval = parse_duration(value)
+                    .ok_or_else(|| bad("expected a duration like 24h, 30m or 10s"))?
+            }
+            "storage.maintenance.gc.grace" => {
+                self.storage.maintenance.gc.grace = parse_duration(value)
+                    .ok_or_else(|| bad("expected a duration like 1h, 30m or 10s"))?
+            }
             "http.addr" => {
                 self.http.addr = parse_addr(value).ok_or_else(|| {
                     bad("expected an address like 0.0.0.0:5000, 127.0.0.1:5000 or :5000")
@@ -434,6 +669,106 @@ impl Config {
                 "with htpasswd authentication, the htpasswd file",
             ));
         }
+        if let Some(tenants) = &self.tenants {
+            self.check_tenants(tenants)?;
+        }
+        Ok(())
+    }
+
+    /// Tenants must be told apart by name, host and storage root, and each
+    /// must be complete.
+    fn check_tenants(&self, tenants: &[Tenant]) -> Result<(), ConfigError> {
+        let bad = |key: String, value: &str, reason: String| ConfigError::BadValue {
+            key,
+            value: value.to_string(),
+            reason,
+        };
+        if tenants.is_empty() {
+            return Err(bad(
+                "tenants".into(),
+                "[]",
+                "list at least one tenant, or remove the section to serve one registry".into(),
+            ));
+        }
+        if self.auth.htpasswd.is_some() {
+            return Err(bad(
+                "auth.htpasswd".into(),
+                "",
+                "with tenants configured, credentials are per tenant: move the top-level auth \
+                 section into each tenant that needs it"
+                    .into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut hosts = std::collections::HashMap::new();
+        let mut roots: Vec<(&str, &Path)> = Vec::new();
+        for tenant in tenants {
+            let key = |field: &str| format!("tenants[{}].{field}", tenant.name);
+            if tenant.name.trim().is_empty() {
+                return Err(bad(
+                    "tenants[].name".into(),
+                    &tenant.name,
+                    "a tenant needs a name".into(),
+                ));
+            }
+            if !names.insert(tenant.name.as_str()) {
+                return Err(bad(
+                    key("name"),
+                    &tenant.name,
+                    "two tenants have this name".into(),
+                ));
+            }
+            if tenant.hosts.is_empty() {
+                return Err(bad(
+                    key("hosts"),
+                    "[]",
+                    "list the host names this tenant serves".into(),
+                ));
+            }
+            for host in &tenant.hosts {
+                let normal = host.trim().to_ascii_lowercase();
+                if normal.is_empty() || normal.contains(['/', ' ', ':']) {
+                    return Err(bad(
+                        key("hosts"),
+                        host,
+                        "a host is a name or address without scheme, port or path".into(),
+                    ));
+                }
+                if let Some(other) = hosts.insert(normal, tenant.name.as_str()) {
+                    return Err(bad(
+                        key("hosts"),
+                        host,
+                        format!("this host is already tenant {other}'s"),
+                    ));
+                }
+            }
+            let root = tenant.storage.filesystem.rootdirectory.as_path();
+            if root.as_os_str().is_empty() {
+                return Err(missing_root(&key("storage.filesystem.rootdirectory")));
+            }
+            for (other, other_root) in &roots {
+                if root.starts_with(other_root) || other_root.starts_with(root) {
+                    return Err(bad(
+                        key("storage.filesystem.rootdirectory"),
+                        &root.display().to_string(),
+                        format!(
+                            "overlaps tenant {other}'s {}: tenants' data must be apart",
+                            other_root.display()
+                        ),
+                    ));
+                }
+            }
+            roots.push((&tenant.name, root));
+            if let Some(htpasswd) = &tenant.auth.htpasswd
+                && htpasswd.path.as_os_str().is_empty()
+            {
+                return Err(bad(
+                    key("auth.htpasswd.path"),
+                    "",
+                    "with htpasswd authentication, the htpasswd file is required".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -443,7 +778,10 @@ impl Config {
             ("log.formatter", self.log.formatter.is_some()),
             ("log.accesslog", self.log.accesslog.is_some()),
             ("storage.cache", self.storage.cache.is_some()),
-            ("storage.maintenance", self.storage.maintenance.is_some()),
+            (
+                "storage.maintenance.readonly",
+                self.storage.maintenance.readonly.is_some(),
+            ),
             ("storage.redirect", self.storage.redirect.is_some()),
             ("http.secret", self.http.secret.is_some()),
             ("http.headers", self.http.headers.is_some()),
@@ -460,6 +798,14 @@ impl Config {
     /// Where to listen.
     pub fn addr(&self) -> SocketAddr {
         self.http.addr
+    }
+}
+
+fn missing_root(key: &str) -> ConfigError {
+    ConfigError::BadValue {
+        key: key.to_string(),
+        value: String::new(),
+        reason: "each tenant needs its own data directory".into(),
     }
 }
 
@@ -686,6 +1032,105 @@ mod tests {
         );
         let e = load("version: 0.2\n", &[]).unwrap_err().to_string();
         assert!(e.contains("version"), "{e}");
+    }
+
+    const TENANTS: &str = "tenants:
+  - name: acme
+    hosts: [\"acme.localhost\", \"registry.acme.example\"]
+    storage: { filesystem: { rootdirectory: /var/lib/wharf/acme } }
+    auth: { htpasswd: { realm: acme, path: /etc/wharf/acme.htpasswd } }
+    limits: { storage_bytes: 10737418240, memory_bytes: 67108864, request_timeout: 30s, concurrent_uploads: 16 }
+  - name: globex
+    hosts: [\"globex.localhost\"]
+    storage: { filesystem: { rootdirectory: /var/lib/wharf/globex } }
+    auth: { htpasswd: { realm: globex, path: /etc/wharf/globex.htpasswd } }
+";
+
+    #[test]
+    fn tenants_as_in_the_issue() {
+        let c = load(
+            &format!("limits:\n  request_timeout: 500ms\n{TENANTS}"),
+            &[],
+        )
+        .unwrap();
+        let tenants = c.tenants.unwrap();
+        assert_eq!(tenants.len(), 2);
+        let acme = &tenants[0];
+        assert_eq!(acme.hosts, ["acme.localhost", "registry.acme.example"]);
+        assert_eq!(
+            acme.storage.filesystem.rootdirectory,
+            PathBuf::from("/var/lib/wharf/acme")
+        );
+        assert_eq!(acme.auth.htpasswd.as_ref().unwrap().realm, "acme");
+        assert_eq!(acme.limits.storage_bytes, Some(10737418240));
+        assert_eq!(acme.limits.memory_bytes, Some(67108864));
+        assert_eq!(acme.limits.request_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(acme.limits.concurrent_uploads, Some(16));
+        let globex = tenants[1].limits.or(c.limits);
+        assert_eq!(
+            globex.request_timeout,
+            Some(Duration::from_millis(500)),
+            "inherited"
+        );
+        assert_eq!(globex.storage_bytes, None);
+    }
+
+    #[test]
+    fn tenants_must_be_told_apart() {
+        let e = load(&TENANTS.replace("globex.localhost", "ACME.localhost"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already tenant acme's"), "{e}");
+        let e = load(&TENANTS.replace("wharf/globex", "wharf/acme/sub"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overlaps tenant acme"), "{e}");
+        let e = load(&TENANTS.replace("name: globex", "name: acme"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("two tenants"), "{e}");
+        let e = load(&format!("auth:\n  htpasswd:\n    path: /a\n{TENANTS}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("per tenant"), "{e}");
+        let e = load("tenants: []\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("at least one tenant"), "{e}");
+    }
+
+    #[test]
+    fn tenant_keys_are_checked_too() {
+        let e = load(
+            &TENANTS.replace("concurrent_uploads", "concurrent_pulls"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("concurrent_pulls"), "{e}");
+        let e = load(&TENANTS.replace("30s", "30"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("500ms, 30s"), "{e}");
+        let e = load(
+            &TENANTS.replace(
+                "  - name: globex\n    hosts: [\"globex.localhost\"]\n",
+                "  - name: globex\n",
+            ),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("hosts"), "{e}");
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in ["30", "s", "0s", "-1s", "1.5s", "3d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     /// registry:2's image ships this config.yml; it must start Wharf.

@@ -7,12 +7,16 @@ mod bindings;
 mod blobs;
 mod cert;
 mod config;
+mod gc;
 mod htpasswd;
 mod metadata;
+mod quota;
+mod reload;
 mod runtime;
 mod server;
 mod state;
 mod storage;
+mod tenants;
 mod tls;
 
 use anyhow::Context as _;
@@ -44,6 +48,26 @@ enum Command {
     Serve {
         /// A registry:2 configuration file (config.yml).
         config: Option<PathBuf>,
+        /// Serve with this component (a `wasm32-wasip2` component built for
+        /// the `wharf:registry/registry` world) instead of the built-in one;
+        /// it is reloaded when the file changes and on SIGHUP.
+        #[arg(long, value_name = "PATH")]
+        component: Option<PathBuf>,
+    },
+    /// Remove what no manifest references, offline (stop the registry, or
+    /// keep pushes away, while it runs): blobs no manifest names, and with
+    /// --delete-untagged the manifests no tag reaches (directly, as an index
+    /// child, a subject or a referrer). Reads the same configuration as
+    /// `serve` for the data directory.
+    Gc {
+        /// A registry:2 configuration file (config.yml).
+        config: Option<PathBuf>,
+        /// Print what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove manifests that no tag reaches.
+        #[arg(long)]
+        delete_untagged: bool,
     },
     /// Print an htpasswd line with a bcrypt hash for USER, as
     /// `htpasswd -Bbn USER PASSWORD` does: `wharf htpasswd alice >> auth/htpasswd`.
@@ -73,7 +97,22 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, component } => serve(config, component),
+        Command::Gc {
+            config,
+            dry_run,
+            delete_untagged,
+        } => {
+            let config = config::Config::load(config.as_deref(), std::env::vars())?;
+            init_logging(config.log.level);
+            gc::run(
+                &config,
+                gc::Options {
+                    dry_run,
+                    delete_untagged,
+                },
+            )
+        }
         Command::Htpasswd {
             user,
             password_stdin,
@@ -95,31 +134,26 @@ fn init_logging(level: Option<config::LogLevel>) {
         .init();
 }
 
-fn serve(file: Option<PathBuf>) -> anyhow::Result<()> {
+fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::Config::load(file.as_deref(), std::env::vars())?;
     init_logging(config.log.level);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
     let addr = config.addr();
-    let rootdirectory = &config.storage.filesystem.rootdirectory;
     let delete_enabled = config.storage.delete.enabled;
-    let storage = Arc::new(
-        storage::FsStorage::open(rootdirectory, delete_enabled).context("opening storage")?,
-    );
-    let auth: Arc<dyn auth::Authenticator> = match &config.auth.htpasswd {
-        None => Arc::new(auth::AllowAll),
-        Some(h) => {
-            let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm)?;
-            tracing::info!(path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
-            Arc::new(htpasswd)
-        }
-    };
+    let tenants = open_tenants(&config)?;
     let tls = match &config.http.tls {
         None => None,
         Some(t) => Some(tls::Tls::load(&t.certificate, &t.key, &t.clientcas)?),
     };
-    if config.auth.htpasswd.is_some() && tls.is_none() && !addr.ip().is_loopback() {
+    let any_htpasswd = config.auth.htpasswd.is_some()
+        || config
+            .tenants
+            .iter()
+            .flatten()
+            .any(|t| t.auth.htpasswd.is_some());
+    if any_htpasswd && tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
             "WARNING: htpasswd authentication WITHOUT TLS on a non-loopback address: passwords \
@@ -127,12 +161,18 @@ fn serve(file: Option<PathBuf>) -> anyhow::Result<()> {
              and REGISTRY_HTTP_TLS_KEY; `wharf cert` makes them) or listen on 127.0.0.1 only."
         );
     }
-    let capabilities = state::Capabilities {
-        blobs: storage.clone(),
-        metadata: storage,
-        auth,
+    let max_memory = tenants
+        .all()
+        .iter()
+        .filter_map(|t| t.limits.memory_bytes)
+        .max()
+        .unwrap_or(0);
+    let sandbox = Arc::new(runtime::Sandbox::new(max_memory)?);
+    let source = match component {
+        Some(path) => reload::Source::File(path),
+        None => reload::Source::Embedded,
     };
-    let runtime = Arc::new(runtime::Runtime::new(runtime::EMBEDDED_COMPONENT)?);
+    let runtime = Arc::new(runtime::Current::new(source.load(&sandbox)?));
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -141,14 +181,16 @@ fn serve(file: Option<PathBuf>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {addr}"))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, rootdirectory = %config.storage.filesystem.rootdirectory.display(), delete_enabled, tls = tls.is_some(), "wharf serving");
+        let names: Vec<&str> = tenants.all().iter().map(|t| t.name.as_str()).collect();
+        tracing::info!(%addr, rootdirectory = %config.storage.filesystem.rootdirectory.display(), delete_enabled, tls = tls.is_some(), tenants = ?names, "wharf serving");
+        tokio::spawn(reload::watch(sandbox, runtime.clone(), source));
         // Tests and scripts wait for this line to know the port.
         let mut stdout = std::io::stdout();
         writeln!(stdout, "listening on {addr}")?;
         stdout.flush()?;
         let server = Arc::new(server::Server {
             runtime,
-            capabilities,
+            tenants,
             tls,
         });
         tokio::select! {
@@ -158,6 +200,95 @@ fn serve(file: Option<PathBuf>) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+    })
+}
+
+/// The registries to serve: each configured tenant, or the single registry
+/// of `storage` and `auth`.
+fn open_tenants(config: &config::Config) -> anyhow::Result<tenants::Tenants> {
+    let Some(list) = &config.tenants else {
+        let tenant = open_tenant(
+            "default",
+            &config.storage.filesystem.rootdirectory,
+            config.storage.delete.enabled,
+            &config.auth,
+            config.limits,
+            &config.storage.maintenance,
+        )?;
+        return Ok(tenants::Tenants::single(tenant));
+    };
+    let mut opened = Vec::new();
+    for t in list {
+        let delete = t
+            .storage
+            .delete
+            .as_ref()
+            .map_or(config.storage.delete.enabled, |d| d.enabled);
+        let tenant = open_tenant(
+            &t.name,
+            &t.storage.filesystem.rootdirectory,
+            delete,
+            &t.auth,
+            t.limits.or(config.limits),
+            &config.storage.maintenance,
+        )
+        .with_context(|| format!("tenant {}", t.name))?;
+        tracing::info!(tenant = t.name, hosts = ?t.hosts, rootdirectory = %t.storage.filesystem.rootdirectory.display(), "tenant");
+        opened.push((tenant, t.hosts.clone()));
+    }
+    Ok(tenants::Tenants::new(opened))
+}
+
+fn open_tenant(
+    name: &str,
+    rootdirectory: &std::path::Path,
+    delete_enabled: bool,
+    auth: &config::Auth,
+    limits: config::Limits,
+    maintenance: &config::Maintenance,
+) -> anyhow::Result<tenants::Tenant> {
+    let storage = Arc::new(
+        storage::FsStorage::open(rootdirectory, delete_enabled).context("opening storage")?,
+    );
+    let purging = maintenance.uploadpurging;
+    if purging.enabled {
+        storage.start_upload_purging(purging.age, purging.interval, purging.dryrun);
+    }
+    if maintenance.gc.enabled {
+        gc::start_online(storage.clone(), maintenance.gc, name);
+    }
+    let (blobs, metadata): (Arc<dyn storage::BlobStore>, Arc<dyn storage::MetadataStore>) =
+        if limits.storage_bytes.is_some() || limits.concurrent_uploads.is_some() {
+            let held = Arc::new(
+                quota::Quota::new(
+                    storage,
+                    rootdirectory,
+                    name,
+                    limits.storage_bytes,
+                    limits.concurrent_uploads,
+                )
+                .context("counting the tenant's storage")?,
+            );
+            (held.clone(), held)
+        } else {
+            (storage.clone(), storage)
+        };
+    let auth: Arc<dyn auth::Authenticator> = match &auth.htpasswd {
+        None => Arc::new(auth::AllowAll),
+        Some(h) => {
+            let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm)?;
+            tracing::info!(tenant = name, path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
+            Arc::new(htpasswd)
+        }
+    };
+    Ok(tenants::Tenant {
+        name: name.to_string(),
+        capabilities: state::Capabilities {
+            blobs,
+            metadata,
+            auth,
+        },
+        limits,
     })
 }
 

@@ -1,13 +1,33 @@
-//! The component runtime: compiles the protocol component once, links the
-//! capabilities, and runs each request in a fresh instance.
+//! The component runtime: compiles the protocol component, links the
+//! capabilities, and runs each request in a fresh instance held to its
+//! tenant's limits.
+//!
+//! One [`Sandbox`] (the wasmtime engine, its instance pool and its epoch
+//! clock) lives as long as the process; a [`Runtime`] is one compiled
+//! component on it. [`Current`] holds the runtime new requests use, so the
+//! component can be replaced while requests in flight finish on the old one.
+//!
+//! Limits: an instance's memories may grow to its tenant's `memory_bytes`
+//! (a `StoreLimits` limiter; growing beyond traps), and it may run until
+//! its tenant's `request_timeout` (epoch interruption: the engine's epoch
+//! advances every [`TICK`], and each time a running guest reaches its
+//! epoch deadline it yields to other tasks and is stopped once past the
+//! request's deadline; a guest blocked in a host call is stopped by a timer
+//! around the call). A trap costs its own request only.
 
 use crate::auth::Caller;
 use crate::bindings::{Registry, RegistryPre};
-use crate::state::{Capabilities, RequestState};
+use crate::state::RequestState;
+use crate::tenants::Tenant;
 use anyhow::Context as _;
 use hyper::body::Incoming;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
+    UpdateDeadline,
+};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -17,29 +37,60 @@ pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("WHARF_COMPONENT_WASM
 
 /// Instances that may run at once; a request beyond that waits for a slot.
 const MAX_INSTANCES: u32 = 1000;
-/// Linear memory one instance may grow to.
-const MAX_MEMORY_BYTES: usize = 256 << 20;
+/// Linear memory one instance may grow to when its tenant sets no
+/// `memory_bytes`; the pool reserves at least this much per instance.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
+/// How often the engine's epoch advances: the granularity of
+/// `request_timeout`, and how long a busy guest runs before it yields its
+/// thread to other requests.
+pub const TICK: Duration = Duration::from_millis(10);
 
-pub struct Runtime {
-    pre: RegistryPre<RequestState>,
+/// The engine every component runs on, and its epoch clock.
+pub struct Sandbox {
+    engine: Engine,
 }
 
-impl Runtime {
-    /// Compile `component` and link it against the host's capabilities.
-    pub fn new(component: &[u8]) -> anyhow::Result<Runtime> {
+impl Sandbox {
+    /// An engine whose instances may each grow up to `max_memory_bytes`
+    /// (the largest of the tenants' `memory_bytes`), with its epoch clock
+    /// started.
+    pub fn new(max_memory_bytes: u64) -> anyhow::Result<Sandbox> {
+        let max_memory = usize::try_from(max_memory_bytes.max(DEFAULT_MEMORY_BYTES))
+            .context("memory_bytes is larger than this machine's address space")?;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(MAX_INSTANCES)
             .total_memories(MAX_INSTANCES)
             .total_tables(MAX_INSTANCES)
-            .max_memory_size(MAX_MEMORY_BYTES);
+            .max_memory_size(max_memory);
         let mut config = Config::new();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
-        let component = Component::new(&engine, component)
+        // A plain thread, so the clock keeps time even when every runtime
+        // thread is busy running guests.
+        let clock = engine.weak();
+        std::thread::Builder::new()
+            .name("wharf-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = clock.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .context("starting the epoch clock")?;
+        Ok(Sandbox { engine })
+    }
+
+    /// Compile `component` and link it against the host's capabilities;
+    /// refused unless it targets the `wharf:registry/registry` world.
+    pub fn load(&self, component: &[u8]) -> anyhow::Result<Runtime> {
+        let engine = &self.engine;
+        let component = Component::new(engine, component)
             .map_err(anyhow::Error::from)
             .context("compiling the registry component")?;
 
-        let mut linker = Linker::new(&engine);
+        let mut linker = Linker::new(engine);
         // WASI for the guest's standard library: no directories, no network.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // `wasi:http/types` only: the guest serves requests, it never sends
@@ -59,17 +110,61 @@ impl Runtime {
             .context("the component does not fit the wharf:registry/registry world")?;
         Ok(Runtime { pre })
     }
+}
 
+/// One compiled component, ready to instantiate per request.
+pub struct Runtime {
+    pre: RegistryPre<RequestState>,
+}
+
+/// The runtime new requests use; replaced by a reload.
+pub struct Current(RwLock<Arc<Runtime>>);
+
+impl Current {
+    pub fn new(runtime: Runtime) -> Current {
+        Current(RwLock::new(Arc::new(runtime)))
+    }
+
+    /// The runtime to serve the next request with.
+    pub fn get(&self) -> Arc<Runtime> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Serve new requests with `runtime`; requests in flight keep the one
+    /// they started on until they end.
+    pub fn replace(&self, runtime: Runtime) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
+    }
+}
+
+impl Runtime {
     /// Serve one request from `caller` (received over TLS when `https`) in
-    /// a fresh instance lent `capabilities`.
+    /// a fresh instance lent `tenant`'s capabilities and held to its limits.
     pub async fn handle(
         &self,
         request: hyper::Request<Incoming>,
-        capabilities: Capabilities,
+        tenant: &Arc<Tenant>,
         caller: Caller,
         https: bool,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
-        let mut store = Store::new(self.pre.engine(), RequestState::new(capabilities, caller));
+        let limits = &tenant.limits;
+        let memory = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .build();
+        let state = RequestState::new(tenant.capabilities.clone(), caller, store_limits);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        let deadline = limits.request_timeout.map(|t| Instant::now() + t);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| match deadline {
+            Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::msg(
+                "the request ran past its request_timeout and was stopped",
+            )),
+            // Give the thread to other requests at every tick.
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
         let scheme = if https { Scheme::Https } else { Scheme::Http };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
@@ -80,17 +175,70 @@ impl Runtime {
         let pre = self.pre.clone();
 
         // The guest keeps running after it sets the response head, to
-        // stream the body; the task owns the store until then.
-        let task = tokio::task::spawn(async move {
-            let registry: Registry = pre.instantiate_async(&mut store).await?;
-            registry
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
+        // stream the body; the task owns the store until then. A guest
+        // blocked in a host call is not interrupted by the epoch: the timer
+        // ends it (dropping the store) at the same deadline.
+        let mut task = tokio::task::spawn(async move {
+            let run = async {
+                let registry: Registry = pre.instantiate_async(&mut store).await?;
+                registry
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            match deadline {
+                None => run.await,
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), run)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(wasmtime::Error::msg(
+                            "the request ran past its request_timeout while waiting in a host call and was stopped",
+                        ))
+                    }),
+            }
         });
 
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+        let mut receiver = receiver;
+        let response = tokio::select! {
+            biased;
+            response = &mut receiver => response,
+            // The guest may end (trap, time out) while the sender is still
+            // held by its resource table: whichever comes first.
+            ended = &mut task => {
+                let failure = match ended {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(anyhow::Error::from(e).context("the component failed")),
+                    Err(e) => Some(anyhow::Error::from(e).context("the component task failed")),
+                };
+                match (receiver.try_recv(), failure) {
+                    (Ok(Ok(response)), failure) => {
+                        if let Some(e) = failure {
+                            log_cut(&tenant.name, &e);
+                        }
+                        return Ok(response);
+                    }
+                    (Ok(Err(code)), _) => return Err(anyhow::anyhow!(
+                        "the component answered with an error: {code:?}"
+                    )),
+                    (Err(_), Some(e)) => return Err(e),
+                    (Err(_), None) => return Err(anyhow::anyhow!("the component returned without a response")),
+                }
+            }
+        };
+        match response {
+            Ok(Ok(response)) => {
+                // The head is out; a failure while streaming the body can
+                // only cut the connection now, and is logged here.
+                let tenant = tenant.name.clone();
+                tokio::spawn(async move {
+                    match task.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => log_cut(&tenant, &anyhow::Error::from(e)),
+                        Err(e) => log_cut(&tenant, &anyhow::Error::from(e)),
+                    }
+                });
+                Ok(response)
+            }
             Ok(Err(code)) => Err(anyhow::anyhow!(
                 "the component answered with an error: {code:?}"
             )),
@@ -101,4 +249,14 @@ impl Runtime {
             },
         }
     }
+}
+
+/// A guest failed after its response head was sent: the client sees the
+/// connection end early, the log says why.
+fn log_cut(tenant: &str, e: &anyhow::Error) {
+    tracing::error!(
+        tenant,
+        error = format!("{e:#}"),
+        "the component failed after sending the response head; the response was cut"
+    );
 }

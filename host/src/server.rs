@@ -1,35 +1,88 @@
-//! The HTTP server: accepts connections (over TLS when configured), hands
-//! each request to the runtime with the capabilities of the registry and the
-//! caller's credentials and address, and logs one line per request.
+//! The HTTP server: accepts connections (over TLS when configured), picks
+//! each request's tenant by host (refusing, with 421 and an OCI error, a
+//! host no tenant serves), hands the request to the current runtime with
+//! that tenant's capabilities and limits and the caller's credentials and
+//! address, and logs one line per request.
+//!
+//! Connection limits keep hostile or broken clients from holding resources:
+//! a connection must deliver its TLS handshake and first request head
+//! within [`ConnectionLimits::header_read`] (and every later head within
+//! the same time after the previous response, so idle keep-alive
+//! connections close), request heads are limited in bytes and header
+//! count (431 beyond), and response bodies are pulled by hyper only as the
+//! socket drains, so a client that stops reading pins one 1 MiB batch at
+//! most.
 
 use crate::auth::Caller;
-use crate::runtime::Runtime;
-use crate::state::Capabilities;
+use crate::runtime::Current;
+use crate::tenants::{NoTenant, Tenants};
 use crate::tls::Tls;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 pub struct Server {
-    pub runtime: Arc<Runtime>,
-    pub capabilities: Capabilities,
+    /// The component serving new requests (replaced by a reload).
+    pub runtime: Arc<Current>,
+    /// The registries served, chosen per request by host.
+    pub tenants: Tenants,
     /// Serve HTTPS only, with this certificate; `None`: plain HTTP.
     pub tls: Option<Tls>,
+}
+
+/// Limits on what one connection may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Time for the TLS handshake plus a request head, and for each later
+    /// request head of a kept-alive connection.
+    pub header_read: Duration,
+    /// Largest request head (request line plus headers), in bytes.
+    pub max_head_bytes: usize,
+    /// Most headers in one request.
+    pub max_headers: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read: Duration::from_secs(30),
+            max_head_bytes: 400 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The defaults, with the header read timeout overridable in whole
+    /// seconds by `WHARF_HEADER_READ_TIMEOUT` (tests use a short one).
+    pub fn from_env() -> ConnectionLimits {
+        let mut limits = ConnectionLimits::default();
+        if let Some(secs) = std::env::var("WHARF_HEADER_READ_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&s| s > 0)
+        {
+            limits.header_read = Duration::from_secs(secs);
+        }
+        limits
+    }
 }
 
 impl Server {
     /// Serve connections from `listener` until the process ends.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
+        let limits = ConnectionLimits::from_env();
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(conn) => conn,
@@ -44,29 +97,75 @@ impl Server {
             let server = self.clone();
             tokio::spawn(async move {
                 match server.tls.clone() {
-                    None => server.serve_connection(stream, peer, false).await,
-                    Some(tls) => match tls.accept(stream).await {
-                        Ok(stream) => server.serve_connection(stream, peer, true).await,
-                        Err(e) => tracing::info!(%peer, error = %e, "connection refused"),
-                    },
+                    None => {
+                        server
+                            .serve_connection(stream, peer, Transport::Plain, limits)
+                            .await
+                    }
+                    Some(tls) => {
+                        match tokio::time::timeout(limits.header_read, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let sni = stream.get_ref().1.server_name().map(Arc::<str>::from);
+                                let transport = Transport::Tls { sni };
+                                server
+                                    .serve_connection(stream, peer, transport, limits)
+                                    .await
+                            }
+                            Ok(Err(e)) => tracing::info!(%peer, error = %e, "connection refused"),
+                            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                        }
+                    }
                 }
             });
         }
     }
 
-    async fn serve_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr, https: bool)
-    where
+    async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        transport: Transport,
+        limits: ConnectionLimits,
+    ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let server = self;
+        // Set by the first request: until then the connection is on the
+        // clock (hyper's own header timeout starts only once it knows the
+        // connection speaks HTTP/1, not while it tells HTTP/1 from HTTP/2).
+        let spoke = Arc::new(AtomicBool::new(false));
+        let first = spoke.clone();
         let service = hyper::service::service_fn(move |req| {
             let server = server.clone();
-            async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer, https).await) }
+            let transport = transport.clone();
+            first.store(true, Ordering::Release);
+            async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer, transport).await) }
         });
-        if let Err(e) = auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(io), service)
-            .await
-        {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read)
+            .max_buf_size(limits.max_head_bytes)
+            .max_headers(limits.max_headers);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX));
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let result = tokio::select! {
+            result = &mut connection => result,
+            _ = tokio::time::sleep(limits.header_read) => {
+                if spoke.load(Ordering::Acquire) {
+                    connection.await
+                } else {
+                    tracing::info!(%peer, "closing a connection that sent no request in time");
+                    return;
+                }
+            }
+        };
+        if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     }
@@ -75,7 +174,7 @@ impl Server {
         &self,
         mut req: Request<hyper::body::Incoming>,
         peer: SocketAddr,
-        https: bool,
+        transport: Transport,
     ) -> Response<LoggedBody> {
         let started = Instant::now();
         let method = req.method().clone();
@@ -88,15 +187,38 @@ impl Server {
             credentials,
             peer: Some(peer),
         };
-        let response = match self
-            .runtime
-            .handle(req, self.capabilities.clone(), caller, https)
-            .await
-        {
-            Ok(response) => response,
-            Err(e) => {
-                tracing::error!(%method, %path, error = format!("{e:#}"), "request failed in the component");
-                internal_error()
+        // The tenant is chosen before any component runs: a request for
+        // no tenant never reaches one.
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            });
+        let (sni, https) = match &transport {
+            Transport::Plain => (None, false),
+            Transport::Tls { sni } => (sni.as_deref(), true),
+        };
+        let mut tenant_name = String::from("-");
+        let response = match self.tenants.select(host.as_deref(), sni) {
+            Err(refused) => {
+                tracing::info!(%method, %path, host, sni, reason = %refused, "request for no tenant refused");
+                no_tenant(&refused)
+            }
+            Ok(tenant) => {
+                tenant_name.clone_from(&tenant.name);
+                let runtime = self.runtime.get();
+                match runtime.handle(req, &tenant, caller, https).await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        tracing::error!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request failed in the component");
+                        internal_error()
+                    }
+                }
             }
         };
         let status = response.status();
@@ -107,6 +229,7 @@ impl Server {
                 bytes: 0,
                 expected,
                 started,
+                tenant: tenant_name,
                 method,
                 path,
                 status,
@@ -114,6 +237,40 @@ impl Server {
             }
         })
     }
+}
+
+/// How a connection arrived.
+#[derive(Clone)]
+enum Transport {
+    Plain,
+    /// TLS, with the server name the client asked for (SNI), if any.
+    Tls {
+        sni: Option<Arc<str>>,
+    },
+}
+
+/// 421 Misdirected Request with an OCI error body: no tenant of this server
+/// serves the host the request names.
+fn no_tenant(refused: &NoTenant) -> Response<HyperOutgoingBody> {
+    use http_body_util::BodyExt;
+    let body = serde_json::json!({"errors": [{
+        "code": "DENIED",
+        "message": format!("{refused}: check the registry host name in the image reference"),
+        "detail": null,
+    }]})
+    .to_string();
+    let length = body.len();
+    let mut response = Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().expect("valid"));
+    response.headers_mut().insert(CONTENT_LENGTH, length.into());
+    response
 }
 
 /// 500 with an OCI error body, for a request the component could not serve.
@@ -144,6 +301,8 @@ pub struct LoggedBody {
     /// has sent that many bytes, so reaching it means complete.
     expected: Option<u64>,
     started: Instant,
+    /// The tenant that served the request (`-`: none did).
+    tenant: String,
     method: hyper::Method,
     path: String,
     status: StatusCode,
@@ -157,6 +316,7 @@ impl LoggedBody {
         }
         self.logged = true;
         tracing::info!(
+            tenant = self.tenant,
             method = %self.method,
             path = %self.path,
             status = self.status.as_u16(),

@@ -5,6 +5,7 @@
 use crate::auth::{Authenticator, Caller};
 use crate::storage::{BlobStore, MetadataStore};
 use std::sync::Arc;
+use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -24,10 +25,13 @@ pub struct RequestState {
     pub capabilities: Capabilities,
     /// The request's credentials (kept from the guest) and client address.
     pub caller: Caller,
+    /// How far the instance's memories and tables may grow: the tenant's
+    /// `memory_bytes`. Installed as the store's limiter.
+    pub limits: StoreLimits,
 }
 
 impl RequestState {
-    pub fn new(capabilities: Capabilities, caller: Caller) -> RequestState {
+    pub fn new(capabilities: Capabilities, caller: Caller, limits: StoreLimits) -> RequestState {
         RequestState {
             table: ResourceTable::new(),
             // No preopened directories, no environment, no arguments, no
@@ -37,6 +41,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             capabilities,
             caller,
+            limits,
         }
     }
 }

@@ -78,6 +78,25 @@ impl Wharf {
         );
     }
 
+    /// The server process's id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("wharf is running").id()
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up, as in a crash
+    /// or power loss) and starts it again on the same data directory and
+    /// port.
+    #[allow(dead_code)]
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let addr = self.addr.to_string();
+        self.spawn(&addr);
+    }
+
     /// The address the server listens on, e.g. `127.0.0.1:41234`: the
     /// registry part of an image reference.
     pub fn addr(&self) -> SocketAddr {
@@ -343,6 +362,11 @@ impl Served {
     /// Everything the server has written to stderr so far.
     pub fn stderr(&self) -> String {
         read_lossy(&self.stderr_path)
+    }
+
+    /// The server process's id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("wharf is running").id()
     }
 }
 

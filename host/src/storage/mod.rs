@@ -10,6 +10,7 @@
 pub mod files;
 pub mod fs;
 pub mod layout;
+pub mod pins;
 mod streams;
 mod uploads;
 
@@ -28,6 +29,9 @@ pub enum StorageError {
     Invalid(String),
     #[error("upload session in use by another request")]
     Busy,
+    /// An operator's limit (storage quota, open sessions); the text says which.
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("storage I/O failed: {0}")]

@@ -1,0 +1,227 @@
+//! Tenants: the registries one Wharf process serves, each with its own
+//! hosts, capabilities (storage, credentials) and limits.
+//!
+//! A request belongs to the tenant whose hosts include the request's host:
+//! the `Host` header (or HTTP/2 `:authority`) without its port, compared
+//! case-insensitively, and under TLS the server name the client sent (SNI).
+//! Without a `tenants` section there is one tenant, serving every host.
+//! The tenant is chosen by the host before any component runs, and the
+//! component instance is lent that tenant's capabilities only.
+
+use crate::config::Limits;
+use crate::state::Capabilities;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One registry: what its requests may reach and spend.
+pub struct Tenant {
+    /// How logs name it (`default` for the single registry).
+    pub name: String,
+    pub capabilities: Capabilities,
+    pub limits: Limits,
+}
+
+/// Why a request has no tenant.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoTenant {
+    #[error("no registry is served here for host {0:?}")]
+    UnknownHost(String),
+    #[error("the request names host {host:?} but the TLS connection was opened for {sni:?}")]
+    Misdirected { host: String, sni: String },
+}
+
+/// Every tenant, by host.
+pub struct Tenants {
+    by_host: HashMap<String, Arc<Tenant>>,
+    /// The single registry, when no `tenants` are configured.
+    single: Option<Arc<Tenant>>,
+    all: Vec<Arc<Tenant>>,
+}
+
+impl Tenants {
+    /// One registry serving every host.
+    pub fn single(tenant: Tenant) -> Tenants {
+        let tenant = Arc::new(tenant);
+        Tenants {
+            by_host: HashMap::new(),
+            single: Some(tenant.clone()),
+            all: vec![tenant],
+        }
+    }
+
+    /// Several registries, each serving its hosts. The configuration
+    /// already refused a host listed twice.
+    pub fn new(tenants: impl IntoIterator<Item = (Tenant, Vec<String>)>) -> Tenants {
+        let mut by_host = HashMap::new();
+        let mut all = Vec::new();
+        for (tenant, hosts) in tenants {
+            let tenant = Arc::new(tenant);
+            for host in hosts {
+                by_host.insert(normalize(&host), tenant.clone());
+            }
+            all.push(tenant);
+        }
+        Tenants {
+            by_host,
+            single: None,
+            all,
+        }
+    }
+
+    pub fn all(&self) -> &[Arc<Tenant>] {
+        &self.all
+    }
+
+    /// The tenant serving a request for `host` (a `Host` header value, port
+    /// included or not) over a connection whose TLS server name was `sni`.
+    pub fn select(&self, host: Option<&str>, sni: Option<&str>) -> Result<Arc<Tenant>, NoTenant> {
+        if let Some(single) = &self.single {
+            return Ok(single.clone());
+        }
+        let host = host.map(strip_port).map(normalize);
+        let sni = sni.map(normalize);
+        let name = match (&host, &sni) {
+            (Some(host), Some(sni)) => {
+                // A connection opened for one tenant carries only its requests.
+                let by_host = self.by_host.get(host);
+                let by_sni = self.by_host.get(sni);
+                match (by_host, by_sni) {
+                    (Some(a), Some(b)) if !Arc::ptr_eq(a, b) => {
+                        return Err(NoTenant::Misdirected {
+                            host: host.clone(),
+                            sni: sni.clone(),
+                        });
+                    }
+                    _ => host,
+                }
+            }
+            (Some(host), None) => host,
+            (None, Some(sni)) => sni,
+            (None, None) => return Err(NoTenant::UnknownHost(String::new())),
+        };
+        self.by_host
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NoTenant::UnknownHost(name.clone()))
+    }
+}
+
+fn normalize(host: &str) -> String {
+    host.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `name:port` → `name`, `[::1]:port` → `::1`, `[::1]` → `::1`.
+fn strip_port(host: &str) -> &str {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AllowAll;
+    use crate::storage::FsStorage;
+
+    fn tenant(name: &str, dir: &std::path::Path) -> Tenant {
+        let storage = Arc::new(FsStorage::open(&dir.join(name), false).unwrap());
+        Tenant {
+            name: name.into(),
+            capabilities: Capabilities {
+                blobs: storage.clone(),
+                metadata: storage,
+                auth: Arc::new(AllowAll),
+            },
+            limits: Limits::default(),
+        }
+    }
+
+    fn two(dir: &std::path::Path) -> Tenants {
+        Tenants::new([
+            (
+                tenant("acme", dir),
+                vec!["acme.localhost".into(), "Registry.Acme.Example".into()],
+            ),
+            (tenant("globex", dir), vec!["globex.localhost".into()]),
+        ])
+    }
+
+    fn name(t: Result<Arc<Tenant>, NoTenant>) -> Result<String, NoTenant> {
+        t.map(|t| t.name.clone())
+    }
+
+    #[test]
+    fn host_header_selects_the_tenant_without_port_and_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = two(dir.path());
+        assert_eq!(
+            name(tenants.select(Some("acme.localhost:5000"), None)).unwrap(),
+            "acme"
+        );
+        assert_eq!(
+            name(tenants.select(Some("REGISTRY.acme.example"), None)).unwrap(),
+            "acme"
+        );
+        assert_eq!(
+            name(tenants.select(Some("globex.localhost."), None)).unwrap(),
+            "globex"
+        );
+    }
+
+    #[test]
+    fn unknown_or_missing_host_has_no_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = two(dir.path());
+        assert_eq!(
+            name(tenants.select(Some("initech.localhost:5000"), None)),
+            Err(NoTenant::UnknownHost("initech.localhost".into()))
+        );
+        assert!(tenants.select(Some("127.0.0.1:5000"), None).is_err());
+        assert!(tenants.select(Some("[::1]:5000"), None).is_err());
+        assert!(tenants.select(None, None).is_err());
+    }
+
+    #[test]
+    fn sni_selects_without_host_and_must_agree_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = two(dir.path());
+        assert_eq!(
+            name(tenants.select(None, Some("globex.localhost"))).unwrap(),
+            "globex"
+        );
+        assert_eq!(
+            name(tenants.select(Some("acme.localhost"), Some("registry.acme.example"))).unwrap(),
+            "acme"
+        );
+        assert!(matches!(
+            tenants.select(Some("acme.localhost"), Some("globex.localhost")),
+            Err(NoTenant::Misdirected { .. })
+        ));
+    }
+
+    #[test]
+    fn a_single_registry_serves_every_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = Tenants::single(tenant("default", dir.path()));
+        assert_eq!(
+            name(tenants.select(Some("anything:1"), None)).unwrap(),
+            "default"
+        );
+        assert_eq!(name(tenants.select(None, None)).unwrap(), "default");
+    }
+
+    #[test]
+    fn ports_are_stripped_but_ipv6_addresses_kept() {
+        assert_eq!(strip_port("a.example:443"), "a.example");
+        assert_eq!(strip_port("a.example"), "a.example");
+        assert_eq!(strip_port("[::1]:5000"), "::1");
+        assert_eq!(strip_port("::1"), "::1");
+    }
+}

@@ -60,9 +60,7 @@ pub fn copy(source: &InputStream, destination: &OutputStream) -> Result<u64, Str
             }
         }
     }
-    destination
-        .blocking_flush()
-        .map_err(|e| StreamFailure::Destination(describe(e)))?;
+    finish(destination)?;
     Ok(moved)
 }
 
@@ -79,9 +77,7 @@ pub fn copy(source: &InputStream, destination: &OutputStream) -> Result<u64, Str
         moved += bytes.len() as u64;
         write_all(destination, &bytes)?;
     }
-    destination
-        .blocking_flush()
-        .map_err(|e| StreamFailure::Destination(describe(e)))?;
+    finish(destination)?;
     Ok(moved)
 }
 
@@ -98,7 +94,17 @@ pub fn write_all(destination: &OutputStream, mut bytes: &[u8]) -> Result<(), Str
         destination.write(&bytes[..n]).map_err(fail)?;
         bytes = &bytes[n..];
     }
-    destination.blocking_flush().map_err(fail)
+    finish(destination)
+}
+
+/// Flush what was written. A destination that closed once it had everything
+/// is done, not failed: a response body whose reader (hyper) stops as soon as
+/// it has sent `Content-Length` bytes closes the stream under our last flush.
+fn finish(destination: &OutputStream) -> Result<(), StreamFailure> {
+    match destination.blocking_flush() {
+        Ok(()) | Err(StreamError::Closed) => Ok(()),
+        Err(e) => Err(StreamFailure::Destination(describe(e))),
+    }
 }
 
 /// Read all of `source` into memory, refusing more than `limit` bytes.

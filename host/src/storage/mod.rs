@@ -10,7 +10,6 @@
 pub mod files;
 pub mod fs;
 pub mod layout;
-pub mod pins;
 mod streams;
 mod uploads;
 

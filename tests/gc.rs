@@ -194,3 +194,113 @@ fn delete_untagged_removes_untagged_manifests_but_keeps_referrers_of_tagged_ones
         200
     );
 }
+
+/// Pushes an image whose layers are `layers` (a unique config added),
+/// pausing `pause` between its blobs and its manifest as a slow client
+/// does; returns the manifest digest and every blob with its bytes.
+fn push_slowly(
+    addr: SocketAddr,
+    repo: &str,
+    tag: &str,
+    layers: &[Vec<u8>],
+    pause: std::time::Duration,
+) -> (String, Vec<(String, Vec<u8>)>) {
+    let config = format!(r#"{{"image":"{repo}:{tag}"}}"#).into_bytes();
+    let mut blobs = vec![(push_blob(addr, repo, &config), config)];
+    for layer in layers {
+        blobs.push((push_blob(addr, repo, layer), layer.clone()));
+    }
+    std::thread::sleep(pause);
+    let descriptor = |(digest, bytes): &(String, Vec<u8>)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": bytes.len()});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blobs[0].0, "size": blobs[0].1.len()},
+        "layers": blobs[1..].iter().map(descriptor).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let (status, body) = request(
+        addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        OCI_MANIFEST,
+        &manifest,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    (sha256_digest(&manifest), blobs)
+}
+
+#[test]
+fn online_gc_under_concurrent_pushes_keeps_every_pushed_image_whole_and_collects_old_garbage() {
+    let wharf = Wharf::start_with(&[
+        ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED", "true"),
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_INTERVAL", "50ms"),
+        ("REGISTRY_STORAGE_MAINTENANCE_GC_GRACE", "2s"),
+    ]);
+    let addr = wharf.addr();
+    // Garbage from before the pushes: an orphan blob, and the layer of an
+    // image whose manifest was deleted.
+    let orphan = push_blob(addr, "gc/old", &random_bytes(5_000));
+    let (deleted, deleted_layer) = push_image(addr, "gc/old", "", None);
+    let path = format!("/v2/gc/old/manifests/{deleted}");
+    assert_eq!(request(addr, "DELETE", &path, "x", b"").0, 202);
+
+    // Four clients push eight images each while the collector runs every
+    // 50 ms: each uploads a layer every image shares and one of its own,
+    // then waits up to 400 ms (within the grace period) before the
+    // manifest that references them.
+    let base = random_bytes(20_000);
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                (0..8)
+                    .map(|i| {
+                        let repo = format!("gc/client{client}");
+                        let pause = std::time::Duration::from_millis((client * 8 + i) % 5 * 100);
+                        let layers = [base.clone(), random_bytes(3_000 + i as usize)];
+                        let (manifest, blobs) =
+                            push_slowly(addr, &repo, &format!("v{i}"), &layers, pause);
+                        (repo, manifest, blobs)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let pushed: Vec<_> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("a pushing client failed"))
+        .collect();
+    assert_eq!(pushed.len(), 32);
+
+    // The old garbage goes once it is older than the grace period.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while blob_status(addr, "gc/old", &orphan) != 404
+        || blob_status(addr, "gc/old", &deleted_layer) != 404
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old unreferenced blobs were not collected:\n{}",
+            support::tail(&wharf.stderr(), 20)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Every pushed image is whole: its manifest, and every blob it names
+    // with the bytes pushed.
+    for (repo, manifest, blobs) in &pushed {
+        assert_eq!(
+            manifest_status(addr, repo, manifest),
+            200,
+            "{repo}@{manifest}"
+        );
+        for (digest, bytes) in blobs {
+            let (status, body) =
+                request(addr, "GET", &format!("/v2/{repo}/blobs/{digest}"), "x", b"");
+            assert_eq!(status, 200, "{repo}@{manifest}: blob {digest} is gone");
+            assert!(&body == bytes, "{repo}: blob {digest} changed");
+        }
+    }
+    let runs = wharf.stderr().matches("online garbage collection").count();
+    assert!(runs >= 10, "the collector ran only {runs} times");
+}

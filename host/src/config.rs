@@ -858,6 +858,24 @@ mod tests {
     }
 
     #[test]
+    fn online_gc_is_off_by_default_and_configured_by_file_or_variables() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.storage.maintenance.gc, OnlineGc::default());
+        assert!(!c.storage.maintenance.gc.enabled);
+        let text = "storage:\n  maintenance:\n    gc:\n      enabled: true\n      interval: 10m\n      grace: 2h\n";
+        let c = load(text, &[("REGISTRY_STORAGE_MAINTENANCE_GC_GRACE", "90s")]).unwrap();
+        let gc = c.storage.maintenance.gc;
+        assert!(gc.enabled && !gc.dryrun);
+        assert_eq!(gc.interval, Duration::from_secs(600));
+        assert_eq!(gc.grace, Duration::from_secs(90));
+        let bad = load(
+            text,
+            &[("REGISTRY_STORAGE_MAINTENANCE_GC_INTERVAL", "often")],
+        );
+        assert!(bad.unwrap_err().to_string().contains("often"));
+    }
+
+    #[test]
     fn defaults_match_registry_2() {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.addr().to_string(), "0.0.0.0:5000");

@@ -58,7 +58,8 @@ enum Command {
     /// keep pushes away, while it runs): blobs no manifest names, and with
     /// --delete-untagged the manifests no tag reaches (directly, as an index
     /// child, a subject or a referrer). Reads the same configuration as
-    /// `serve` for the data directory.
+    /// `serve` for the data directory. To collect blobs while serving, set
+    /// storage.maintenance.gc instead.
     Gc {
         /// A registry:2 configuration file (config.yml).
         config: Option<PathBuf>,

@@ -189,7 +189,12 @@ impl FsStorage {
     }
 
     /// Store a manifest naming `named`, under [`Pins::referencing`].
-    fn write_manifest(&self, repository: &str, manifest: &Manifest, named: &[Digest]) -> Result<()> {
+    fn write_manifest(
+        &self,
+        repository: &str,
+        manifest: &Manifest,
+        named: &[Digest],
+    ) -> Result<()> {
         // A blob this push found in place but a collector removed since:
         // refuse, rather than store a manifest whose blobs are gone. (The
         // manifest's own bytes are in hand, and a subject may come later.)

@@ -393,16 +393,18 @@ impl UploadSession for FsUpload {
         drop(file);
         let target_dir = self.layout.blob_dir(expected);
         let target = self.layout.blob_data(expected);
-        self.sessions.pins.referencing([expected], || -> Result<()> {
-            if target.exists() {
-                files::touch(&target)?;
-            } else {
-                files::create_dirs_durably(&target_dir)?;
-                fs::rename(self.dir.join(DATA), &target)?;
-                files::sync_dir(&target_dir)?;
-            }
-            Ok(())
-        })?;
+        self.sessions
+            .pins
+            .referencing([expected], || -> Result<()> {
+                if target.exists() {
+                    files::touch(&target)?;
+                } else {
+                    files::create_dirs_durably(&target_dir)?;
+                    fs::rename(self.dir.join(DATA), &target)?;
+                    files::sync_dir(&target_dir)?;
+                }
+                Ok(())
+            })?;
         self.end()?;
         Ok(written)
     }

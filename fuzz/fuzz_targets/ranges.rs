@@ -1,0 +1,28 @@
+//! `Range` (blob reads) and `Content-Range` (chunked uploads): parsing never
+//! panics or overflows, and what it accepts lies within bounds.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wharf_guest::blobs::ByteRange;
+use wharf_guest::uploads::parse_content_range;
+
+fuzz_target!(|input: (&str, u64)| {
+    let (header, size) = input;
+    match ByteRange::parse(header, size) {
+        Some(ByteRange::Satisfiable { first, last }) => {
+            assert!(
+                first <= last && last < size,
+                "{header:?} {size}: {first}-{last}"
+            );
+        }
+        Some(ByteRange::Unsatisfiable) | None => {}
+    }
+    if let Some(chunk) = parse_content_range(header) {
+        assert!(chunk.len >= 1, "{header:?}");
+        // The last byte's offset is representable.
+        assert!(
+            chunk.first.checked_add(chunk.len - 1).is_some(),
+            "{header:?}"
+        );
+    }
+});

@@ -1,0 +1,125 @@
+//! What keeps online garbage collection and pushes apart.
+//!
+//! Every write that makes a blob present or referenced (an upload
+//! finishing, a blob linked into a repository, a manifest put) runs under
+//! the shared side of one lock, and the collector deletes each blob under
+//! the exclusive side. While a collection runs, those writes also *pin*
+//! the digests they touch, and the collector never deletes a pinned blob.
+//! So a write either finished before the collection began (its manifest is
+//! on disk for the mark to find) or pinned what it references before the
+//! collector could delete it, or found the blob already gone:
+//! [`Pins::referencing`] lets the caller check that under the same lock,
+//! and [`Pins::swept`] says whether a collector removed it.
+//!
+//! A blob uploaded (or linked) but not referenced by any manifest yet is
+//! protected by its modification time instead: those writes set it to the
+//! present, and the collector leaves blobs younger than its grace period.
+
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+use wharf_guest::Digest;
+
+#[derive(Default)]
+pub struct Pins {
+    lock: RwLock<()>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Digests written or referenced since the running collection began;
+    /// `None` while none runs.
+    pinned: Option<HashSet<Digest>>,
+    /// Blobs a collector removed, and when: a manifest naming one of them
+    /// is refused rather than stored without its blob.
+    swept: HashMap<Digest, Instant>,
+}
+
+impl Pins {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `write`, which makes `digests` present or referenced, so that no
+    /// collector deletes any of them while it runs or because of a mark
+    /// that missed it.
+    pub fn referencing<'a, T>(
+        &self,
+        digests: impl IntoIterator<Item = &'a Digest>,
+        write: impl FnOnce() -> T,
+    ) -> T {
+        let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(pinned) = &mut self.state().pinned {
+            pinned.extend(digests.into_iter().cloned());
+        }
+        write()
+    }
+
+    /// Whether a collector removed `digest` (within the last grace period
+    /// it ran with). Call it inside [`Pins::referencing`].
+    pub fn swept(&self, digest: &Digest) -> bool {
+        self.state().swept.contains_key(digest)
+    }
+
+    /// Start a collection: from now on, writes pin what they touch.
+    pub fn begin(&self) {
+        let _exclusive = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        self.state().pinned = Some(HashSet::new());
+    }
+
+    /// End a collection; forget removals older than `remember`.
+    pub fn end(&self, remember: Duration) {
+        let _exclusive = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
+        state.pinned = None;
+        state
+            .swept
+            .retain(|_, at| at.elapsed() <= remember.max(Duration::from_secs(1)));
+    }
+
+    /// Remove the blob `digest` with `remove`, unless a write pinned it
+    /// since the collection began. Returns whether it was removed.
+    pub fn sweep<E>(
+        &self,
+        digest: &Digest,
+        remove: impl FnOnce() -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let _exclusive = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        if self
+            .state()
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.contains(digest))
+        {
+            return Ok(false);
+        }
+        remove()?;
+        self.state().swept.insert(digest.clone(), Instant::now());
+        Ok(true)
+    }
+}
+
+/// Every digest a manifest's JSON names: `config`, `layers`, `blobs`,
+/// `manifests` (index children) and `subject`. Unparseable content names
+/// nothing.
+pub fn references(content: &[u8]) -> Vec<Digest> {
+    let Ok(doc) = serde_json::from_slice::<Value>(content) else {
+        return Vec::new();
+    };
+    let one = |d: &Value| {
+        d.get("digest")
+            .and_then(Value::as_str)
+            .and_then(|s| Digest::parse(s).ok())
+    };
+    let mut found = Vec::new();
+    for field in ["config", "layers", "blobs", "manifests", "subject"] {
+        match doc.get(field) {
+            Some(Value::Array(items)) => found.extend(items.iter().filter_map(one)),
+            Some(d @ Value::Object(_)) => found.extend(one(d)),
+            _ => {}
+        }
+    }
+    found
+}

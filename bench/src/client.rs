@@ -1,0 +1,209 @@
+//! The registry operations measured, spoken over HTTP with reqwest exactly
+//! as the distribution-spec describes them, each checked for the status the
+//! spec requires so that a failing registry never counts as a fast one.
+
+use anyhow::{Context as _, bail, ensure};
+use bytes::Bytes;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use sha2::{Digest as _, Sha256};
+use std::time::{Duration, Instant};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A registry's base URL and the credentials to send, if any.
+#[derive(Clone)]
+pub struct Registry {
+    client: Client,
+    base: String,
+    credentials: Option<(String, String)>,
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Registry {
+    pub fn new(base: String, credentials: Option<(String, String)>) -> anyhow::Result<Registry> {
+        let client = Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(4)
+            .build()?;
+        Ok(Registry {
+            client,
+            base,
+            credentials,
+        })
+    }
+
+    fn with_auth(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.credentials {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
+    }
+
+    fn url(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}{location}", self.base)
+        }
+    }
+
+    async fn expect(
+        request: RequestBuilder,
+        status: StatusCode,
+        what: &str,
+    ) -> anyhow::Result<Response> {
+        let response = request.send().await.with_context(|| what.to_string())?;
+        if response.status() != status {
+            let got = response.status();
+            let body = response.text().await.unwrap_or_default();
+            bail!("{what}: expected {status}, got {got}: {body}");
+        }
+        Ok(response)
+    }
+
+    fn location(response: &Response) -> anyhow::Result<String> {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .context("no Location header")?;
+        Ok(location.to_string())
+    }
+
+    fn with_digest(location: &str, digest: &str) -> String {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        format!("{location}{sep}digest={digest}")
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/`: the new session's location.
+    async fn start_upload(&self, repo: &str) -> anyhow::Result<String> {
+        let url = format!("{}/v2/{repo}/blobs/uploads/", self.base);
+        let response = Self::expect(
+            self.with_auth(self.client.post(url)),
+            StatusCode::ACCEPTED,
+            "starting an upload",
+        )
+        .await?;
+        Ok(self.url(&Self::location(&response)?))
+    }
+
+    /// POST, then PUT with `?digest=` and the whole body.
+    pub async fn upload_monolithic(
+        &self,
+        repo: &str,
+        blob: Bytes,
+        digest: &str,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let location = self.start_upload(repo).await?;
+        let len = blob.len();
+        Self::expect(
+            self.with_auth(self.client.put(Self::with_digest(&location, digest)))
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, len)
+                .body(blob),
+            StatusCode::CREATED,
+            "finishing a monolithic upload",
+        )
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    /// POST, PATCH with the whole body, then PUT with `?digest=` to finish.
+    /// `body` is a known-length buffer or a chunked stream.
+    pub async fn upload_streamed(
+        &self,
+        repo: &str,
+        body: reqwest::Body,
+        length: Option<u64>,
+        digest: &str,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let location = self.start_upload(repo).await?;
+        let mut patch = self
+            .with_auth(self.client.patch(&location))
+            .header(CONTENT_TYPE, "application/octet-stream");
+        if let Some(length) = length {
+            patch = patch.header(CONTENT_LENGTH, length);
+        }
+        let response = Self::expect(
+            patch.body(body),
+            StatusCode::ACCEPTED,
+            "sending a PATCH chunk",
+        )
+        .await?;
+        let location = self.url(&Self::location(&response)?);
+        Self::expect(
+            self.with_auth(self.client.put(Self::with_digest(&location, digest)))
+                .header(CONTENT_LENGTH, 0),
+            StatusCode::CREATED,
+            "finishing a streamed upload",
+        )
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    /// GET a blob, reading and counting every byte.
+    pub async fn get_blob(&self, repo: &str, digest: &str, len: u64) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
+        let mut response = Self::expect(
+            self.with_auth(self.client.get(url)),
+            StatusCode::OK,
+            "downloading a blob",
+        )
+        .await?;
+        let mut got = 0u64;
+        while let Some(chunk) = response.chunk().await? {
+            got += chunk.len() as u64;
+        }
+        ensure!(got == len, "downloaded {got} bytes of a {len}-byte blob");
+        Ok(started.elapsed())
+    }
+
+    /// Push a small image (config, one layer, OCI manifest) as `repo:tag`;
+    /// returns the manifest's path for the load generator.
+    pub async fn push_small_image(&self, repo: &str, tag: &str) -> anyhow::Result<String> {
+        let config = Bytes::from_static(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        );
+        let layer = Bytes::from(
+            (0..1024u32)
+                .map(|i| (i * 31 % 251) as u8)
+                .collect::<Vec<_>>(),
+        );
+        let mut descriptors = Vec::new();
+        for (blob, media_type) in [
+            (config, "application/vnd.oci.image.config.v1+json"),
+            (layer, "application/vnd.oci.image.layer.v1.tar"),
+        ] {
+            let digest = sha256(&blob);
+            let size = blob.len();
+            self.upload_monolithic(repo, blob, &digest).await?;
+            descriptors.push(serde_json::json!({
+                "mediaType": media_type, "digest": digest, "size": size,
+            }));
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptors[0],
+            "layers": [descriptors[1]],
+        })
+        .to_string();
+        let path = format!("/v2/{repo}/manifests/{tag}");
+        Self::expect(
+            self.with_auth(self.client.put(format!("{}{path}", self.base)))
+                .header(CONTENT_TYPE, OCI_MANIFEST)
+                .body(manifest),
+            StatusCode::CREATED,
+            "pushing a manifest",
+        )
+        .await?;
+        Ok(path)
+    }
+}

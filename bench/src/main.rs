@@ -1,0 +1,654 @@
+//! Wharf against Debian's `docker-registry` (CNCF Distribution), side by
+//! side in one run on loopback: uploads, downloads, manifest lookups with
+//! and without authentication, Docker push and pull, and peak memory during
+//! a large upload. Every line is repeated and its median reported.
+//!
+//!     cargo run --release -p wharf-bench [-- --write]
+//!
+//! builds the release `wharf`, prints the table, and with `--write` replaces
+//! `BENCHMARKS.md` at the workspace root with it and the machine it ran on.
+
+mod client;
+mod docker;
+mod load;
+mod servers;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::Parser;
+use client::Registry;
+use servers::{Binaries, Htpasswd, Kind, Server};
+use sha2::{Digest as _, Sha256};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Benchmark Wharf against docker-registry (CNCF Distribution)")]
+struct Args {
+    /// Repetitions of every line; the table shows medians.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Size of the blob uploaded and downloaded, in MiB.
+    #[arg(long, default_value_t = 256)]
+    blob_mib: usize,
+    /// Size of the streamed upload during which peak RSS is measured, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    rss_mib: usize,
+    /// Seconds of each manifest-lookup run.
+    #[arg(long, default_value_t = 5)]
+    wrk_seconds: u32,
+    /// Size of the Docker image (two layers of half each), in MiB.
+    #[arg(long, default_value_t = 200)]
+    image_mib: usize,
+    /// Skip docker push and pull (they need root and Debian's docker.io).
+    #[arg(long)]
+    skip_docker: bool,
+    /// Use this `wharf` binary instead of building it with cargo.
+    #[arg(long)]
+    wharf: Option<PathBuf>,
+    /// Replace BENCHMARKS.md at the workspace root with this run's table.
+    #[arg(long)]
+    write: bool,
+}
+
+/// What makes a line's result good.
+#[derive(Clone, Copy)]
+enum Goal {
+    /// Wharf/Distribution of a higher-is-better figure at least this.
+    FasterBy(f64),
+    /// Wharf/Distribution of a time at most this (lower is better).
+    TimeAtMost(f64),
+    /// Wharf's own figure at most this many MiB.
+    MibAtMost(f64),
+}
+
+impl Goal {
+    fn describe(self) -> String {
+        match self {
+            Goal::FasterBy(x) => format!("≥ {x}×"),
+            Goal::TimeAtMost(x) => format!("≤ {x}× (time)"),
+            Goal::MibAtMost(x) => format!("Wharf ≤ {x} MiB"),
+        }
+    }
+
+    fn met(self, distribution: f64, wharf: f64) -> bool {
+        match self {
+            Goal::FasterBy(x) => wharf / distribution >= x,
+            Goal::TimeAtMost(x) => wharf / distribution <= x,
+            Goal::MibAtMost(x) => wharf <= x,
+        }
+    }
+}
+
+struct Row {
+    line: String,
+    unit: &'static str,
+    distribution: f64,
+    wharf: f64,
+    goal: Goal,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn mb_per_s(bytes: usize, took: Duration) -> f64 {
+    bytes as f64 / took.as_secs_f64() / 1e6
+}
+
+/// Both registries' samples for one line, Distribution first.
+#[derive(Default)]
+struct Samples {
+    distribution: Vec<f64>,
+    wharf: Vec<f64>,
+}
+
+impl Samples {
+    fn push(&mut self, kind: Kind, value: f64) {
+        match kind {
+            Kind::Distribution => self.distribution.push(value),
+            Kind::Wharf => self.wharf.push(value),
+        }
+    }
+
+    fn row(self, line: String, unit: &'static str, goal: Goal) -> Row {
+        Row {
+            line,
+            unit,
+            distribution: median(self.distribution),
+            wharf: median(self.wharf),
+            goal,
+        }
+    }
+}
+
+/// Both kinds, the first one alternating between repetitions so that
+/// neither always runs on a warmer (or busier) machine.
+fn order(rep: usize) -> [Kind; 2] {
+    if rep.is_multiple_of(2) {
+        [Kind::Distribution, Kind::Wharf]
+    } else {
+        [Kind::Wharf, Kind::Distribution]
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// `cargo build --release -p wharf`, and the binary it produced.
+fn build_wharf() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building the release wharf (cargo build --release -p wharf)…");
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "wharf",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo")?;
+    if !out.status.success() {
+        bail!("cargo build --release -p wharf failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["target"]["name"] == "wharf")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo did not report the wharf executable")
+}
+
+fn random_bytes(len: usize) -> anyhow::Result<Bytes> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; len];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+fn registries(
+    servers: &[Server],
+    auth: Option<&Htpasswd>,
+) -> anyhow::Result<Vec<(Kind, Registry)>> {
+    servers
+        .iter()
+        .map(|s| {
+            let credentials = auth.map(|a| (a.user.clone(), a.password.clone()));
+            Ok((s.kind, Registry::new(s.base(), credentials)?))
+        })
+        .collect()
+}
+
+fn start_both(bins: &Binaries, auth: Option<&Htpasswd>) -> anyhow::Result<Vec<Server>> {
+    Ok(vec![
+        Server::start(Kind::Distribution, bins, auth)?,
+        Server::start(Kind::Wharf, bins, auth)?,
+    ])
+}
+
+fn lookup<T>(items: &[(Kind, T)], kind: Kind) -> &T {
+    &items
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .expect("both kinds")
+        .1
+}
+
+async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
+    let size = args.blob_mib << 20;
+    eprintln!(
+        "blob lines: {} MiB of random bytes, {} repetitions",
+        args.blob_mib, args.reps
+    );
+    let blob = random_bytes(size)?;
+    let digest = client::sha256(&blob);
+    let servers = start_both(bins, None)?;
+    let registries = registries(&servers, None)?;
+    let (mut mono, mut streamed, mut get) =
+        (Samples::default(), Samples::default(), Samples::default());
+    for rep in 0..args.reps {
+        for kind in order(rep) {
+            let registry = lookup(&registries, kind);
+            let repo = format!("bench/blob-{rep}");
+            let took = registry
+                .upload_monolithic(&repo, blob.clone(), &digest)
+                .await?;
+            mono.push(kind, mb_per_s(size, took));
+            let took = registry
+                .upload_streamed(
+                    &format!("bench/stream-{rep}"),
+                    blob.clone().into(),
+                    Some(size as u64),
+                    &digest,
+                )
+                .await?;
+            streamed.push(kind, mb_per_s(size, took));
+            let took = registry.get_blob(&repo, &digest, size as u64).await?;
+            get.push(kind, mb_per_s(size, took));
+            eprintln!(
+                "  rep {rep} {kind}: monolithic {:.0} MB/s, streamed {:.0} MB/s, GET {:.0} MB/s",
+                mono_last(&mono, kind),
+                mono_last(&streamed, kind),
+                mono_last(&get, kind)
+            );
+        }
+    }
+    let mib = args.blob_mib;
+    Ok(vec![
+        mono.row(
+            format!("monolithic upload, {mib} MiB (POST + PUT)"),
+            "MB/s",
+            Goal::FasterBy(4.0),
+        ),
+        streamed.row(
+            format!("streamed upload, {mib} MiB (POST + PATCH + PUT)"),
+            "MB/s",
+            Goal::FasterBy(4.0),
+        ),
+        get.row(format!("blob GET, {mib} MiB"), "MB/s", Goal::FasterBy(1.5)),
+    ])
+}
+
+fn mono_last(samples: &Samples, kind: Kind) -> f64 {
+    let v = match kind {
+        Kind::Distribution => &samples.distribution,
+        Kind::Wharf => &samples.wharf,
+    };
+    v.last().copied().unwrap_or(f64::NAN)
+}
+
+async fn manifest_line(
+    args: &Args,
+    bins: &Binaries,
+    auth: Option<&Htpasswd>,
+) -> anyhow::Result<Row> {
+    let label = if auth.is_some() {
+        "with htpasswd auth"
+    } else {
+        "anonymous"
+    };
+    eprintln!(
+        "manifest GET by tag, {label}: wrk, {} connections, {} s × {}",
+        load::CONNECTIONS,
+        args.wrk_seconds,
+        args.reps
+    );
+    let servers = start_both(bins, auth)?;
+    let registries = registries(&servers, auth)?;
+    let mut paths = Vec::new();
+    for (kind, registry) in &registries {
+        paths.push((
+            *kind,
+            registry
+                .push_small_image("bench/manifest", "latest")
+                .await?,
+        ));
+    }
+    let authorization = auth.map(|a| {
+        use base64::Engine as _;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", a.user, a.password));
+        format!("Basic {token}")
+    });
+    let mut rps = Samples::default();
+    for rep in 0..args.reps {
+        for kind in order(rep) {
+            let server = servers.iter().find(|s| s.kind == kind).expect("both kinds");
+            let url = format!("{}{}", server.base(), lookup(&paths, kind));
+            let seconds = args.wrk_seconds;
+            let accept = client::OCI_MANIFEST;
+            let authorization = authorization.clone();
+            let value = tokio::task::spawn_blocking(move || {
+                load::wrk(&url, accept, authorization.as_deref(), seconds)
+            })
+            .await??;
+            eprintln!("  rep {rep} {kind}: {value:.0} req/s");
+            rps.push(kind, value);
+        }
+    }
+    Ok(rps.row(
+        format!(
+            "manifest GET by tag, {} connections, {label}",
+            load::CONNECTIONS
+        ),
+        "req/s",
+        Goal::FasterBy(6.0),
+    ))
+}
+
+/// Peak RSS of each server while it receives a `rss_mib` streamed upload
+/// (chunked PATCH, as Docker sends it), through `/proc/<pid>/status`.
+async fn rss_line(args: &Args, bins: &Binaries) -> anyhow::Result<Row> {
+    const CHUNK: usize = 1 << 20;
+    let total = args.rss_mib << 20;
+    eprintln!(
+        "peak RSS during a {} MiB streamed upload, {} repetitions",
+        args.rss_mib, args.reps
+    );
+    // A 16 MiB random pattern repeated: no server can tell, and the client
+    // does not need the whole body in memory.
+    let pattern = random_bytes(16 << 20)?;
+    let chunks = move || {
+        (0..total / CHUNK).map({
+            let pattern = pattern.clone();
+            move |i| {
+                let at = (i * CHUNK) % pattern.len();
+                pattern.slice(at..at + CHUNK)
+            }
+        })
+    };
+    let mut hasher = Sha256::new();
+    for chunk in chunks() {
+        hasher.update(&chunk);
+    }
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let servers = start_both(bins, None)?;
+    let registries = registries(&servers, None)?;
+    let mut peak = Samples::default();
+    for rep in 0..args.reps {
+        for kind in order(rep) {
+            let server = servers.iter().find(|s| s.kind == kind).expect("both kinds");
+            server.reset_peak_rss()?;
+            let pid = server.pid();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let sampler = std::thread::spawn({
+                let stop = stop.clone();
+                move || {
+                    let mut max = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                            && let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))
+                            && let Ok(kib) = kib.trim().trim_end_matches("kB").trim().parse::<u64>()
+                        {
+                            max = max.max(kib * 1024);
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    max
+                }
+            });
+            let body = reqwest::Body::wrap_stream(futures::stream::iter(
+                chunks().map(Ok::<Bytes, std::io::Error>),
+            ));
+            let result = lookup(&registries, kind)
+                .upload_streamed(&format!("bench/rss-{rep}"), body, None, &digest)
+                .await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let sampled = sampler.join().unwrap_or(0);
+            result?;
+            let bytes = server.peak_rss()?.max(sampled).max(server.rss()?);
+            let mib = bytes as f64 / (1 << 20) as f64;
+            eprintln!("  rep {rep} {kind}: peak RSS {mib:.1} MiB");
+            peak.push(kind, mib);
+        }
+    }
+    Ok(peak.row(
+        format!("peak RSS during a {} MiB streamed upload", args.rss_mib),
+        "MiB",
+        Goal::MibAtMost(64.0),
+    ))
+}
+
+/// `docker push` and `docker pull` of a two-layer image, wall time. Each
+/// repetition uses fresh registries on new ports, so Docker can neither
+/// mount layers it pushed before nor skip them.
+fn docker_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
+    eprintln!(
+        "docker push/pull of a {} MiB two-layer image, {} repetitions",
+        args.image_mib, args.reps
+    );
+    let work = tempfile::tempdir()?;
+    let dockerd = docker::Dockerd::start()?;
+    let local = "wharf-bench/image:latest";
+    dockerd.build_image(local, (args.image_mib << 20) / 2, work.path())?;
+    let mut current = local.to_string();
+    let (mut push, mut pull) = (Samples::default(), Samples::default());
+    for rep in 0..args.reps {
+        for kind in order(rep) {
+            let server = Server::start(kind, bins, None)?;
+            let name = format!("{}/bench/image:latest", server.addr);
+            dockerd.docker_ok(&["tag", &current, &name])?;
+            let took = dockerd.timed(&["push", &name])?;
+            push.push(kind, took.as_secs_f64());
+            // Remove every tag of the image, so that the pull fetches all layers.
+            let id = dockerd.docker_ok(&["image", "inspect", "--format", "{{.Id}}", &name])?;
+            dockerd.docker_ok(&["rmi", "-f", &id])?;
+            let took_pull = dockerd.timed(&["pull", &name])?;
+            pull.push(kind, took_pull.as_secs_f64());
+            eprintln!(
+                "  rep {rep} {kind}: push {:.2} s, pull {:.2} s",
+                took.as_secs_f64(),
+                took_pull.as_secs_f64()
+            );
+            current = name;
+        }
+    }
+    let mib = args.image_mib;
+    Ok(vec![
+        push.row(
+            format!("docker push, {mib} MiB two-layer image"),
+            "s",
+            Goal::TimeAtMost(1.0),
+        ),
+        pull.row(
+            format!("docker pull, {mib} MiB two-layer image"),
+            "s",
+            Goal::TimeAtMost(1.0),
+        ),
+    ])
+}
+
+fn read_command(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if s.is_empty() {
+                s = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            }
+            s
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The machine and versions, as markdown list items.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let sha_ni = cpuinfo.split_whitespace().any(|f| f == "sha_ni");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or("unknown".into(), |kib| {
+            format!("{:.1} GiB", kib as f64 / (1 << 20) as f64)
+        });
+    let tmp = std::env::temp_dir();
+    let df = read_command("df", &["--output=source,fstype", &tmp.to_string_lossy()]);
+    let filesystem = df
+        .lines()
+        .nth(1)
+        .unwrap_or("unknown")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let commit = read_command(
+        "git",
+        &[
+            "-C",
+            &workspace_root().to_string_lossy(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let distribution = read_command(servers::DISTRIBUTION_BIN, &["--version"]);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "- CPU: {model}, {cores} cores{}",
+        if sha_ni { " (SHA-NI)" } else { "" }
+    );
+    let _ = writeln!(s, "- memory: {memory}; kernel {}", kernel.trim());
+    let _ = writeln!(s, "- data directories: {} on {filesystem}", tmp.display());
+    let _ = writeln!(
+        s,
+        "- load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let _ = writeln!(
+        s,
+        "- Wharf: commit {commit} (release build); Distribution: {distribution}"
+    );
+    s
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| line | unit | Distribution | Wharf | Wharf/Distribution | target | met |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---|---|");
+    for r in rows {
+        let precision = if r.unit == "s" {
+            2
+        } else if r.unit == "MiB" {
+            1
+        } else {
+            0
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.p$} | {:.p$} | {:.2} | {} | {} |",
+            r.line,
+            r.unit,
+            r.distribution,
+            r.wharf,
+            r.wharf / r.distribution,
+            r.goal.describe(),
+            if r.goal.met(r.distribution, r.wharf) {
+                "yes"
+            } else {
+                "**no**"
+            },
+            p = precision
+        );
+    }
+    s
+}
+
+/// Where the part of BENCHMARKS.md that `--write` leaves alone begins.
+const KEPT: &str = "\n## Per-request cost";
+
+fn markdown(args: &Args, rows: &[Row], machine: &str) -> String {
+    format!(
+        "# Benchmarks\n\n\
+         Wharf against Debian's `docker-registry` (CNCF Distribution), measured side by side in one \
+         run on loopback by `bench/` (crate `wharf-bench`). Each registry runs from the same \
+         `registry:2` configuration file with a fresh data directory and `log.level: error`; each \
+         line is repeated {reps} times, the two registries alternating which goes first, and the \
+         table shows medians. Throughput is in MB/s (10^6 bytes per second); docker push and pull \
+         are wall times (lower is better, so their ratio below 1 means Wharf is faster).\n\n\
+         ## Latest run\n\n{table}\n\
+         ## Machine\n\n{machine}\n\
+         ## Reproduce\n\n\
+         ```sh\n\
+         tests/install                                  # docker.io, docker-registry, apache2-utils, wrk, …\n\
+         cargo run --release -p wharf-bench -- --write  # builds the release wharf, runs everything, rewrites this file\n\
+         ```\n\n\
+         It needs root for the private `dockerd` behind the docker lines (`--skip-docker` leaves them out), \
+         takes several minutes, and wants a quiet machine: on 2 cores, anything compiling at the same \
+         time moves the figures by tens of percent. `--help` lists the knobs (repetitions, sizes, \
+         wrk duration).\n",
+        reps = args.reps,
+        table = table(rows),
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    let wharf = match &args.wharf {
+        Some(path) => path.clone(),
+        None => build_wharf()?,
+    };
+    let bins = Binaries {
+        wharf,
+        distribution: PathBuf::from(servers::DISTRIBUTION_BIN),
+    };
+    if !bins.distribution.exists() {
+        bail!(
+            "{} is missing: install Debian's docker-registry (tests/install does)",
+            servers::DISTRIBUTION_BIN
+        );
+    }
+    let machine = machine();
+    let work = tempfile::tempdir()?;
+    let auth = servers::htpasswd(work.path())?;
+
+    let mut rows = blob_lines(&args, &bins).await?;
+    rows.push(manifest_line(&args, &bins, None).await?);
+    rows.push(manifest_line(&args, &bins, Some(&auth)).await?);
+    if !args.skip_docker {
+        let docker_args = args.clone();
+        let docker_bins = bins.clone();
+        rows.extend(
+            tokio::task::spawn_blocking(move || docker_lines(&docker_args, &docker_bins)).await??,
+        );
+    }
+    rows.push(rss_line(&args, &bins).await?);
+
+    let table = table(&rows);
+    println!("\n{table}\n{machine}");
+    if args.write {
+        let path = workspace_root().join("BENCHMARKS.md");
+        // Sections measured by hand (the per-request breakdown) are kept.
+        let kept = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(KEPT).map(|at| old[at..].to_string()))
+            .unwrap_or_default();
+        std::fs::write(&path, markdown(&args, &rows, &machine) + &kept)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The two registries under test, each started on a free loopback port with
+//! a fresh data directory and the same `registry:2` configuration file, and
+//! their memory as the kernel reports it.
+
+use anyhow::{Context as _, bail};
+use std::fmt;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// How long a registry may take to answer `GET /v2/` after it starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Debian's build of CNCF Distribution.
+pub const DISTRIBUTION_BIN: &str = "/usr/bin/docker-registry";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Distribution,
+    Wharf,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Distribution => "Distribution",
+            Kind::Wharf => "Wharf",
+        })
+    }
+}
+
+/// The binaries to run.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    pub wharf: PathBuf,
+    pub distribution: PathBuf,
+}
+
+/// htpasswd credentials both registries check, when the line needs them.
+#[derive(Clone, Debug)]
+pub struct Htpasswd {
+    pub file: PathBuf,
+    pub user: String,
+    pub password: String,
+}
+
+/// A running registry; stopped and its data removed on drop.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Child,
+    dir: TempDir,
+}
+
+impl Server {
+    pub fn start(kind: Kind, bins: &Binaries, auth: Option<&Htpasswd>) -> anyhow::Result<Server> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("wharf-bench-{}-", kind.to_string().to_lowercase()))
+            .tempdir()
+            .context("creating a data directory")?;
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data)?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            data.display()
+        );
+        if let Some(auth) = auth {
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: wharf-bench\n    path: {}\n",
+                auth.file.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config)?;
+        let log = File::create(dir.path().join("server.log"))?;
+        let mut command = match kind {
+            Kind::Distribution => {
+                let mut c = Command::new(&bins.distribution);
+                c.arg("serve");
+                c
+            }
+            Kind::Wharf => {
+                let mut c = Command::new(&bins.wharf);
+                c.arg("serve").env_remove("WHARF_LOG");
+                c
+            }
+        };
+        let child = command
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {kind}"))?;
+        let mut server = Server {
+            kind,
+            addr,
+            child,
+            dir,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited at start ({status}):\n{}", self.kind, self.log());
+            }
+            if answers_v2(self.addr) {
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                bail!(
+                    "{} did not answer GET /v2/ within {READY_TIMEOUT:?}:\n{}",
+                    self.kind,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Start counting the peak resident set size afresh (`clear_refs` 5).
+    pub fn reset_peak_rss(&self) -> anyhow::Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .context("resetting the peak RSS through /proc/<pid>/clear_refs")
+    }
+
+    /// Peak resident set size in bytes since the last reset (`VmHWM`).
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        status_field(self.pid(), "VmHWM:")
+    }
+
+    /// Current resident set size in bytes (`VmRSS`).
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        status_field(self.pid(), "VmRSS:")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// Whether `GET /v2/` gets an HTTP answer (200, or 401 with auth on).
+fn answers_v2(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && (head.ends_with(b"200") || head.ends_with(b"401"))
+}
+
+/// Write an htpasswd file (bcrypt, as `htpasswd -B` makes) with one user.
+pub fn htpasswd(dir: &Path) -> anyhow::Result<Htpasswd> {
+    let user = "bench".to_string();
+    let password = "wharf-bench-password".to_string();
+    let out = Command::new("htpasswd")
+        .args(["-nbB", &user, &password])
+        .output()
+        .context("running htpasswd (Debian package apache2-utils)")?;
+    if !out.status.success() {
+        bail!(
+            "htpasswd failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let file = dir.join("htpasswd");
+    std::fs::write(&file, &out.stdout)?;
+    Ok(Htpasswd {
+        file,
+        user,
+        password,
+    })
+}

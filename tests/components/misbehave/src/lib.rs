@@ -19,18 +19,20 @@ mod bindings {
     });
 }
 
-// The real component's capability bindings and stream helpers, shared as
+// The real component's capability bindings, stream helpers and HTTP
+// translation, shared as
 // source so this component serves the real protocol.
 #[path = "../../../../guest/component/src/capabilities.rs"]
 mod capabilities;
+#[path = "../../../../guest/component/src/http.rs"]
+mod http;
 #[path = "../../../../guest/component/src/streams.rs"]
 mod streams;
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
-use bindings::wasi::http::types::{
-    Fields, IncomingRequest, Method as WasiMethod, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
-use wharf_guest::{Body, Capabilities, Method, Request, Response};
+use bindings::wasi::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use http::{send, translate_request};
+use wharf_guest::{Body, Capabilities, Response};
 
 struct Component;
 
@@ -98,74 +100,4 @@ fn send_text(out: ResponseOutparam, status: u16, text: &[u8]) {
         },
         out,
     );
-}
-
-// The two functions below mirror guest/component/src/lib.rs, which keeps
-// them private to the shipped component.
-
-fn translate_request(request: IncomingRequest) -> Request<capabilities::HostBody> {
-    let method = match request.method() {
-        WasiMethod::Get => Method::Get,
-        WasiMethod::Head => Method::Head,
-        WasiMethod::Post => Method::Post,
-        WasiMethod::Put => Method::Put,
-        WasiMethod::Patch => Method::Patch,
-        WasiMethod::Delete => Method::Delete,
-        WasiMethod::Connect => Method::Other("CONNECT".into()),
-        WasiMethod::Options => Method::Other("OPTIONS".into()),
-        WasiMethod::Trace => Method::Other("TRACE".into()),
-        WasiMethod::Other(m) => Method::Other(m),
-    };
-    let target = request.path_with_query().unwrap_or_else(|| "/".into());
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (target, None),
-    };
-    let headers = request
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(name, value)| {
-            (
-                name.to_ascii_lowercase(),
-                String::from_utf8_lossy(&value).into_owned(),
-            )
-        })
-        .collect();
-    let body = capabilities::HostBody::new(request.consume().ok());
-    Request {
-        method,
-        path,
-        query,
-        headers,
-        body,
-    }
-}
-
-fn send(response: Response<streams::InputStream>, out: ResponseOutparam) {
-    let headers = Fields::new();
-    for (name, value) in &response.headers {
-        let _ = headers.append(name, value.as_bytes());
-    }
-    let outgoing = OutgoingResponse::new(headers);
-    let _ = outgoing.set_status_code(response.status);
-    if let Body::Empty = response.body {
-        ResponseOutparam::set(out, Ok(outgoing));
-        return;
-    }
-    let body = outgoing.body().expect("a new response has a body");
-    ResponseOutparam::set(out, Ok(outgoing));
-    let stream = body.write().expect("a new body has a stream");
-    let sent = match response.body {
-        Body::Empty => Ok(()),
-        Body::Bytes(bytes) => streams::write_all(&stream, &bytes),
-        Body::Blob(source) => streams::copy(&source, &stream).map(|_| ()),
-    };
-    drop(stream);
-    match sent {
-        Ok(()) => {
-            let _ = OutgoingBody::finish(body, None);
-        }
-        Err(_) => drop(body),
-    }
 }

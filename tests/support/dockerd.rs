@@ -59,21 +59,7 @@ impl Dockerd {
         let log = File::create(dir.path().join("dockerd.log")).expect("create dockerd.log");
         let log_err = log.try_clone().expect("clone dockerd.log handle");
         let child = Command::new(&daemon)
-            .arg("--storage-driver=vfs")
-            .arg("--iptables=false")
-            .arg("--ip6tables=false")
-            .arg("--bridge=none")
-            .arg("-H")
-            .arg(format!(
-                "unix://{}",
-                dir.path().join("docker.sock").display()
-            ))
-            .arg("--data-root")
-            .arg(dir.path().join("root"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
+            .args(daemon_args(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -237,18 +223,7 @@ impl Dockerd {
             .arg(hosts)
             .arg(etc_docker)
             .arg(&daemon)
-            .arg("--storage-driver=vfs")
-            .arg("--iptables=false")
-            .arg("--ip6tables=false")
-            .arg("--bridge=none")
-            .arg("-H")
-            .arg(format!("unix://{}", dir.path().join("docker.sock").display()))
-            .arg("--data-root")
-            .arg(dir.path().join("root"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
+            .args(daemon_args(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -262,4 +237,29 @@ impl Dockerd {
         dockerd.wait_ready();
         dockerd
     }
+}
+
+/// dockerd's flags: no storage driver or network setup of its own, and every
+/// path (socket, data, exec state, pid file) inside `dir`.
+fn daemon_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--storage-driver=vfs",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--bridge=none",
+        "-H",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    args.push(format!("unix://{}", dir.join("docker.sock").display()).into());
+    for (flag, name) in [
+        ("--data-root", "root"),
+        ("--exec-root", "exec"),
+        ("--pidfile", "docker.pid"),
+    ] {
+        args.push(flag.into());
+        args.push(dir.join(name).into());
+    }
+    args
 }

@@ -45,12 +45,32 @@ struct Args {
     /// Skip docker push and pull (they need root and Debian's docker.io).
     #[arg(long)]
     skip_docker: bool,
+    /// Run only these groups of lines (comma-separated: blobs, manifests,
+    /// docker, rss); all of them when not given. `--write` needs all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Group>,
     /// Use this `wharf` binary instead of building it with cargo.
     #[arg(long)]
     wharf: Option<PathBuf>,
     /// Replace BENCHMARKS.md at the workspace root with this run's table.
     #[arg(long)]
     write: bool,
+}
+
+/// Groups of lines `--only` can select.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Group {
+    Blobs,
+    Manifests,
+    Docker,
+    Rss,
+}
+
+impl Args {
+    fn runs(&self, group: Group) -> bool {
+        (self.only.is_empty() || self.only.contains(&group))
+            && !(group == Group::Docker && self.skip_docker)
+    }
 }
 
 /// What makes a line's result good.
@@ -607,6 +627,9 @@ async fn main() -> anyhow::Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    if args.write && !args.only.is_empty() {
+        bail!("--write replaces the whole table: run every line (drop --only)");
+    }
     let wharf = match &args.wharf {
         Some(path) => path.clone(),
         None => build_wharf()?,
@@ -625,17 +648,24 @@ async fn main() -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let auth = servers::htpasswd(work.path())?;
 
-    let mut rows = blob_lines(&args, &bins).await?;
-    rows.push(manifest_line(&args, &bins, None).await?);
-    rows.push(manifest_line(&args, &bins, Some(&auth)).await?);
-    if !args.skip_docker {
+    let mut rows = Vec::new();
+    if args.runs(Group::Blobs) {
+        rows.extend(blob_lines(&args, &bins).await?);
+    }
+    if args.runs(Group::Manifests) {
+        rows.push(manifest_line(&args, &bins, None).await?);
+        rows.push(manifest_line(&args, &bins, Some(&auth)).await?);
+    }
+    if args.runs(Group::Docker) {
         let docker_args = args.clone();
         let docker_bins = bins.clone();
         rows.extend(
             tokio::task::spawn_blocking(move || docker_lines(&docker_args, &docker_bins)).await??,
         );
     }
-    rows.push(rss_line(&args, &bins).await?);
+    if args.runs(Group::Rss) {
+        rows.push(rss_line(&args, &bins).await?);
+    }
 
     let table = table(&rows);
     println!("\n{table}\n{machine}");

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod layout;
 pub mod pins;
 mod streams;
+mod upload_stream;
 mod uploads;
 
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};

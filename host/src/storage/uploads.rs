@@ -9,7 +9,7 @@
 use super::files;
 use super::layout::Layout;
 use super::pins::Pins;
-use super::streams::UploadWriter;
+use super::upload_stream::UploadWriter;
 use super::{Result, StorageError, UploadSession};
 use sha2::{Digest as _, Sha256, Sha512};
 use std::collections::HashMap;
@@ -360,7 +360,7 @@ impl UploadSession for FsUpload {
         let active = self.slot.take().ok_or_else(|| {
             StorageError::Invalid("the upload session already has an open writer".into())
         })?;
-        Ok(Box::new(UploadWriter::new(self.slot.clone(), active)))
+        Ok(Box::new(UploadWriter::new(self.slot.clone(), active)?))
     }
 
     fn finish(self: Box<Self>, expected: &Digest) -> Result<u64> {

@@ -1,0 +1,466 @@
+//! The output-stream an upload session is written through.
+//!
+//! Bytes go through a pipeline of two threads that own the session's state
+//! while the stream is open: one hashes, one writes to the session's file.
+//! Every chunk the guest hands over (a `Bytes` shared by both, never copied)
+//! goes to both at once, so receiving, hashing and writing all run at the
+//! same time and none waits for a batch of the others to finish. Each thread
+//! has [`MAX_PENDING`] bytes of room; the stream reports the smaller room to
+//! the guest, so an upload holds at most that much memory however large the
+//! blob. Written bytes start their writeback at once (`sync_file_range`) so
+//! that the one fsync when the upload is committed finds little left to do.
+//!
+//! The threads are the stream's own rather than tokio's blocking pool: an
+//! upload whose client sends slowly keeps them waiting for as long as it
+//! lasts, and that must not starve the pool the rest of the host reads and
+//! writes files on.
+
+use super::uploads::{Active, Hasher, Slot};
+use bytes::Bytes;
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::Semaphore;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+
+/// Bytes each thread of an upload may have waiting.
+pub const MAX_PENDING: usize = 4 << 20;
+
+/// Room below which the stream asks the guest to wait, so it is not handed
+/// room for a sliver at a time.
+const LOW_WATER: usize = 1 << 20;
+
+/// Written bytes between writeback hints.
+const WRITEBACK: u64 = 1 << 20;
+
+/// Stack for the pipeline's threads: they hash and call `write`, no more.
+const STACK: usize = 256 << 10;
+
+fn failed(e: &io::Error) -> StreamError {
+    StreamError::LastOperationFailed(wasmtime::format_err!("{e}"))
+}
+
+/// One thread of the pipeline: where to send it chunks, how much room it
+/// has, and what it hands back when its channel closes.
+struct Stage<T> {
+    chunks: mpsc::Sender<Bytes>,
+    room: Arc<Semaphore>,
+    thread: JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Stage<T> {
+    /// Run `work` on each chunk in order on a new thread named `name`, then
+    /// hand back what `finish` makes of the state.
+    fn spawn<S: Send + 'static>(
+        name: &str,
+        mut state: S,
+        mut work: impl FnMut(&mut S, &Bytes) + Send + 'static,
+        finish: impl FnOnce(S) -> T + Send + 'static,
+    ) -> io::Result<Stage<T>> {
+        let (chunks, incoming) = mpsc::channel::<Bytes>();
+        let room = Arc::new(Semaphore::new(MAX_PENDING));
+        let freed = room.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(STACK)
+            .spawn(move || {
+                for chunk in incoming {
+                    work(&mut state, &chunk);
+                    freed.add_permits(chunk.len());
+                }
+                finish(state)
+            })?;
+        Ok(Stage {
+            chunks,
+            room,
+            thread,
+        })
+    }
+
+    fn room(&self) -> usize {
+        self.room.available_permits()
+    }
+
+    /// Queue `chunk`, which must fit in the room the stage reported.
+    fn send(&self, chunk: Bytes) -> bool {
+        let Ok(len) = u32::try_from(chunk.len()) else {
+            return false;
+        };
+        match self.room.try_acquire_many(len) {
+            Ok(permit) => permit.forget(),
+            Err(_) => return false,
+        }
+        // A closed channel means the thread is gone; `close` reports it.
+        let _ = self.chunks.send(chunk);
+        true
+    }
+
+    /// Wait until at least `bytes` of room are free.
+    async fn wait_for_room(&self, bytes: usize) {
+        let bytes = u32::try_from(bytes.min(MAX_PENDING)).unwrap_or(u32::MAX);
+        // Acquired only to learn that the room is there; dropping the permit
+        // gives it straight back.
+        let _ = self.room.acquire_many(bytes).await;
+    }
+
+    /// Close the channel and wait for the thread's result: at most
+    /// [`MAX_PENDING`] bytes still to hash or write. `None` if it panicked.
+    fn close(self) -> Option<T> {
+        drop(self.chunks);
+        self.thread.join().ok()
+    }
+}
+
+/// The writing thread's state: the file, how much it holds, and the first
+/// error, after which later chunks are dropped unwritten.
+struct Writing {
+    file: File,
+    written: u64,
+    unsynced_from: u64,
+    error: Arc<Mutex<Option<io::Error>>>,
+    slot: Arc<Slot>,
+}
+
+impl Writing {
+    fn write(&mut self, chunk: &Bytes) {
+        if self.error.lock().expect("error lock").is_some() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(chunk) {
+            *self.error.lock().expect("error lock") = Some(e);
+            return;
+        }
+        self.written += chunk.len() as u64;
+        if self.written - self.unsynced_from >= WRITEBACK {
+            start_writeback(&self.file, self.unsynced_from, self.written);
+            self.unsynced_from = self.written;
+        }
+        self.slot.set_written(self.written);
+    }
+}
+
+struct Pipeline {
+    hashing: Stage<Hasher>,
+    writing: Stage<(File, u64)>,
+}
+
+impl Pipeline {
+    fn room(&self) -> usize {
+        self.hashing.room().min(self.writing.room())
+    }
+
+    /// Wait for both threads and put the session's state back together.
+    fn close(self) -> Option<Active> {
+        let hasher = self.hashing.close();
+        let (file, written) = self.writing.close()?;
+        Some(Active {
+            file,
+            hasher: hasher?,
+            written,
+        })
+    }
+}
+
+/// Appends to an upload session's file, hashing as it goes.
+pub struct UploadWriter {
+    slot: Arc<Slot>,
+    pipeline: Option<Pipeline>,
+    /// The session's state once the pipeline has been closed cleanly.
+    closed: Option<Active>,
+    flushing: bool,
+    error: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl UploadWriter {
+    pub fn new(slot: Arc<Slot>, active: Active) -> io::Result<UploadWriter> {
+        let Active {
+            file,
+            hasher,
+            written,
+        } = active;
+        let error = Arc::new(Mutex::new(None));
+        let hashing = Stage::spawn(
+            "wharf-hash",
+            hasher,
+            |hasher, chunk| hasher.update(chunk),
+            |hasher| hasher,
+        )?;
+        let writing = Stage::spawn(
+            "wharf-write",
+            Writing {
+                file,
+                written,
+                unsynced_from: written,
+                error: error.clone(),
+                slot: slot.clone(),
+            },
+            Writing::write,
+            |w| (w.file, w.written),
+        )?;
+        Ok(UploadWriter {
+            slot,
+            pipeline: Some(Pipeline { hashing, writing }),
+            closed: None,
+            flushing: false,
+            error,
+        })
+    }
+
+    fn check_error(&self) -> StreamResult<()> {
+        match &*self.error.lock().expect("error lock") {
+            Some(e) => Err(failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn pipeline(&self) -> StreamResult<&Pipeline> {
+        self.pipeline.as_ref().ok_or(StreamError::Closed)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for UploadWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.check_error()?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.pipeline()?;
+        if bytes.len() > pipeline.room() {
+            return Err(StreamError::trap("write exceeds the permitted length"));
+        }
+        if !(pipeline.hashing.send(bytes.clone()) && pipeline.writing.send(bytes)) {
+            return Err(StreamError::trap("write exceeds the permitted length"));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.check_error()?;
+        self.pipeline()?;
+        self.flushing = true;
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        self.check_error()?;
+        let room = self.pipeline()?.room();
+        if self.flushing || room < LOW_WATER {
+            return Ok(0);
+        }
+        Ok(room)
+    }
+
+    async fn cancel(&mut self) {
+        // Dropped by the guest: everything it wrote must reach the file, and
+        // the hash state come back, before the session can be used again.
+        let Some(pipeline) = self.pipeline.take() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || pipeline.close()).await {
+            Ok(Some(active)) => self.closed = Some(active),
+            _ => {
+                let mut error = self.error.lock().expect("error lock");
+                error.get_or_insert_with(|| io::Error::other("an upload thread panicked"));
+            }
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for UploadWriter {
+    async fn ready(&mut self) {
+        if self.check_error().is_err() {
+            return;
+        }
+        let Some(pipeline) = &self.pipeline else {
+            return;
+        };
+        if self.flushing {
+            // Flushed once both threads have handled everything queued.
+            pipeline.hashing.wait_for_room(MAX_PENDING).await;
+            pipeline.writing.wait_for_room(MAX_PENDING).await;
+            self.flushing = false;
+        } else {
+            pipeline.hashing.wait_for_room(LOW_WATER).await;
+            pipeline.writing.wait_for_room(LOW_WATER).await;
+        }
+    }
+}
+
+impl Drop for UploadWriter {
+    fn drop(&mut self) {
+        // Dropped without `cancel` (the instance trapped or ran out of
+        // time): wait for the threads here, a few milliseconds at most, so
+        // that nothing still writes to the file once the session can be
+        // opened again.
+        if let Some(pipeline) = self.pipeline.take() {
+            self.closed = pipeline.close();
+        }
+        // Give the file and hash state back to the session. If a write
+        // failed, the session reloads its state from disk instead.
+        if self.error.lock().expect("error lock").is_none()
+            && let Some(active) = self.closed.take()
+        {
+            self.slot.put_back(active);
+        }
+    }
+}
+
+/// Start writing `from..to` of `file` back to disk without waiting for it:
+/// the fsync that commits the upload then has little left to do. Only a
+/// hint; the fsync alone decides durability.
+fn start_writeback(file: &File, from: u64, to: u64) {
+    use std::os::fd::AsRawFd as _;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return;
+    };
+    // SAFETY: `file` is an open descriptor for the duration of the call, and
+    // sync_file_range reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::fs::FsStorage;
+    use crate::storage::{BlobStore, StorageError};
+    use bytes::Bytes;
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
+    use wharf_guest::Algorithm;
+
+    /// Bytes that differ at every offset, so a misplaced chunk shows.
+    fn pattern(len: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Write all of `bytes` the way the guest's splice does: in pieces no
+    /// larger than the room the stream reports, waiting when there is none.
+    async fn write_all(stream: &mut DynOutputStream, bytes: &[u8], piece: usize) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = stream.check_write().expect("check_write");
+            if room == 0 {
+                stream.ready().await;
+                continue;
+            }
+            let n = room.min(piece).min(rest.len());
+            stream
+                .write(Bytes::copy_from_slice(&rest[..n]))
+                .expect("write");
+            rest = &rest[n..];
+        }
+        stream.flush().expect("flush");
+        stream.ready().await;
+    }
+
+    async fn read_all(mut stream: DynInputStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            match stream.read(1 << 20) {
+                Ok(bytes) if bytes.is_empty() => stream.ready().await,
+                Ok(bytes) => out.extend_from_slice(&bytes),
+                Err(StreamError::Closed) => return out,
+                Err(e) => panic!("reading failed: {e:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_written_in_two_requests_are_stored_whole_and_read_back_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let blob = pattern(11 * (1 << 20) + 4093, 7);
+        let (first, second) = blob.split_at(5 * (1 << 20) + 17);
+
+        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        let id = session.id().to_string();
+        let mut writer = session.writer().unwrap();
+        write_all(&mut writer, first, 300_001).await;
+        writer.cancel().await;
+        drop(writer);
+        assert_eq!(session.offset(), first.len() as u64);
+        drop(session);
+
+        // A later request carries on from an offset that is not a multiple
+        // of anything, with pieces of another size.
+        let mut session = store.open_upload("team/app", &id).unwrap();
+        assert_eq!(session.offset(), first.len() as u64);
+        let mut writer = session.writer().unwrap();
+        write_all(&mut writer, second, 1 << 20).await;
+        writer.cancel().await;
+        drop(writer);
+        let digest = Algorithm::Sha256.digest(&blob);
+        assert_eq!(session.finish(&digest).unwrap(), blob.len() as u64);
+
+        assert_eq!(read_all(store.read(&digest, 0, None).unwrap()).await, blob);
+        // Ranges that start off a page boundary and cross read windows.
+        for (offset, len) in [(1, 4096), (4095, 5 << 20), (8 << 20, 3 << 20), (123, 0)] {
+            let got = read_all(store.read(&digest, offset, Some(len)).unwrap()).await;
+            let at = offset as usize;
+            assert_eq!(got, &blob[at..at + len as usize], "range {offset}+{len}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_dropped_without_cancel_leaves_a_session_that_finishes_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let blob = pattern(6 << 20, 9);
+        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        let id = session.id().to_string();
+        let mut writer = session.writer().unwrap();
+        // No flush, no cancel: what an instance that traps leaves behind.
+        let mut rest = &blob[..];
+        while !rest.is_empty() {
+            let room = writer.check_write().unwrap();
+            if room == 0 {
+                writer.ready().await;
+                continue;
+            }
+            let n = room.min(rest.len());
+            writer.write(Bytes::copy_from_slice(&rest[..n])).unwrap();
+            rest = &rest[n..];
+        }
+        drop(writer);
+        drop(session);
+
+        let session = store.open_upload("team/app", &id).unwrap();
+        assert_eq!(session.offset(), blob.len() as u64);
+        let digest = Algorithm::Sha256.digest(&blob);
+        assert_eq!(session.finish(&digest).unwrap(), blob.len() as u64);
+        assert_eq!(read_all(store.read(&digest, 0, None).unwrap()).await, blob);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_larger_than_the_room_reported_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        let mut writer = session.writer().unwrap();
+        let room = writer.check_write().unwrap();
+        assert!(room >= 1 << 20, "an idle upload has room: {room}");
+        let too_much = Bytes::from(vec![0u8; super::MAX_PENDING + 1]);
+        assert!(matches!(writer.write(too_much), Err(StreamError::Trap(_))));
+        writer.cancel().await;
+        drop(writer);
+        // Nothing was accepted, so nothing is stored.
+        assert_eq!(session.offset(), 0);
+        let wrong = Algorithm::Sha256.digest(b"something else");
+        assert!(matches!(
+            session.finish(&wrong),
+            Err(StorageError::DigestMismatch(_))
+        ));
+    }
+}

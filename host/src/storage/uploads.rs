@@ -334,9 +334,37 @@ impl FsUpload {
         Ok(())
     }
 
+    /// Remove the session. Its directory leaves the uploads at once (a
+    /// rename into `wharf-tmp/`), and is deleted there on a thread of its
+    /// own: freeing the pages of a large data file takes tens of
+    /// milliseconds the client need not wait for. A crash before the delete
+    /// leaves it in `wharf-tmp/`, which startup empties.
     fn end(&self) -> Result<()> {
         self.sessions.forget(&self.dir);
-        files::remove_tree(&self.dir)?;
+        let doomed = self
+            .layout
+            .tmp()
+            .join(format!("ended-upload-{}", uuid::Uuid::new_v4()));
+        match fs::rename(&self.dir, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(parent) = self.dir.parent() {
+            files::sync_dir(parent)?;
+        }
+        let remove = move || {
+            if let Err(e) = fs::remove_dir_all(&doomed) {
+                tracing::warn!(path = %doomed.display(), error = %e, "could not remove an ended upload session; startup will");
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("wharf-remove".into())
+            .spawn(remove.clone())
+        {
+            tracing::debug!(error = %e, "no thread to remove an ended session: removing it inline");
+            remove();
+        }
         Ok(())
     }
 }

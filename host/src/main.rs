@@ -2,6 +2,7 @@
 //! component. This binary owns the sockets, the storage and the credentials,
 //! and lends them to the component one request at a time.
 
+mod allocator;
 mod auth;
 mod bindings;
 mod blobs;
@@ -136,6 +137,7 @@ fn init_logging(level: Option<config::LogLevel>) {
 }
 
 fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()> {
+    allocator::tune_for_streaming();
     let config = config::Config::load(file.as_deref(), std::env::vars())?;
     init_logging(config.log.level);
     for warning in &config.warnings {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// The capabilities a registry lends to each of its requests.
 #[derive(Clone)]
@@ -28,6 +28,20 @@ pub struct RequestState {
     /// How far the instance's memories and tables may grow: the tenant's
     /// `memory_bytes`. Installed as the store's limiter.
     pub limits: StoreLimits,
+    pub hooks: BodyHooks,
+}
+
+/// wasi-http's defaults, except that a response body takes writes of up to
+/// [`BODY_CHUNK`] bytes.
+pub struct BodyHooks;
+
+/// Largest write to a response body: a blob download moves 4 MiB windows.
+pub const BODY_CHUNK: usize = 4 << 20;
+
+impl WasiHttpHooks for BodyHooks {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
+    }
 }
 
 impl RequestState {
@@ -42,6 +56,7 @@ impl RequestState {
             capabilities,
             caller,
             limits,
+            hooks: BodyHooks,
         }
     }
 }
@@ -60,7 +75,7 @@ impl WasiHttpView for RequestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.hooks,
         }
     }
 }

@@ -13,7 +13,7 @@ mod docker;
 mod load;
 mod servers;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
 use clap::Parser;
 use client::Registry;
@@ -232,6 +232,18 @@ fn lookup<T>(items: &[(Kind, T)], kind: Kind) -> &T {
         .1
 }
 
+/// Let the machine settle before a timed operation: write back what the
+/// last one left dirty (Distribution does not fsync its uploads, Wharf
+/// frees an ended session's pages after answering) and give background
+/// work a moment, so that neither registry is timed while paying for the
+/// other's, or its own, previous step.
+async fn settle() -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sync").status().await?;
+    ensure!(status.success(), "sync failed: {status}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
 async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
     let size = args.blob_mib << 20;
     eprintln!(
@@ -248,10 +260,12 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
         for kind in order(rep) {
             let registry = lookup(&registries, kind);
             let repo = format!("bench/blob-{rep}");
+            settle().await?;
             let took = registry
                 .upload_monolithic(&repo, blob.clone(), &digest)
                 .await?;
             mono.push(kind, mb_per_s(size, took));
+            settle().await?;
             let took = registry
                 .upload_streamed(
                     &format!("bench/stream-{rep}"),
@@ -261,6 +275,7 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
                 )
                 .await?;
             streamed.push(kind, mb_per_s(size, took));
+            settle().await?;
             let took = registry.get_blob(&repo, &digest, size as u64).await?;
             get.push(kind, mb_per_s(size, took));
             eprintln!(

@@ -149,10 +149,13 @@ impl Registry {
 
     /// GET a blob, reading and counting every byte.
     ///
-    /// Spoken over a plain socket into one reused buffer, the way curl
-    /// reads, rather than with reqwest: reqwest's client hands each read
-    /// over in a new buffer and tops out near 2.3 GB/s on this machine,
-    /// below what either registry can send, which would measure the client.
+    /// Spoken over a plain socket into one reused 64 KiB buffer, the way
+    /// curl reads (16 KiB), rather than with reqwest: reqwest's client hands
+    /// each read over in a new buffer and tops out near 2.3 GB/s on this
+    /// machine, below what either registry can send, which would measure
+    /// the client. The buffer stays small for the same reason: reading into
+    /// 1 MiB, which does not stay in the cache, caps the client near 2.5
+    /// GB/s, while 16 or 64 KiB reads keep up with 3.5.
     pub async fn get_blob(&self, repo: &str, digest: &str, len: u64) -> anyhow::Result<Duration> {
         ensure!(
             self.credentials.is_none(),
@@ -219,7 +222,7 @@ fn raw_get(authority: &str, request: &str, len: u64) -> anyhow::Result<Duration>
     let started = Instant::now();
     let mut socket = std::net::TcpStream::connect(authority)?;
     socket.write_all(request.as_bytes())?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 64 << 10];
     let mut filled = 0;
     let head_end = loop {
         let n = socket.read(&mut buf[filled..])?;

@@ -629,7 +629,11 @@ fn markdown(args: &Args, rows: &[Row], machine: &str) -> String {
          `registry:2` configuration file with a fresh data directory and `log.level: error`; each \
          line is repeated {reps} times, the two registries alternating which goes first, and the \
          table shows medians. Throughput is in MB/s (10^6 bytes per second); docker push and pull \
-         are wall times (lower is better, so their ratio below 1 means Wharf is faster).\n\n\
+         are wall times (lower is better, so their ratio below 1 means Wharf is faster). Uploads \
+         and GETs are made by the bench itself over loopback; before each it runs `sync` and waits \
+         300 ms so that no registry is timed while the machine writes back the previous step, and \
+         each GET repetition is {gets} downloads back to back, read like curl into a 64 KiB buffer \
+         (see \"Large blobs\" below for why).\n\n\
          ## Latest run\n\n{table}\n\
          ## Machine\n\n{machine}\n\
          ## Reproduce\n\n\
@@ -642,6 +646,7 @@ fn markdown(args: &Args, rows: &[Row], machine: &str) -> String {
          time moves the figures by tens of percent. `--help` lists the knobs (repetitions, sizes, \
          wrk duration).\n",
         reps = args.reps,
+        gets = GETS_PER_REP,
         table = table(rows),
     )
 }

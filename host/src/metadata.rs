@@ -3,7 +3,7 @@
 
 use crate::bindings::metadata::{Host, Manifest};
 use crate::bindings::types::{Error, Page};
-use crate::blobs::{blocking, digest_arg, repository_arg};
+use crate::blobs::{blocking, digest_arg, inline, repository_arg};
 use crate::state::RequestState;
 use crate::storage::{self, MetadataStore, StorageError};
 use std::sync::Arc;
@@ -37,7 +37,7 @@ impl Host for RequestState {
         digest: String,
     ) -> Answer<Option<Manifest>> {
         let store = store(self);
-        blocking(move || {
+        inline(move || {
             let manifest =
                 store.get_manifest(repository_arg(&repository)?, &digest_arg(&digest)?)?;
             Ok(manifest.map(|m| Manifest {
@@ -47,7 +47,6 @@ impl Host for RequestState {
                 subject: m.subject.map(|d| d.to_string()),
             }))
         })
-        .await
     }
 
     async fn put_manifest(&mut self, repository: String, manifest: Manifest) -> Answer<()> {
@@ -72,11 +71,10 @@ impl Host for RequestState {
 
     async fn resolve_tag(&mut self, repository: String, tag: String) -> Answer<Option<String>> {
         let store = store(self);
-        blocking(move || {
+        inline(move || {
             let digest = store.resolve_tag(repository_arg(&repository)?, tag_arg(&tag)?)?;
             Ok(digest.map(|d| d.to_string()))
         })
-        .await
     }
 
     async fn set_tag(&mut self, repository: String, tag: String, digest: String) -> Answer<()> {
@@ -142,8 +140,7 @@ impl Host for RequestState {
 
     async fn blob_linked(&mut self, repository: String, digest: String) -> Answer<bool> {
         let store = store(self);
-        blocking(move || store.blob_linked(repository_arg(&repository)?, &digest_arg(&digest)?))
-            .await
+        inline(move || store.blob_linked(repository_arg(&repository)?, &digest_arg(&digest)?))
     }
 
     async fn unlink_blob(&mut self, repository: String, digest: String) -> Answer<bool> {

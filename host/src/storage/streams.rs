@@ -23,7 +23,8 @@ pub const BATCH: usize = 1 << 20;
 /// Bytes of a blob mapped at a time.
 const WINDOW: usize = 4 << 20;
 
-fn failed(e: &io::Error) -> StreamError {
+/// A stream's report of a failed file operation.
+pub(super) fn failed(e: &io::Error) -> StreamError {
     StreamError::LastOperationFailed(wasmtime::format_err!("{e}"))
 }
 
@@ -228,13 +229,13 @@ impl Pollable for FileRange {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::FileRange;
     use std::io::Write as _;
-    use wasmtime_wasi::p2::{InputStream, Pollable, StreamError};
+    use wasmtime_wasi::p2::{InputStream, StreamError};
 
     /// Everything a stream yields, or the error that ended it.
-    async fn drain(mut stream: FileRange) -> Result<Vec<u8>, String> {
+    pub(in crate::storage) async fn drain(stream: &mut dyn InputStream) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         loop {
             match stream.read(1 << 20) {
@@ -251,11 +252,11 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&[7u8; 10_000]).unwrap();
         // Mapping past the end and touching it would kill the process.
-        let error = drain(FileRange::new(file.try_clone().unwrap(), 4096, 8192))
+        let error = drain(&mut FileRange::new(file.try_clone().unwrap(), 4096, 8192))
             .await
             .unwrap_err();
         assert!(error.contains("shorter than its recorded size"), "{error}");
-        let whole = drain(FileRange::new(file, 4097, 5903)).await.unwrap();
+        let whole = drain(&mut FileRange::new(file, 4097, 5903)).await.unwrap();
         assert_eq!(whole, vec![7u8; 5903]);
     }
 }

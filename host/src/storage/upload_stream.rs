@@ -15,6 +15,7 @@
 //! lasts, and that must not starve the pool the rest of the host reads and
 //! writes files on.
 
+use super::streams::failed;
 use super::uploads::{Active, Hasher, Slot};
 use bytes::Bytes;
 use std::fs::File;
@@ -37,10 +38,6 @@ const WRITEBACK: u64 = 1 << 20;
 
 /// Stack for the pipeline's threads: they hash and call `write`, no more.
 const STACK: usize = 256 << 10;
-
-fn failed(e: &io::Error) -> StreamError {
-    StreamError::LastOperationFailed(wasmtime::format_err!("{e}"))
-}
 
 /// One thread of the pipeline: where to send it chunks, how much room it
 /// has, and what it hands back when its channel closes.
@@ -327,6 +324,7 @@ fn start_writeback(file: &File, from: u64, to: u64) {
 #[cfg(test)]
 mod tests {
     use crate::storage::fs::FsStorage;
+    use crate::storage::streams::tests::drain;
     use crate::storage::{BlobStore, StorageError};
     use bytes::Bytes;
     use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
@@ -366,15 +364,7 @@ mod tests {
     }
 
     async fn read_all(mut stream: DynInputStream) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            match stream.read(1 << 20) {
-                Ok(bytes) if bytes.is_empty() => stream.ready().await,
-                Ok(bytes) => out.extend_from_slice(&bytes),
-                Err(StreamError::Closed) => return out,
-                Err(e) => panic!("reading failed: {e:?}"),
-            }
-        }
+        drain(&mut *stream).await.expect("reading the blob")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,10 +6,13 @@
 //! readable manifest, and no temporary file survives the restart. Also:
 //! a chunked upload resumes across a crash, and idle sessions are purged.
 
+#[path = "support/http.rs"]
+mod http;
 #[allow(dead_code)]
 #[path = "support/mod.rs"]
 mod support;
 
+use http::{Reply, parse_reply};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,21 +23,6 @@ use std::time::Duration;
 use support::{Wharf, random_bytes, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// One request on a fresh connection; `None` if the server went away.
 fn request(
@@ -57,31 +45,8 @@ fn request(
     stream.write_all(body).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let text = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = text.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[end + 4..].to_vec();
-    if method != "HEAD"
-        && let Some(len) = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        if body.len() < len {
-            return None; // cut off by the kill
-        }
-        body.truncate(len);
-    }
-    Some(Reply {
-        status,
-        headers,
-        body,
-    })
+    // A body shorter than its length was cut off by the kill: no reply.
+    parse_reply(&raw).map(|(reply, _)| reply)
 }
 
 fn session_path(reply: &Reply) -> Option<String> {

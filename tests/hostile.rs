@@ -8,10 +8,13 @@
 //! way. Tests share one server, each under its own repository prefix; the
 //! connection-limit tests start their own.
 
+#[path = "support/http.rs"]
+mod http;
 #[allow(dead_code)]
 #[path = "support/mod.rs"]
 mod support;
 
+use http::{Reply, parse_reply};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -27,22 +30,7 @@ const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 static SHARED: Mutex<Weak<Wharf>> = Mutex::new(Weak::new());
 static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
 
-/// A response as read off the wire.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
     /// Asserts the status and that the body is an OCI error with `code`.
     fn expect_error(&self, status: u16, code: &str) {
         assert_eq!(
@@ -63,53 +51,6 @@ impl Reply {
             "error body {body}"
         );
     }
-}
-
-/// Parses one HTTP/1.1 response from `raw` (content-length, chunked or
-/// read-to-close body).
-fn parse_reply(raw: &[u8]) -> Option<(Reply, usize)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[end + 4..];
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let (body, used) = if let Some(len) = get("content-length") {
-        let len: usize = len.parse().ok()?;
-        if rest.len() < len {
-            return None;
-        }
-        (rest[..len].to_vec(), len)
-    } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-        let mut body = Vec::new();
-        let mut at = 0;
-        loop {
-            let line_end = rest[at..].windows(2).position(|w| w == b"\r\n")? + at;
-            let size =
-                usize::from_str_radix(String::from_utf8_lossy(&rest[at..line_end]).trim(), 16)
-                    .ok()?;
-            at = line_end + 2;
-            if size == 0 {
-                break (body, at + 2);
-            }
-            body.extend_from_slice(rest.get(at..at + size)?);
-            at += size + 2;
-        }
-    } else {
-        (rest.to_vec(), rest.len())
-    };
-    Some((
-        Reply {
-            status,
-            headers,
-            body,
-        },
-        end + 4 + used,
-    ))
 }
 
 /// A response head with its content-length header dropped.

@@ -8,15 +8,38 @@ mod components;
 #[allow(dead_code)] // each test binary uses part of the helpers
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::{Served, random_bytes, sha256_digest, wharf_run};
+use tempfile::TempDir;
 
 /// Replace `path` the way an operator's deploy does: write aside, rename.
 fn install(source: &[u8], path: &Path) {
     let aside = path.with_extension("new");
     std::fs::write(&aside, source).unwrap();
     std::fs::rename(&aside, path).unwrap();
+}
+
+/// Start `wharf serve --component PATH` on loopback with `first` installed
+/// at PATH, a fresh data directory beside it; returns the directory holding
+/// both, PATH, and the server (bound in this order, the server is dropped,
+/// and stopped, before the directory is removed).
+fn serve_swappable(first: &[u8]) -> (TempDir, PathBuf, Served) {
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("registry.wasm");
+    install(first, &component);
+    let data_dir = dir.path().join("data");
+    let served = Served::start(
+        &["--component", component.to_str().unwrap()],
+        &[
+            ("REGISTRY_HTTP_ADDR", "127.0.0.1:0"),
+            (
+                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+                data_dir.to_str().unwrap(),
+            ),
+        ],
+    );
+    (dir, component, served)
 }
 
 /// Polls until `check` holds; the bound only stops a broken run.
@@ -32,20 +55,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn an_upload_started_before_a_swap_finishes_after_it_and_a_broken_component_is_refused() {
     let misbehave = std::fs::read(components::misbehave()).unwrap();
     let real = std::fs::read(components::real()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("registry.wasm");
-    install(&real, &component);
-    let data_dir = dir.path().join("data");
-    let served = Served::start(
-        &["--component", component.to_str().unwrap()],
-        &[
-            ("REGISTRY_HTTP_ADDR", "127.0.0.1:0"),
-            (
-                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
-                data_dir.to_str().unwrap(),
-            ),
-        ],
-    );
+    let (_dir, component, served) = serve_swappable(&real);
     let base = format!("http://{}", served.addr());
     let client = reqwest::Client::new();
     let hello = format!("{base}/v2/__misbehave/hello");
@@ -143,20 +153,7 @@ async fn an_upload_started_before_a_swap_finishes_after_it_and_a_broken_componen
 async fn a_request_in_flight_finishes_on_the_component_it_started_on() {
     let misbehave = std::fs::read(components::misbehave()).unwrap();
     let real = std::fs::read(components::real()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("registry.wasm");
-    install(&misbehave, &component);
-    let data_dir = dir.path().join("data");
-    let served = Served::start(
-        &["--component", component.to_str().unwrap()],
-        &[
-            ("REGISTRY_HTTP_ADDR", "127.0.0.1:0"),
-            (
-                "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
-                data_dir.to_str().unwrap(),
-            ),
-        ],
-    );
+    let (_dir, component, served) = serve_swappable(&misbehave);
     let base = format!("http://{}", served.addr());
     let client = reqwest::Client::new();
     let in_flight = tokio::spawn(client.get(format!("{base}/v2/__misbehave/sleep")).send());

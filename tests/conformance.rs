@@ -19,9 +19,9 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use support::{Wharf, random_bytes, sha256_digest};
+use support::{Wharf, random_bytes, sha256_digest, shared_wharf};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -40,7 +40,6 @@ fn sha512_digest(data: &[u8]) -> String {
 /// One `wharf serve` shared by the tests that need no server of their own,
 /// while any of them runs: the last one to finish stops it (a later test
 /// starts a new one). Each test works under its own repository prefix.
-static SHARED: Mutex<Weak<Wharf>> = Mutex::new(Weak::new());
 static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
 
 /// A registry and an HTTP client for it, with the test's namespace.
@@ -55,17 +54,7 @@ impl Registry {
     /// A test's view of the shared registry (deletes enabled): its paths
     /// `/v2/<name>/…` become `/v2/<ns>/<name>/…`.
     fn shared() -> Registry {
-        let wharf = {
-            let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-            match slot.upgrade() {
-                Some(wharf) => wharf,
-                None => {
-                    let wharf = Arc::new(Wharf::start());
-                    *slot = Arc::downgrade(&wharf);
-                    wharf
-                }
-            }
-        };
+        let wharf = shared_wharf();
         let ns = format!("t{}", NAMESPACES.fetch_add(1, Ordering::Relaxed));
         Registry::new(wharf, ns)
     }

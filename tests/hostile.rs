@@ -18,16 +18,15 @@ use http::{Reply, parse_reply};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
-use support::{Wharf, random_bytes, sha256_digest};
+use support::{Wharf, random_bytes, sha256_digest, shared_wharf};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-static SHARED: Mutex<Weak<Wharf>> = Mutex::new(Weak::new());
 static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
 
 impl Reply {
@@ -121,17 +120,7 @@ struct Seed {
 
 impl Registry {
     fn start() -> Registry {
-        let wharf = {
-            let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-            match slot.upgrade() {
-                Some(wharf) => wharf,
-                None => {
-                    let wharf = Arc::new(Wharf::start());
-                    *slot = Arc::downgrade(&wharf);
-                    wharf
-                }
-            }
-        };
+        let wharf = shared_wharf();
         let ns = format!("h{}", NAMESPACES.fetch_add(1, Ordering::Relaxed));
         let mut registry = Registry {
             wharf,

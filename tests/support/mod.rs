@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -260,6 +260,23 @@ pub fn read_lossy(path: &Path) -> String {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The `wharf serve` this test binary's tests share: started by the first
+/// test that asks, stopped when the last test holding it is done (a test
+/// that asks after that starts a new one).
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub fn shared_wharf() -> Arc<Wharf> {
+    static SHARED: Mutex<Weak<Wharf>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    match slot.upgrade() {
+        Some(wharf) => wharf,
+        None => {
+            let wharf = Arc::new(Wharf::start());
+            *slot = Arc::downgrade(&wharf);
+            wharf
+        }
+    }
 }
 
 /// Runs `wharf <args>` to completion with extra `env` and `stdin`, for the

@@ -99,8 +99,12 @@ async fn send(builder: RequestBuilder) -> Response {
     builder.send().await.expect("request sent")
 }
 
-async fn push_blob(b: RequestBuilder, repo: &str, data: &[u8]) -> Response {
-    let _ = repo;
+/// Send a request and read its body as JSON.
+async fn json(builder: RequestBuilder) -> Value {
+    send(builder).await.json().await.expect("a JSON body")
+}
+
+async fn push_blob(b: RequestBuilder, data: &[u8]) -> Response {
     let digest = sha256_digest(data);
     // The caller's builder carries host and credentials; add the digest.
     send(b.query(&[("digest", digest)]).body(data.to_vec())).await
@@ -154,7 +158,7 @@ async fn tenants_are_isolated_and_limited() {
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
     let empty = b"{}".to_vec();
     for blob in [&config, &empty] {
-        let pushed = push_blob(r.acme(Method::POST, &uploads), repo, blob).await;
+        let pushed = push_blob(r.acme(Method::POST, &uploads), blob).await;
         assert_eq!(pushed.status(), 201);
     }
     let manifest = json!({
@@ -194,14 +198,11 @@ async fn tenants_are_isolated_and_limited() {
     )
     .await;
     assert_eq!(put.status(), 201);
-    let listed: Value = send(r.acme(
+    let listed: Value = json(r.acme(
         Method::GET,
         &format!("/v2/{repo}/referrers/{manifest_digest}"),
     ))
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(listed["manifests"].as_array().unwrap().len(), 1, "{listed}");
 
     // globex: the same repository name is another, empty repository.
@@ -215,17 +216,9 @@ async fn tenants_are_isolated_and_limited() {
         let got = send(r.globex(Method::GET, &path)).await;
         assert_eq!(got.status(), 404, "{path} must be unknown in globex");
     }
-    let catalog: Value = send(r.globex(Method::GET, "/v2/_catalog"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let catalog: Value = json(r.globex(Method::GET, "/v2/_catalog")).await;
     assert_eq!(catalog["repositories"], json!([]), "{catalog}");
-    let catalog: Value = send(r.acme(Method::GET, "/v2/_catalog"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let catalog: Value = json(r.acme(Method::GET, "/v2/_catalog")).await;
     assert_eq!(catalog["repositories"], json!([repo]), "{catalog}");
     // Mounting acme's blob into globex starts an upload instead (202): the
     // digest is unknown there.
@@ -242,26 +235,23 @@ async fn tenants_are_isolated_and_limited() {
     let location = mount.headers()["location"].to_str().unwrap().to_string();
     let cancel = send(r.globex(Method::DELETE, &location)).await;
     assert_eq!(cancel.status(), 204);
-    let listed: Value = send(r.globex(
+    let listed: Value = json(r.globex(
         Method::GET,
         &format!("/v2/{repo}/referrers/{manifest_digest}"),
     ))
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(listed["manifests"], json!([]), "{listed}");
 
     // acme's quota (20000 bytes): a blob that fits, then one that does not.
     let fits = random_bytes(15000);
     assert_eq!(
-        push_blob(r.acme(Method::POST, &uploads), repo, &fits)
+        push_blob(r.acme(Method::POST, &uploads), &fits)
             .await
             .status(),
         201
     );
     let too_big = random_bytes(8000);
-    let refused = push_blob(r.acme(Method::POST, &uploads), repo, &too_big).await;
+    let refused = push_blob(r.acme(Method::POST, &uploads), &too_big).await;
     assert_eq!(refused.status(), 403);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
@@ -325,7 +315,7 @@ async fn tenants_are_isolated_and_limited() {
 
     // The same push fits in globex, which has no quota.
     assert_eq!(
-        push_blob(r.globex(Method::POST, &uploads), repo, &too_big)
+        push_blob(r.globex(Method::POST, &uploads), &too_big)
             .await
             .status(),
         201

@@ -10,6 +10,7 @@
 pub mod files;
 pub mod fs;
 pub mod layout;
+mod mapped;
 pub mod pins;
 mod streams;
 mod upload_stream;

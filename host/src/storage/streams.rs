@@ -1,15 +1,16 @@
 //! The `wasi:io` input-stream over a range of a blob's file.
 //!
-//! The range is mapped into memory a [`WINDOW`] at a time, one window ahead
-//! of the reader, on tokio's blocking pool (mapping prefaults the pages,
-//! which reads them from disk if they are not cached). The bytes handed on
-//! are the page cache's own pages, so the only copy a download makes is the
-//! kernel's into the socket; a stream never holds more than two windows
-//! however large the blob. Blob files are written once and never truncated
-//! (deleting one unlinks it, and a mapping keeps an unlinked file whole), so
-//! a mapping never loses its pages under a reader. Where mapping fails the
-//! stream reads into buffers instead.
+//! The range is handed on a [`WINDOW`] at a time, one window ahead of the
+//! reader: windows of the file's mapping ([`mapped`]), populated on tokio's
+//! blocking pool, which reads them from disk if they are not cached. The
+//! bytes handed on are the page cache's own pages, so the only copy a
+//! download makes is the kernel's into the socket; a stream never holds
+//! more than two windows however large the blob. Blob files are written
+//! once and never truncated (deleting one unlinks it, and a mapping keeps an
+//! unlinked file whole), so a mapping never loses its pages under a reader.
+//! Where mapping fails the stream reads into buffers instead.
 
+use super::mapped::{self, MappedFile};
 use bytes::Bytes;
 use std::fs::File;
 use std::io;
@@ -33,9 +34,19 @@ pub struct FileRange {
     file: Arc<File>,
     offset: u64,
     remaining: u64,
+    /// The file's cached mapping, found by the first window's read.
+    mapping: Lookup,
     buffered: Bytes,
-    task: Option<JoinHandle<io::Result<Bytes>>>,
+    task: Option<JoinHandle<io::Result<(Lookup, Bytes)>>>,
     error: Option<io::Error>,
+}
+
+/// Whether the file is in the mapping cache.
+#[derive(Clone)]
+enum Lookup {
+    NotYet,
+    Cached(MappedFile),
+    NotCached,
 }
 
 impl FileRange {
@@ -44,112 +55,63 @@ impl FileRange {
             file: Arc::new(file),
             offset,
             remaining: length,
+            mapping: Lookup::NotYet,
             buffered: Bytes::new(),
             task: None,
             error: None,
         }
     }
 
+    /// Start reading the next window. A window of a cached mapping whose
+    /// pages are all in memory is taken at once; any other goes to the
+    /// blocking pool, where it may wait for the disk.
     fn start_read(&mut self) {
         if self.task.is_some() || self.remaining == 0 || self.error.is_some() {
             return;
         }
-        let file = self.file.clone();
         let offset = self.offset;
         let len = usize::try_from(self.remaining).map_or(WINDOW, |r| r.min(WINDOW));
+        if let Lookup::Cached(mapped) = &self.mapping
+            && let Some(window) = mapped.resident_window(offset, len)
+        {
+            self.take(window);
+            return;
+        }
+        let file = self.file.clone();
+        let lookup = self.mapping.clone();
         self.task = Some(tokio::task::spawn_blocking(move || {
-            match map_range(&file, offset, len) {
-                Ok(bytes) => Ok(bytes),
+            let lookup = match lookup {
+                Lookup::NotYet => match mapped::shared().get(&file) {
+                    Ok(Some(mapped)) => Lookup::Cached(mapped),
+                    Ok(None) => Lookup::NotCached,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot keep a blob mapped: mapping it per window");
+                        Lookup::NotCached
+                    }
+                },
+                known => known,
+            };
+            let window = match &lookup {
+                Lookup::Cached(mapped) => mapped.window(offset, len),
+                _ => mapped::map_range(&file, offset, len),
+            };
+            match window {
+                Ok(bytes) => Ok((lookup, bytes)),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(e),
                 Err(e) => {
                     tracing::debug!(error = %e, "mapping a blob failed: reading it instead");
-                    read_exact_at(&file, offset, len.min(BATCH))
+                    let bytes = read_exact_at(&file, offset, len.min(BATCH))?;
+                    Ok((Lookup::NotCached, bytes))
                 }
             }
         }));
     }
-}
 
-/// `len` bytes of a file, starting at `offset`, mapped read-only.
-struct Mapping {
-    start: *mut libc::c_void,
-    mapped: usize,
-    /// Bytes between the page-aligned start and `offset`.
-    skip: usize,
-}
-
-// SAFETY: the mapping is read-only and owned by this value alone; the pages
-// may be read from any thread.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; nothing ever writes through the mapping.
-unsafe impl Sync for Mapping {}
-
-impl AsRef<[u8]> for Mapping {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: `start..start + mapped` is mapped readable for as long as
-        // `self` lives, and lies within the file (checked before mapping),
-        // so reading it cannot fault.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.start.cast::<u8>().add(self.skip),
-                self.mapped - self.skip,
-            )
-        }
+    fn take(&mut self, window: Bytes) {
+        self.offset += window.len() as u64;
+        self.remaining -= window.len() as u64;
+        self.buffered = window;
     }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `map_range` mapped; no slice of it
-        // outlives `self` (Bytes keeps its owner alive).
-        unsafe {
-            libc::munmap(self.start, self.mapped);
-        }
-    }
-}
-
-/// Map `len` bytes of `file` from `offset` (prefaulted) as `Bytes`.
-fn map_range(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
-    use std::os::fd::AsRawFd as _;
-    if len == 0 {
-        return Ok(Bytes::new());
-    }
-    // Touching a mapped page past the end of the file kills the process:
-    // make sure the whole range is there first.
-    let size = file.metadata()?.len();
-    if offset.saturating_add(len as u64) > size {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "blob file is shorter than its recorded size",
-        ));
-    }
-    // SAFETY: sysconf has no preconditions.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let aligned = offset - offset % page;
-    let skip = (offset - aligned) as usize;
-    let mapped = skip + len;
-    let at = libc::off_t::try_from(aligned)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset out of range"))?;
-    // SAFETY: a fresh read-only shared mapping of an open file; the kernel
-    // picks the address, and nothing else refers to it yet.
-    let start = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            mapped,
-            libc::PROT_READ,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            file.as_raw_fd(),
-            at,
-        )
-    };
-    if start == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(Bytes::from_owner(Mapping {
-        start,
-        mapped,
-        skip,
-    }))
 }
 
 /// Read `len` bytes of `file` from `offset` into a new buffer, without
@@ -189,22 +151,23 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
 
 impl InputStream for FileRange {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
-        if !self.buffered.is_empty() {
-            let n = size.min(self.buffered.len());
-            let out = self.buffered.split_to(n);
-            if self.buffered.is_empty() {
-                self.start_read();
+        if self.buffered.is_empty() {
+            if let Some(e) = &self.error {
+                return Err(failed(e));
             }
-            return Ok(out);
+            if self.remaining == 0 && self.task.is_none() {
+                return Err(StreamError::Closed);
+            }
+            self.start_read();
+            if self.buffered.is_empty() {
+                return Ok(Bytes::new());
+            }
         }
-        if let Some(e) = &self.error {
-            return Err(failed(e));
+        let out = self.buffered.split_to(size.min(self.buffered.len()));
+        if self.buffered.is_empty() {
+            self.start_read();
         }
-        if self.remaining == 0 && self.task.is_none() {
-            return Err(StreamError::Closed);
-        }
-        self.start_read();
-        Ok(Bytes::new())
+        Ok(out)
     }
 }
 
@@ -217,10 +180,9 @@ impl Pollable for FileRange {
         self.start_read();
         let Some(task) = self.task.take() else { return };
         match task.await {
-            Ok(Ok(bytes)) => {
-                self.offset += bytes.len() as u64;
-                self.remaining -= bytes.len() as u64;
-                self.buffered = bytes;
+            Ok(Ok((lookup, window))) => {
+                self.mapping = lookup;
+                self.take(window);
             }
             Ok(Err(e)) => self.error = Some(e),
             Err(e) => self.error = Some(io::Error::other(e)),

@@ -82,6 +82,8 @@ enum Goal {
     TimeAtMost(f64),
     /// Wharf's own figure at most this many MiB.
     MibAtMost(f64),
+    /// No target: a figure that explains another line.
+    Explains,
 }
 
 impl Goal {
@@ -90,15 +92,18 @@ impl Goal {
             Goal::FasterBy(x) => format!("≥ {x}×"),
             Goal::TimeAtMost(x) => format!("≤ {x}× (time)"),
             Goal::MibAtMost(x) => format!("Wharf ≤ {x} MiB"),
+            Goal::Explains => "none".to_string(),
         }
     }
 
-    fn met(self, distribution: f64, wharf: f64) -> bool {
-        match self {
+    /// Whether the target is met; `None` for a line without one.
+    fn met(self, distribution: f64, wharf: f64) -> Option<bool> {
+        Some(match self {
             Goal::FasterBy(x) => wharf / distribution >= x,
             Goal::TimeAtMost(x) => wharf / distribution <= x,
             Goal::MibAtMost(x) => wharf <= x,
-        }
+            Goal::Explains => return None,
+        })
     }
 }
 
@@ -257,8 +262,12 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
     let digest = client::sha256(&blob);
     let servers = start_both(bins, None)?;
     let registries = registries(&servers, None)?;
-    let (mut mono, mut streamed, mut get) =
-        (Samples::default(), Samples::default(), Samples::default());
+    let (mut mono, mut streamed, mut get, mut get_cpu) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     for rep in 0..args.reps {
         for kind in order(rep) {
             let registry = lookup(&registries, kind);
@@ -283,16 +292,22 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
             // after the machine idled runs a third slower on this VM (CPUs
             // waking up), for either registry; several in a row measure the
             // serving, not the wake-up.
+            let server = servers.iter().find(|s| s.kind == kind).expect("both kinds");
+            let cpu_before = server.cpu_time()?;
             let mut took = Duration::ZERO;
             for _ in 0..GETS_PER_REP {
                 took += registry.get_blob(&repo, &digest, size as u64).await?;
             }
+            let cpu = server.cpu_time()?.saturating_sub(cpu_before);
             get.push(kind, mb_per_s(size * GETS_PER_REP, took));
+            get_cpu.push(kind, cpu.as_secs_f64() * 1e3 / GETS_PER_REP as f64);
             eprintln!(
-                "  rep {rep} {kind}: monolithic {:.0} MB/s, streamed {:.0} MB/s, GET {:.0} MB/s",
+                "  rep {rep} {kind}: monolithic {:.0} MB/s, streamed {:.0} MB/s, GET {:.0} MB/s \
+                 ({:.0} ms of server CPU each)",
                 mono_last(&mono, kind),
                 mono_last(&streamed, kind),
-                mono_last(&get, kind)
+                mono_last(&get, kind),
+                mono_last(&get_cpu, kind)
             );
         }
     }
@@ -309,6 +324,11 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
             Goal::FasterBy(4.0),
         ),
         get.row(format!("blob GET, {mib} MiB"), "MB/s", Goal::FasterBy(1.5)),
+        get_cpu.row(
+            format!("server CPU time per blob GET, {mib} MiB"),
+            "ms",
+            Goal::Explains,
+        ),
     ])
 }
 
@@ -607,10 +627,10 @@ fn table(rows: &[Row]) -> String {
             r.wharf,
             r.wharf / r.distribution,
             r.goal.describe(),
-            if r.goal.met(r.distribution, r.wharf) {
-                "yes"
-            } else {
-                "**no**"
+            match r.goal.met(r.distribution, r.wharf) {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "",
             },
             p = precision
         );
@@ -633,7 +653,8 @@ fn markdown(args: &Args, rows: &[Row], machine: &str) -> String {
          and GETs are made by the bench itself over loopback; before each it runs `sync` and waits \
          300 ms so that no registry is timed while the machine writes back the previous step, and \
          each GET repetition is {gets} downloads back to back, read like curl into a 64 KiB buffer \
-         (see \"Large blobs\" below for why).\n\n\
+         (see \"Large blobs\" below for why), with the CPU time the server spent on them (from \
+         `/proc/<pid>/stat`).\n\n\
          ## Latest run\n\n{table}\n\
          ## Machine\n\n{machine}\n\
          ## Reproduce\n\n\

@@ -150,6 +150,31 @@ impl Server {
         status_field(self.pid(), "VmHWM:")
     }
 
+    /// CPU time the server has used so far, user and system, all threads
+    /// (`/proc/<pid>/stat`, 10 ms resolution).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        /// Clock ticks per second in `/proc`: USER_HZ, 100 on Linux.
+        const USER_HZ: u64 = 100;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // The command name may hold spaces; the fields after it start with
+        // the state (field 3), so utime and stime (14 and 15) are 11 and 12.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("no command name in /proc/<pid>/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| -> anyhow::Result<u64> {
+            Ok(fields
+                .get(i)
+                .context("/proc/<pid>/stat is too short")?
+                .parse()?)
+        };
+        Ok(Duration::from_millis(
+            (ticks(11)? + ticks(12)?) * 1000 / USER_HZ,
+        ))
+    }
+
     /// Current resident set size in bytes (`VmRSS`).
     pub fn rss(&self) -> anyhow::Result<u64> {
         status_field(self.pid(), "VmRSS:")

@@ -11,6 +11,7 @@ mod config;
 mod gc;
 mod htpasswd;
 mod metadata;
+mod open_files;
 mod quota;
 mod reload;
 mod runtime;
@@ -140,6 +141,13 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
     allocator::tune_for_streaming();
     let config = config::Config::load(file.as_deref(), std::env::vars())?;
     init_logging(config.log.level);
+    match open_files::raise_to_hard_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::debug!("open file limit raised from {before} to {after}");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

@@ -8,7 +8,8 @@
 //! in one process-wide [`MapCache`]: many clients pulling the same layer map
 //! it once. An entry is dropped when its file is deleted, when it has not
 //! been read for [`IDLE`], or when newer entries need its share of
-//! [`BUDGET`]; a download in progress keeps its mapping alive either way.
+//! [`BUDGET`] or its place among [`MAX_FILES`]; a download in progress keeps
+//! its mapping alive either way.
 //!
 //! The pages stay the page cache's: shared, clean, reclaimable by the kernel
 //! at any time. They do show in the process's resident set (`RssFile`, not
@@ -32,6 +33,9 @@ pub const MIN_CACHED: u64 = 4 << 20;
 /// Total size of the files the cache keeps mapped (address space; the
 /// resident part is what has been read lately).
 pub const BUDGET: u64 = 1 << 30;
+
+/// Files the cache keeps mapped at most: each holds a descriptor open.
+pub const MAX_FILES: usize = 128;
 
 /// How long a cached mapping outlives its last read.
 pub const IDLE: Duration = Duration::from_secs(30);
@@ -234,6 +238,7 @@ impl MappedFile {
 /// another file while the entry exists.
 pub struct MapCache {
     budget: u64,
+    max_files: usize,
     idle: Duration,
     inner: Mutex<Entries>,
 }
@@ -251,9 +256,10 @@ struct Entry {
 }
 
 impl MapCache {
-    pub fn new(budget: u64, idle: Duration) -> MapCache {
+    pub fn new(budget: u64, max_files: usize, idle: Duration) -> MapCache {
         MapCache {
             budget,
+            max_files,
             idle,
             inner: Mutex::new(Entries::default()),
         }
@@ -295,7 +301,7 @@ impl MapCache {
         let mut released = Vec::new();
         let mut entries = self.lock();
         released.extend(entries.remove(&key));
-        while entries.mapped + size > self.budget {
+        while entries.mapped + size > self.budget || entries.by_inode.len() >= self.max_files {
             let Some(oldest) = entries
                 .by_inode
                 .iter()
@@ -375,7 +381,7 @@ pub fn shared() -> &'static MapCache {
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the thread that releases idle blob mappings");
         }
-        MapCache::new(BUDGET, IDLE)
+        MapCache::new(BUDGET, MAX_FILES, IDLE)
     })
 }
 
@@ -403,7 +409,7 @@ mod tests {
     fn windows_of_a_cached_file_read_back_its_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let (file, data) = blob(dir.path(), "a", 6 * MIB + 123);
-        let cache = MapCache::new(BUDGET, IDLE);
+        let cache = MapCache::new(BUDGET, MAX_FILES, IDLE);
         for (offset, len) in [(0, 4 * MIB), (4 * MIB, 2 * MIB + 123), (4097, 5 * MIB)] {
             let window = window(&cache, &file, offset, len).unwrap();
             assert_eq!(&window[..], &data[offset..offset + len]);
@@ -426,7 +432,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (small, _) = blob(dir.path(), "small", MIN_CACHED as usize - 1);
         let (large, _) = blob(dir.path(), "large", 9 * MIB);
-        let cache = MapCache::new(8 * MIB as u64, IDLE);
+        let cache = MapCache::new(8 * MIB as u64, MAX_FILES, IDLE);
         assert!(cache.get(&small).unwrap().is_none());
         assert!(cache.get(&large).unwrap().is_none());
         assert_eq!(cache.usage(), (0, 0));
@@ -438,7 +444,7 @@ mod tests {
         let (a, _) = blob(dir.path(), "a", 5 * MIB);
         let (b, _) = blob(dir.path(), "b", 5 * MIB);
         let (c, c_data) = blob(dir.path(), "c", 5 * MIB);
-        let cache = MapCache::new(12 * MIB as u64, IDLE);
+        let cache = MapCache::new(12 * MIB as u64, MAX_FILES, IDLE);
         window(&cache, &a, 0, MIB).unwrap();
         window(&cache, &b, 0, MIB).unwrap();
         // Reading a again makes b the oldest.
@@ -455,11 +461,22 @@ mod tests {
     }
 
     #[test]
+    fn no_more_than_max_files_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = MapCache::new(BUDGET, 2, IDLE);
+        for name in ["a", "b", "c"] {
+            let (file, data) = blob(dir.path(), name, 4 * MIB);
+            assert_eq!(&window(&cache, &file, 0, 4 * MIB).unwrap()[..], &data[..]);
+        }
+        assert_eq!(cache.usage(), (2, 8 * MIB as u64));
+    }
+
+    #[test]
     fn deleted_and_idle_files_are_released_by_a_sweep() {
         let dir = tempfile::tempdir().unwrap();
         let (kept, _) = blob(dir.path(), "kept", 5 * MIB);
         let (deleted, _) = blob(dir.path(), "deleted", 5 * MIB);
-        let cache = MapCache::new(BUDGET, Duration::from_secs(60));
+        let cache = MapCache::new(BUDGET, MAX_FILES, Duration::from_secs(60));
         let start = Instant::now();
         window(&cache, &kept, 0, MIB).unwrap();
         window(&cache, &deleted, 0, MIB).unwrap();

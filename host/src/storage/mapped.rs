@@ -160,7 +160,8 @@ fn page_size() -> usize {
     usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
-fn shorter_than_recorded() -> io::Error {
+/// The error for a blob file that ends before the range asked of it.
+pub fn shorter_than_recorded() -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
         "blob file is shorter than its recorded size",

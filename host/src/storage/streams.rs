@@ -129,12 +129,7 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
         let n =
             unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
         match n {
-            0 => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob file is shorter than its recorded size",
-                ));
-            }
+            0 => return Err(mapped::shorter_than_recorded()),
             n if n < 0 => {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {

@@ -772,6 +772,36 @@ fn ping(addr: SocketAddr) -> u16 {
 }
 
 #[test]
+fn a_request_without_a_host_header() {
+    let wharf = shared_wharf();
+    let addr = wharf.addr();
+    let send = |request: &str| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let raw = read_all(&mut stream, Duration::from_secs(60));
+        parse_reply(&raw)
+            .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&raw)))
+            .0
+    };
+    // HTTP/1.0 has no Host header: served, as the address it reached.
+    let reply = send("GET /v2/ HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        reply.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // HTTP/1.1 requires one (RFC 9112, section 3.2).
+    let reply = send("GET /v2/ HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(reply.status, 400);
+    assert!(
+        String::from_utf8_lossy(&reply.body).contains(r#""code":"UNSUPPORTED""#),
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
+
+#[test]
 fn connections_that_send_no_headers_in_time_are_closed() {
     let wharf = limited_wharf();
     let started = Instant::now();

@@ -15,12 +15,12 @@
 
 use crate::auth::Caller;
 use crate::runtime::Current;
-use crate::tenants::{NoTenant, Tenants};
+use crate::tenants::Tenants;
 use crate::tls::Tls;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
@@ -94,12 +94,18 @@ impl Server {
                 }
             };
             let _ = stream.set_nodelay(true);
+            // The address the client reached: the authority of a request
+            // that names none.
+            let local = stream
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let ends = Ends { peer, local };
             let server = self.clone();
             tokio::spawn(async move {
                 match server.tls.clone() {
                     None => {
                         server
-                            .serve_connection(stream, peer, Transport::Plain, limits)
+                            .serve_connection(stream, ends, Transport::Plain, limits)
                             .await
                     }
                     Some(tls) => {
@@ -108,7 +114,7 @@ impl Server {
                                 let sni = stream.get_ref().1.server_name().map(Arc::<str>::from);
                                 let transport = Transport::Tls { sni };
                                 server
-                                    .serve_connection(stream, peer, transport, limits)
+                                    .serve_connection(stream, ends, transport, limits)
                                     .await
                             }
                             Ok(Err(e)) => tracing::info!(%peer, error = %e, "connection refused"),
@@ -123,7 +129,7 @@ impl Server {
     async fn serve_connection<I>(
         self: Arc<Self>,
         io: I,
-        peer: SocketAddr,
+        ends: Ends,
         transport: Transport,
         limits: ConnectionLimits,
     ) where
@@ -139,7 +145,7 @@ impl Server {
             let server = server.clone();
             let transport = transport.clone();
             first.store(true, Ordering::Release);
-            async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer, transport).await) }
+            async move { Ok::<_, std::convert::Infallible>(server.handle(req, ends, transport).await) }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -160,22 +166,23 @@ impl Server {
                 if spoke.load(Ordering::Acquire) {
                     connection.await
                 } else {
-                    tracing::info!(%peer, "closing a connection that sent no request in time");
+                    tracing::info!(peer = %ends.peer, "closing a connection that sent no request in time");
                     return;
                 }
             }
         };
         if let Err(e) = result {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tracing::debug!(peer = %ends.peer, error = %e, "connection ended with an error");
         }
     }
 
     async fn handle(
         &self,
         mut req: Request<hyper::body::Incoming>,
-        peer: SocketAddr,
+        ends: Ends,
         transport: Transport,
     ) -> Response<LoggedBody> {
+        let peer = ends.peer;
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -205,18 +212,44 @@ impl Server {
         };
         let mut tenant_name = String::from("-");
         let response = match self.tenants.select(host.as_deref(), sni) {
+            // HTTP/1.1 requires Host (RFC 9112, section 3.2).
+            _ if host.is_none() && req.version() == Version::HTTP_11 => {
+                tracing::info!(%method, %path, "HTTP/1.1 request without a Host header refused");
+                oci_error(
+                    StatusCode::BAD_REQUEST,
+                    "UNSUPPORTED",
+                    "HTTP/1.1 request without a Host header: send the registry's host name in Host",
+                )
+            }
             Err(refused) => {
                 tracing::info!(%method, %path, host, sni, reason = %refused, "request for no tenant refused");
-                no_tenant(&refused)
+                oci_error(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "DENIED",
+                    &format!("{refused}: check the registry host name in the image reference"),
+                )
             }
             Ok(tenant) => {
                 tenant_name.clone_from(&tenant.name);
+                if host.is_none() {
+                    // HTTP/1.0, or HTTP/2 without :authority: the request
+                    // is for the host the client reached, by TLS server
+                    // name or else by address.
+                    let reached = sni.map_or_else(|| ends.local.to_string(), str::to_string);
+                    if let Ok(value) = HeaderValue::try_from(reached) {
+                        req.headers_mut().insert(HOST, value);
+                    }
+                }
                 let runtime = self.runtime.get();
                 match runtime.handle(req, &tenant, caller, https).await {
                     Ok(response) => response,
                     Err(e) => {
                         tracing::error!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request failed in the component");
-                        internal_error()
+                        oci_error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "UNKNOWN",
+                            "internal server error: the request failed inside the registry; see the server log",
+                        )
                     }
                 }
             }
@@ -239,6 +272,13 @@ impl Server {
     }
 }
 
+/// The two ends of a connection.
+#[derive(Clone, Copy)]
+struct Ends {
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
 /// How a connection arrived.
 #[derive(Clone)]
 enum Transport {
@@ -249,13 +289,13 @@ enum Transport {
     },
 }
 
-/// 421 Misdirected Request with an OCI error body: no tenant of this server
-/// serves the host the request names.
-fn no_tenant(refused: &NoTenant) -> Response<HyperOutgoingBody> {
+/// A response with an OCI error body, made by the host itself: a request
+/// for no tenant, a malformed request, or one the component failed.
+fn oci_error(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
     use http_body_util::BodyExt;
     let body = serde_json::json!({"errors": [{
-        "code": "DENIED",
-        "message": format!("{refused}: check the registry host name in the image reference"),
+        "code": code,
+        "message": message,
         "detail": null,
     }]})
     .to_string();
@@ -265,30 +305,11 @@ fn no_tenant(refused: &NoTenant) -> Response<HyperOutgoingBody> {
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
-    *response.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, "application/json".parse().expect("valid"));
     response.headers_mut().insert(CONTENT_LENGTH, length.into());
-    response
-}
-
-/// 500 with an OCI error body, for a request the component could not serve.
-fn internal_error() -> Response<HyperOutgoingBody> {
-    use http_body_util::BodyExt;
-    let body = r#"{"errors":[{"code":"UNKNOWN","message":"internal server error: the request failed inside the registry; see the server log","detail":null}]}"#;
-    let mut response = Response::new(
-        http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, "application/json".parse().expect("valid"));
-    response
-        .headers_mut()
-        .insert(CONTENT_LENGTH, body.len().into());
     response
 }
 

@@ -404,6 +404,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploading_a_stored_blob_again_keeps_it_and_restarts_its_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let blob = pattern(3 << 20, 11);
+        let digest = Algorithm::Sha256.digest(&blob);
+        let path = crate::storage::layout::Layout::new(dir.path()).blob_data(&digest);
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+        for round in 0..2 {
+            let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+            let id = session.id().to_string();
+            let mut writer = session.writer().unwrap();
+            write_all(&mut writer, &blob, 1 << 20).await;
+            writer.cancel().await;
+            drop(writer);
+            assert_eq!(session.finish(&digest).unwrap(), blob.len() as u64);
+            assert!(
+                matches!(
+                    store.open_upload("team/app", &id),
+                    Err(StorageError::NotFound)
+                ),
+                "round {round}: the finished session is gone"
+            );
+            if round == 0 {
+                let file = std::fs::File::options().write(true).open(&path).unwrap();
+                file.set_modified(day_ago).unwrap();
+            }
+        }
+        assert_eq!(read_all(store.read(&digest, 0, None).unwrap()).await, blob);
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(modified > day_ago + std::time::Duration::from_secs(3600));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_writer_dropped_without_cancel_leaves_a_session_that_finishes_right() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStorage::open(dir.path(), true).unwrap();

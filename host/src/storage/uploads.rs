@@ -415,24 +415,35 @@ impl UploadSession for FsUpload {
             self.end()?;
             return Err(StorageError::DigestMismatch(actual));
         }
-        // Stored now: a grace period against collection starts.
-        file.set_modified(std::time::SystemTime::now())?;
-        file.sync_all()?;
-        drop(file);
         let target_dir = self.layout.blob_dir(expected);
         let target = self.layout.blob_data(expected);
-        self.sessions
-            .pins
-            .referencing([expected], || -> Result<()> {
-                if target.exists() {
-                    files::touch(&target)?;
-                } else {
-                    files::create_dirs_durably(&target_dir)?;
-                    fs::rename(self.dir.join(DATA), &target)?;
-                    files::sync_dir(&target_dir)?;
-                }
-                Ok(())
-            })?;
+        // Stored now (or again): a grace period against collection starts.
+        let touch_stored = || -> Result<bool> {
+            if target.exists() {
+                files::touch(&target)?;
+                return Ok(true);
+            }
+            Ok(false)
+        };
+        // Content the store already holds (durably, since it was first
+        // stored) needs no second copy on disk: the session is dropped
+        // without waiting for its bytes to be written back.
+        if !self.sessions.pins.referencing([expected], touch_stored)? {
+            file.set_modified(std::time::SystemTime::now())?;
+            file.sync_all()?;
+            drop(file);
+            self.sessions
+                .pins
+                .referencing([expected], || -> Result<()> {
+                    // Another upload may have stored it meanwhile.
+                    if !touch_stored()? {
+                        files::create_dirs_durably(&target_dir)?;
+                        fs::rename(self.dir.join(DATA), &target)?;
+                        files::sync_dir(&target_dir)?;
+                    }
+                    Ok(())
+                })?;
+        }
         self.end()?;
         Ok(written)
     }

@@ -258,8 +258,7 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
         "blob lines: {} MiB of random bytes, {} repetitions",
         args.blob_mib, args.reps
     );
-    let blob = random_bytes(size)?;
-    let digest = client::sha256(&blob);
+    let random = random_bytes(size)?;
     let servers = start_both(bins, None)?;
     let registries = registries(&servers, None)?;
     let (mut mono, mut streamed, mut get, mut get_cpu) = (
@@ -269,6 +268,10 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
         Samples::default(),
     );
     for rep in 0..args.reps {
+        // Every upload stores new content, as a push does: a registry that
+        // already holds a blob has less to do.
+        let (blob, streamed_blob) = (stamped(&random, 2 * rep), stamped(&random, 2 * rep + 1));
+        let (digest, streamed_digest) = (client::sha256(&blob), client::sha256(&streamed_blob));
         for kind in order(rep) {
             let registry = lookup(&registries, kind);
             let repo = format!("bench/blob-{rep}");
@@ -281,9 +284,9 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
             let took = registry
                 .upload_streamed(
                     &format!("bench/stream-{rep}"),
-                    blob.clone().into(),
+                    streamed_blob.clone().into(),
                     Some(size as u64),
-                    &digest,
+                    &streamed_digest,
                 )
                 .await?;
             streamed.push(kind, mb_per_s(size, took));
@@ -330,6 +333,15 @@ async fn blob_lines(args: &Args, bins: &Binaries) -> anyhow::Result<Vec<Row>> {
             Goal::Explains,
         ),
     ])
+}
+
+/// `random` with its first bytes replaced by `n`: new content, same size.
+fn stamped(random: &Bytes, n: usize) -> Bytes {
+    let mut blob = random.to_vec();
+    let stamp = (n as u64).to_le_bytes();
+    let len = stamp.len().min(blob.len());
+    blob[..len].copy_from_slice(&stamp[..len]);
+    Bytes::from(blob)
 }
 
 fn mono_last(samples: &Samples, kind: Kind) -> f64 {
@@ -650,7 +662,8 @@ fn markdown(args: &Args, rows: &[Row], machine: &str) -> String {
          line is repeated {reps} times, the two registries alternating which goes first, and the \
          table shows medians. Throughput is in MB/s (10^6 bytes per second); docker push and pull \
          are wall times (lower is better, so their ratio below 1 means Wharf is faster). Uploads \
-         and GETs are made by the bench itself over loopback; before each it runs `sync` and waits \
+         and GETs are made by the bench itself over loopback, every upload of new content (random \
+         bytes with a counter in the first eight); before each it runs `sync` and waits \
          300 ms so that no registry is timed while the machine writes back the previous step, and \
          each GET repetition is {gets} downloads back to back, read like curl into a 64 KiB buffer \
          (see \"Large blobs\" below for why), with the CPU time the server spent on them (from \

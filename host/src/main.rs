@@ -193,7 +193,12 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
             .with_context(|| format!("listening on {addr}"))?;
         let addr = listener.local_addr()?;
         let names: Vec<&str> = tenants.all().iter().map(|t| t.name.as_str()).collect();
-        tracing::info!(%addr, rootdirectory = %config.storage.filesystem.rootdirectory.display(), delete_enabled, tls = tls.is_some(), tenants = ?names, "wharf serving");
+        if config.tenants.is_some() {
+            // Each tenant's storage was logged as it opened.
+            tracing::info!(%addr, tls = tls.is_some(), tenants = ?names, "wharf serving");
+        } else {
+            tracing::info!(%addr, rootdirectory = %config.storage.filesystem.rootdirectory.display(), delete_enabled, tls = tls.is_some(), "wharf serving");
+        }
         tokio::spawn(reload::watch(sandbox, runtime.clone(), source));
         // Tests and scripts wait for this line to know the port.
         let mut stdout = std::io::stdout();
@@ -244,7 +249,7 @@ fn open_tenants(config: &config::Config) -> anyhow::Result<tenants::Tenants> {
             &config.storage.maintenance,
         )
         .with_context(|| format!("tenant {}", t.name))?;
-        tracing::info!(tenant = t.name, hosts = ?t.hosts, rootdirectory = %t.storage.filesystem.rootdirectory.display(), "tenant");
+        tracing::info!(tenant = t.name, hosts = ?t.hosts, rootdirectory = %t.storage.filesystem.rootdirectory.display(), delete_enabled = delete, "tenant");
         opened.push((tenant, t.hosts.clone()));
     }
     Ok(tenants::Tenants::new(opened))

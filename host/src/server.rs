@@ -211,9 +211,15 @@ impl Server {
             Transport::Tls { sni } => (sni.as_deref(), true),
         };
         let mut tenant_name = String::from("-");
-        let response = match self.tenants.select(host.as_deref(), sni) {
-            // HTTP/1.1 requires Host (RFC 9112, section 3.2).
-            _ if host.is_none() && req.version() == Version::HTTP_11 => {
+        // HTTP/1.1 requires Host (RFC 9112, section 3.2): refused before any
+        // tenant is looked for.
+        let selected = if host.is_none() && req.version() == Version::HTTP_11 {
+            None
+        } else {
+            Some(self.tenants.select(host.as_deref(), sni))
+        };
+        let response = match selected {
+            None => {
                 tracing::info!(%method, %path, "HTTP/1.1 request without a Host header refused");
                 oci_error(
                     StatusCode::BAD_REQUEST,
@@ -221,7 +227,7 @@ impl Server {
                     "HTTP/1.1 request without a Host header: send the registry's host name in Host",
                 )
             }
-            Err(refused) => {
+            Some(Err(refused)) => {
                 tracing::info!(%method, %path, host, sni, reason = %refused, "request for no tenant refused");
                 oci_error(
                     StatusCode::MISDIRECTED_REQUEST,
@@ -229,7 +235,7 @@ impl Server {
                     &format!("{refused}: check the registry host name in the image reference"),
                 )
             }
-            Ok(tenant) => {
+            Some(Ok(tenant)) => {
                 tenant_name.clone_from(&tenant.name);
                 if host.is_none() {
                     // HTTP/1.0, or HTTP/2 without :authority: the request

@@ -13,10 +13,11 @@ mod http;
 #[allow(dead_code)]
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/tls.rs"]
+mod tls;
 
 use http::{Reply, parse_reply};
 use rustls_pki_types::ServerName;
-use rustls_pki_types::pem::PemObject as _;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,21 +77,10 @@ impl Registry {
         std::fs::write(&path, config).unwrap();
         let served = Served::start(&[path.to_str().unwrap()], &[]);
 
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_file_iter(certs.join("ca.crt")).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client = tls::client_config(&certs.join("ca.crt"), &[b"http/1.1"], None);
         Registry {
             served,
-            client: Arc::new(client),
+            client,
             _dir: dir,
         }
     }

@@ -958,3 +958,83 @@ fn clients_that_stop_reading_a_large_blob_do_not_pin_memory() {
     assert_eq!(ping(addr), 200);
     drop(stalled);
 }
+
+#[test]
+fn a_client_that_sends_its_whole_body_before_reading_reads_the_413() {
+    // Python's http.client and requests write the whole body, then read:
+    // the server must read what it refused instead of resetting.
+    let r = Registry::start();
+    let big = vec![b' '; 32 << 20];
+    let mut stream = TcpStream::connect(r.addr()).unwrap();
+    let head = format!(
+        "PUT /v2/{}/manifests/v1 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Type: {OCI_MANIFEST}\r\nContent-Length: {}\r\n\r\n",
+        r.seed.repo,
+        r.addr(),
+        big.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .write_all(&big)
+        .expect("the server reset the connection instead of reading the refused body");
+    let raw = read_all(&mut stream, Duration::from_secs(30));
+    parse_reply(&raw)
+        .expect("an answer after the whole body")
+        .0
+        .expect_error(413, "SIZE_INVALID");
+    r.assert_seed_intact();
+}
+
+#[test]
+fn manifests_and_blobs_are_served_with_nosniff() {
+    let r = Registry::start();
+    let manifest = r.send(
+        "GET",
+        &format!("/v2/{}/manifests/v1", r.seed.repo),
+        &[],
+        b"",
+    );
+    assert_eq!(manifest.status, 200);
+    assert_eq!(manifest.header("x-content-type-options"), Some("nosniff"));
+    let digest = sha256_digest(&r.seed.layer);
+    let blob = r.send(
+        "GET",
+        &format!("/v2/{}/blobs/{digest}", r.seed.repo),
+        &[],
+        b"",
+    );
+    assert_eq!(blob.status, 200);
+    assert_eq!(blob.header("x-content-type-options"), Some("nosniff"));
+    let missing = r.send(
+        "GET",
+        &format!("/v2/{}/manifests/nope", r.seed.repo),
+        &[],
+        b"",
+    );
+    assert_eq!(missing.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn the_access_log_names_client_user_agent_and_query_and_sees_whole_replies_as_complete() {
+    let wharf = Wharf::start();
+    let send = |head: &str| {
+        send_raw(
+            wharf.addr(),
+            &format!("{head}\r\nUser-Agent: wharf-test/1.0"),
+            b"",
+        )
+    };
+    assert_eq!(send("GET /v2/ HTTP/1.1").status, 200);
+    assert_eq!(send("GET /v2/_catalog?n=1 HTTP/1.1").status, 200);
+    assert_eq!(send("HEAD /v2/x/manifests/latest HTTP/1.1").status, 404);
+    let log = wharf.stderr();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" request ")).collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    for line in &lines {
+        assert!(line.contains("peer=127.0.0.1:"), "{line}");
+        assert!(line.contains("user=\"-\""), "{line}");
+        assert!(line.contains("user_agent=\"wharf-test/1.0\""), "{line}");
+        assert!(line.contains("complete=true"), "{line}");
+    }
+    assert!(lines[1].contains("query=\"n=1\""), "{}", lines[1]);
+}

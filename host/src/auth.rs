@@ -1,10 +1,15 @@
 //! `wharf:registry/auth`: who the caller is and what they may do.
 //!
-//! The server strips the `Authorization` header from each request before the
-//! guest sees it and keeps it, with the client's address, in the request's
-//! [`Caller`]; the guest only asks whether an action is allowed and gets a
-//! verdict. An [`Authenticator`] decides: [`AllowAll`] when no authentication
-//! is configured, [`crate::htpasswd::Htpasswd`] for `auth.htpasswd`.
+//! Authentication happens in the server, before any component instance
+//! exists: the server strips the `Authorization` header from each request,
+//! and [`Authenticator::authenticate`] turns it (with the client's address)
+//! into an [`Identity`], or refuses it with a challenge that the server
+//! answers itself. bcrypt and the slow-down of repeated failures therefore
+//! never run inside a guest's call, and never hold an instance. The
+//! instance is lent only the identity; when the guest asks whether an
+//! action is allowed, [`Authenticator::authorize`] answers from it at once.
+//! [`AllowAll`] when no authentication is configured,
+//! [`crate::htpasswd::Htpasswd`] for `auth.htpasswd`.
 
 use crate::bindings::auth::Host;
 pub use crate::bindings::auth::{Action, Verdict};
@@ -21,15 +26,42 @@ pub struct Caller {
     pub peer: Option<SocketAddr>,
 }
 
-/// Decides, from a request's caller, whether an action is allowed. Async, so
-/// that slow checks (bcrypt) do not hold a runtime thread.
+/// Who the caller proved to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// No credentials were sent.
+    Anonymous,
+    /// Valid credentials of this user.
+    User(String),
+}
+
+impl Identity {
+    /// The user's name, if any: for the access log.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::User(user) => Some(user),
+        }
+    }
+}
+
+/// Credentials that prove nothing: answer 401 with this `WWW-Authenticate`
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub challenge: String,
+}
+
+/// Checks credentials, then decides actions for the identity they prove.
 pub trait Authenticator: Send + Sync + 'static {
-    fn authorize<'a>(
-        &'a self,
-        caller: &'a Caller,
-        repository: Option<&'a str>,
-        action: Action,
-    ) -> BoxFuture<'a, Verdict>;
+    /// Check the caller's credentials. Async, so that slow checks (bcrypt,
+    /// the slow-down of repeated failures) do not hold a runtime thread;
+    /// run by the server before an instance is taken.
+    fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>>;
+
+    /// May `identity` perform `action` on `repository` (none: the registry
+    /// itself)? Answered from memory, during the guest's call.
+    fn authorize(&self, identity: &Identity, repository: Option<&str>, action: Action) -> Verdict;
 }
 
 /// No authentication configured: everyone may do everything, as registry:2
@@ -37,13 +69,12 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl Authenticator for AllowAll {
-    fn authorize<'a>(
-        &'a self,
-        _: &'a Caller,
-        _: Option<&'a str>,
-        _: Action,
-    ) -> BoxFuture<'a, Verdict> {
-        Box::pin(std::future::ready(Verdict::Allow(None)))
+    fn authenticate<'a>(&'a self, _: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
+        Box::pin(std::future::ready(Ok(Identity::Anonymous)))
+    }
+
+    fn authorize(&self, identity: &Identity, _: Option<&str>, _: Action) -> Verdict {
+        Verdict::Allow(identity.user().map(str::to_string))
     }
 }
 
@@ -53,9 +84,9 @@ impl Host for RequestState {
         repository: Option<String>,
         action: Action,
     ) -> wasmtime::Result<Verdict> {
-        let auth = self.capabilities.auth.clone();
-        Ok(auth
-            .authorize(&self.caller, repository.as_deref(), action)
-            .await)
+        Ok(self
+            .capabilities
+            .auth
+            .authorize(&self.identity, repository.as_deref(), action))
     }
 }

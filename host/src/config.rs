@@ -65,6 +65,8 @@ pub struct Config {
     /// and how much it may store. Each tenant's `limits` default to these,
     /// field by field.
     pub limits: Limits,
+    /// `capacity` (Wharf only): what the whole process may hold at once.
+    pub capacity: Capacity,
     /// `tenants` (Wharf only): several registries in one process, each with
     /// its own hosts, storage, credentials and limits. No section: one
     /// registry, configured by `storage` and `auth`, serving every host.
@@ -226,8 +228,9 @@ impl Default for Htpasswd {
     }
 }
 
-/// `limits` (top level or a tenant's): every field optional, absent means
-/// unlimited (within Wharf's own ceilings).
+/// `limits` (top level or a tenant's): every field optional; absent means
+/// unlimited (within Wharf's own ceilings), except where a field names its
+/// default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -248,6 +251,15 @@ pub struct Limits {
     /// (started, not yet finished or cancelled) at once; starting another
     /// is refused (DENIED).
     pub concurrent_uploads: Option<u32>,
+    /// `concurrent_requests`: the most requests of the registry that may
+    /// hold a component instance at once; more wait (at most
+    /// `capacity.queue_timeout`, then 503). Default 256.
+    pub concurrent_requests: Option<u32>,
+    /// `client_requests`: the most requests one client address may have in
+    /// flight in the registry; more are refused at once (429). Default 64.
+    /// Behind a reverse proxy every request comes from the proxy's
+    /// address: raise it to `concurrent_requests` there.
+    pub client_requests: Option<u32>,
 }
 
 impl Limits {
@@ -258,6 +270,47 @@ impl Limits {
             memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
             request_timeout: self.request_timeout.or(defaults.request_timeout),
             concurrent_uploads: self.concurrent_uploads.or(defaults.concurrent_uploads),
+            concurrent_requests: self.concurrent_requests.or(defaults.concurrent_requests),
+            client_requests: self.client_requests.or(defaults.client_requests),
+        }
+    }
+}
+
+/// `capacity` (Wharf only): what all requests of all tenants together may
+/// hold. See ARCHITECTURE.md, "Capacity".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Capacity {
+    /// `instances`: requests that may hold a component instance at once,
+    /// in the whole process; the instance pool is sized for this many.
+    /// Default 1000.
+    pub instances: u32,
+    /// `queue_timeout`: how long a request waits for an instance slot (its
+    /// tenant's and the process's) or for guest memory before it is
+    /// answered 503 with `Retry-After`. Default `10s`.
+    #[serde(deserialize_with = "de_required_duration")]
+    pub queue_timeout: Duration,
+    /// `guest_memory_bytes`: linear memory all instances together may
+    /// hold. Default: half the machine's memory, at most 8 GiB.
+    pub guest_memory_bytes: Option<u64>,
+    /// `idle_timeout`: a request body that delivers nothing, or a response
+    /// the client takes nothing of, for this long is cut and its instance
+    /// stopped. Default `60s`.
+    #[serde(deserialize_with = "de_required_duration")]
+    pub idle_timeout: Duration,
+    /// `http2_streams`: requests one HTTP/2 connection may carry at once.
+    /// Default 100.
+    pub http2_streams: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Capacity {
+        Capacity {
+            instances: 1000,
+            queue_timeout: Duration::from_secs(10),
+            guest_memory_bytes: None,
+            idle_timeout: Duration::from_secs(60),
+            http2_streams: 100,
         }
     }
 }
@@ -668,6 +721,36 @@ impl Config {
                 "REGISTRY_AUTH_HTPASSWD_PATH",
                 "with htpasswd authentication, the htpasswd file",
             ));
+        }
+        let capacity = &self.capacity;
+        let limits = std::iter::once(("limits".to_string(), &self.limits)).chain(
+            self.tenants
+                .iter()
+                .flatten()
+                .map(|t| (format!("tenants.{}.limits", t.name), &t.limits)),
+        );
+        let counts = [
+            ("capacity.instances".to_string(), Some(capacity.instances)),
+            (
+                "capacity.http2_streams".to_string(),
+                Some(capacity.http2_streams),
+            ),
+        ]
+        .into_iter()
+        .chain(limits.flat_map(|(at, l)| {
+            [
+                (format!("{at}.concurrent_requests"), l.concurrent_requests),
+                (format!("{at}.client_requests"), l.client_requests),
+            ]
+        }));
+        for (key, value) in counts {
+            if value == Some(0) {
+                return Err(ConfigError::BadValue {
+                    key,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         if let Some(tenants) = &self.tenants {
             self.check_tenants(tenants)?;

@@ -15,7 +15,7 @@
 //! This module knows the file and the `Authorization` header, and nothing of
 //! registries: an authenticated user may do everything, as with registry:2.
 
-use crate::auth::{Action, Authenticator, Caller, Verdict};
+use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict};
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use sha2::Digest as _;
@@ -174,13 +174,28 @@ impl Htpasswd {
 }
 
 impl Authenticator for Htpasswd {
-    fn authorize<'a>(
-        &'a self,
-        caller: &'a Caller,
-        _repository: Option<&'a str>,
-        _action: Action,
-    ) -> BoxFuture<'a, Verdict> {
-        Box::pin(self.shared.clone().authenticate(caller))
+    fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
+        Box::pin(async move {
+            if caller.credentials.is_none() {
+                return Ok(Identity::Anonymous);
+            }
+            match self.shared.clone().authenticate(caller).await {
+                Verdict::Allow(Some(user)) => Ok(Identity::User(user)),
+                Verdict::Allow(None) => Ok(Identity::Anonymous),
+                Verdict::Challenge(challenge) | Verdict::Deny(challenge) => {
+                    Err(Refused { challenge })
+                }
+            }
+        })
+    }
+
+    /// Every authenticated user may do everything, as with registry:2;
+    /// anyone else is asked to log in.
+    fn authorize(&self, identity: &Identity, _: Option<&str>, _: Action) -> Verdict {
+        match identity {
+            Identity::User(user) => Verdict::Allow(Some(user.clone())),
+            Identity::Anonymous => Verdict::Challenge(self.shared.challenge.clone()),
+        }
     }
 }
 
@@ -444,7 +459,10 @@ mod tests {
     }
 
     async fn verdict(h: &Htpasswd, credentials: Option<String>) -> Verdict {
-        h.authorize(&caller(credentials), None, Action::Pull).await
+        match h.authenticate(&caller(credentials)).await {
+            Ok(identity) => h.authorize(&identity, None, Action::Pull),
+            Err(refused) => Verdict::Challenge(refused.challenge),
+        }
     }
 
     fn write(path: &Path, lines: &[String]) {

@@ -6,12 +6,15 @@ mod allocator;
 mod auth;
 mod bindings;
 mod blobs;
+mod capacity;
 mod cert;
 mod config;
 mod gc;
+mod guest_memory;
 mod htpasswd;
 mod metadata;
 mod open_files;
+mod progress;
 mod quota;
 mod reload;
 mod runtime;
@@ -178,7 +181,25 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         .filter_map(|t| t.limits.memory_bytes)
         .max()
         .unwrap_or(0);
-    let sandbox = Arc::new(runtime::Sandbox::new(max_memory)?);
+    let capacity = config.capacity;
+    let guest_memory_bytes = capacity
+        .guest_memory_bytes
+        .unwrap_or_else(guest_memory::default_budget);
+    tracing::info!(
+        instances = capacity.instances,
+        guest_memory_bytes,
+        queue_timeout = ?capacity.queue_timeout,
+        idle_timeout = ?capacity.idle_timeout,
+        http2_streams = capacity.http2_streams,
+        "capacity"
+    );
+    let sandbox = Arc::new(runtime::Sandbox::new(runtime::Sizing {
+        instances: capacity.instances,
+        max_memory_bytes: max_memory,
+        guest_memory_bytes,
+        queue_timeout: capacity.queue_timeout,
+        idle_timeout: capacity.idle_timeout,
+    })?);
     let source = match component {
         Some(path) => reload::Source::File(path),
         None => reload::Source::Embedded,
@@ -208,6 +229,9 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
             runtime,
             tenants,
             tls,
+            admission: capacity::Admission::new(capacity.instances, capacity.queue_timeout),
+            idle_timeout: capacity.idle_timeout,
+            http2_streams: capacity.http2_streams,
         });
         tokio::select! {
             served = server.serve(listener) => served,
@@ -305,6 +329,14 @@ fn open_tenant(
             auth,
         },
         limits,
+        gate: capacity::TenantGate::new(
+            limits
+                .concurrent_requests
+                .unwrap_or(capacity::DEFAULT_CONCURRENT_REQUESTS),
+            limits
+                .client_requests
+                .unwrap_or(capacity::DEFAULT_CLIENT_REQUESTS),
+        ),
     })
 }
 

@@ -7,26 +7,37 @@
 //! component on it. [`Current`] holds the runtime new requests use, so the
 //! component can be replaced while requests in flight finish on the old one.
 //!
+//! The pool holds `capacity.instances` requests' worth of instances, sized
+//! from what one request really takes (core instances, memories, tables,
+//! stacks, not just component instances); admission (`capacity.rs`) lets
+//! no more requests than that in, so taking an instance never fails for
+//! want of a slot. A component that needs more per request than the pool
+//! allows is refused when it is loaded.
+//!
 //! Limits: an instance's memories may grow to its tenant's `memory_bytes`
-//! (a `StoreLimits` limiter; growing beyond traps), and it may run until
+//! within the process's guest memory budget (`guest_memory.rs`; growing
+//! past the first traps, the second waits), and it may run until
 //! its tenant's `request_timeout` (epoch interruption: the engine's epoch
 //! advances every [`TICK`], and each time a running guest reaches its
 //! epoch deadline it yields to other tasks and is stopped once past the
 //! request's deadline; a guest blocked in a host call is stopped by a timer
-//! around the call). A trap costs its own request only.
+//! around the call). A trap costs its own request only. Once the response
+//! head is out, an instance whose client has taken nothing of the body for
+//! the idle timeout is stopped (`progress.rs`).
 
-use crate::auth::Caller;
+use crate::auth::Identity;
 use crate::bindings::{Registry, RegistryPre};
+use crate::capacity::Slots;
+use crate::guest_memory::{InstanceLimiter, MemoryBudget};
+use crate::progress::{Progress, RequestBody};
 use crate::state::RequestState;
 use crate::tenants::Tenant;
 use anyhow::Context as _;
-use hyper::body::Incoming;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
-    UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -35,8 +46,12 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// The protocol component built from `guest/component` by `build.rs`.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("WHARF_COMPONENT_WASM"));
 
-/// Instances that may run at once; a request beyond that waits for a slot.
-const MAX_INSTANCES: u32 = 1000;
+/// What one request's component may instantiate, at most: the pool holds
+/// this much per request slot. Wharf's component takes 3 core instances,
+/// 1 memory and 2 tables.
+pub const CORE_INSTANCES_PER_REQUEST: u32 = 16;
+pub const MEMORIES_PER_REQUEST: u32 = 2;
+pub const TABLES_PER_REQUEST: u32 = 8;
 /// Linear memory one instance may grow to when its tenant sets no
 /// `memory_bytes`; the pool reserves at least this much per instance.
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
@@ -52,22 +67,52 @@ const DECOMMIT_BATCH: usize = 16;
 /// thread to other requests.
 pub const TICK: Duration = Duration::from_millis(10);
 
-/// The engine every component runs on, and its epoch clock.
+/// The engine every component runs on, its epoch clock, and what its
+/// instances may take.
 pub struct Sandbox {
     engine: Engine,
+    /// Linear memory all instances together may hold.
+    budget: Arc<MemoryBudget>,
+    /// How long a request waits for memory from the budget.
+    queue_timeout: Duration,
+    /// How long a client may leave a response body untaken.
+    idle_timeout: Duration,
+}
+
+/// How many requests the sandbox serves at once, and with what.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizing {
+    /// Requests that may hold an instance at once.
+    pub instances: u32,
+    /// The largest of the tenants' `memory_bytes`.
+    pub max_memory_bytes: u64,
+    /// Linear memory all instances together may hold.
+    pub guest_memory_bytes: u64,
+    pub queue_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl Sandbox {
-    /// An engine whose instances may each grow up to `max_memory_bytes`
-    /// (the largest of the tenants' `memory_bytes`), with its epoch clock
-    /// started.
-    pub fn new(max_memory_bytes: u64) -> anyhow::Result<Sandbox> {
-        let max_memory = usize::try_from(max_memory_bytes.max(DEFAULT_MEMORY_BYTES))
+    /// An engine with room for `sizing.instances` requests, each of whose
+    /// instances may grow up to `sizing.max_memory_bytes`, with its epoch
+    /// clock started.
+    pub fn new(sizing: Sizing) -> anyhow::Result<Sandbox> {
+        let max_memory = usize::try_from(sizing.max_memory_bytes.max(DEFAULT_MEMORY_BYTES))
             .context("memory_bytes is larger than this machine's address space")?;
+        let n = sizing.instances.max(1);
+        let times = |per: u32| {
+            n.checked_mul(per)
+                .context("capacity.instances is too large for the instance pool")
+        };
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(MAX_INSTANCES)
-            .total_memories(MAX_INSTANCES)
-            .total_tables(MAX_INSTANCES)
+        pool.total_component_instances(n)
+            .total_core_instances(times(CORE_INSTANCES_PER_REQUEST)?)
+            .total_memories(times(MEMORIES_PER_REQUEST)?)
+            .total_tables(times(TABLES_PER_REQUEST)?)
+            .total_stacks(n)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_REQUEST)
+            .max_memories_per_component(MEMORIES_PER_REQUEST)
+            .max_tables_per_component(TABLES_PER_REQUEST)
             .max_memory_size(max_memory)
             // Per-request cost: give a slot back by zeroing the pages the
             // request touched (found with PAGEMAP_SCAN where the kernel has
@@ -95,12 +140,18 @@ impl Sandbox {
                 }
             })
             .context("starting the epoch clock")?;
-        Ok(Sandbox { engine })
+        Ok(Sandbox {
+            engine,
+            budget: MemoryBudget::new(sizing.guest_memory_bytes),
+            queue_timeout: sizing.queue_timeout,
+            idle_timeout: sizing.idle_timeout,
+        })
     }
 
     /// Compile `component` and link it against the host's capabilities;
     /// refused unless it targets the `wharf:registry/registry` world.
     pub fn load(&self, component: &[u8]) -> anyhow::Result<Runtime> {
+        fits_a_request_slot(component)?;
         let engine = &self.engine;
         let component = Component::new(engine, component)
             .map_err(anyhow::Error::from)
@@ -124,13 +175,57 @@ impl Sandbox {
             .and_then(RegistryPre::new)
             .map_err(anyhow::Error::from)
             .context("the component does not fit the wharf:registry/registry world")?;
-        Ok(Runtime { pre })
+        Ok(Runtime {
+            pre,
+            budget: self.budget.clone(),
+            queue_timeout: self.queue_timeout,
+            idle_timeout: self.idle_timeout,
+        })
     }
+}
+
+/// Refuse a component that would take more of the pool per request than a
+/// request slot holds: otherwise every request would fail to instantiate.
+fn fits_a_request_slot(component: &[u8]) -> anyhow::Result<()> {
+    let mut core_instances = 0u32;
+    let mut memories = 0u32;
+    let mut tables = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        match payload.context("reading the registry component")? {
+            wasmparser::Payload::InstanceSection(s) => {
+                // Only instantiations take a slot; a bag of exports does not.
+                for instance in s {
+                    let instance = instance.context("reading the registry component")?;
+                    if matches!(instance, wasmparser::Instance::Instantiate { .. }) {
+                        core_instances += 1;
+                    }
+                }
+            }
+            wasmparser::Payload::MemorySection(s) => memories += s.count(),
+            wasmparser::Payload::TableSection(s) => tables += s.count(),
+            _ => {}
+        }
+    }
+    for (what, needed, room) in [
+        ("core instances", core_instances, CORE_INSTANCES_PER_REQUEST),
+        ("memories", memories, MEMORIES_PER_REQUEST),
+        ("tables", tables, TABLES_PER_REQUEST),
+    ] {
+        anyhow::ensure!(
+            needed <= room,
+            "the registry component makes {needed} {what} per request; Wharf's instance pool \
+             holds {room} per request"
+        );
+    }
+    Ok(())
 }
 
 /// One compiled component, ready to instantiate per request.
 pub struct Runtime {
     pre: RegistryPre<RequestState>,
+    budget: Arc<MemoryBudget>,
+    queue_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 /// The runtime new requests use; replaced by a reload.
@@ -154,24 +249,29 @@ impl Current {
 }
 
 impl Runtime {
-    /// Serve one request from `caller` (received over TLS when `https`) in
-    /// a fresh instance lent `tenant`'s capabilities and held to its limits.
+    /// Serve one request from `identity` (received over TLS when `https`)
+    /// in a fresh instance lent `tenant`'s capabilities and held to its
+    /// limits. `slots` are held until the instance is gone; `progress`
+    /// tells how the client takes the response body.
     pub async fn handle(
         &self,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<RequestBody>,
         tenant: &Arc<Tenant>,
-        caller: Caller,
+        identity: Identity,
         https: bool,
+        slots: Slots,
+        progress: Arc<Progress>,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let limits = &tenant.limits;
         let memory = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
-            .trap_on_grow_failure(true)
-            .build();
-        let state = RequestState::new(tenant.capabilities.clone(), caller, store_limits);
+        let limiter = InstanceLimiter::new(
+            self.budget.clone(),
+            usize::try_from(memory).unwrap_or(usize::MAX),
+            self.queue_timeout,
+        );
+        let state = RequestState::new(tenant.capabilities.clone(), identity, limiter);
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter_async(|state| &mut state.limiter);
         let deadline = limits.request_timeout.map(|t| Instant::now() + t);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| match deadline {
@@ -195,6 +295,8 @@ impl Runtime {
         // blocked in a host call is not interrupted by the epoch: the timer
         // ends it (dropping the store) at the same deadline.
         let mut task = tokio::task::spawn(async move {
+            // Given back when the instance is gone, however the task ends.
+            let _slots = slots;
             let run = async {
                 let registry: Registry = pre.instantiate_async(&mut store).await?;
                 registry
@@ -246,8 +348,24 @@ impl Runtime {
                 // The head is out; a failure while streaming the body can
                 // only cut the connection now, and is logged here.
                 let tenant = tenant.name.clone();
+                let idle = self.idle_timeout;
                 tokio::spawn(async move {
-                    match task.await {
+                    let ended = tokio::select! {
+                        ended = &mut task => ended,
+                        () = stalled(&progress, idle) => {
+                            // Dropping the store frees the instance and its slots.
+                            task.abort();
+                            tracing::info!(
+                                tenant,
+                                idle = ?idle,
+                                "the client took nothing of the response for the idle timeout; \
+                                 its instance was stopped and the response cut"
+                            );
+                            progress.cut();
+                            return;
+                        }
+                    };
+                    match ended {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => log_cut(&tenant, &anyhow::Error::from(e)),
                         Err(e) => log_cut(&tenant, &anyhow::Error::from(e)),
@@ -263,6 +381,18 @@ impl Runtime {
                 Ok(Err(e)) => Err(anyhow::Error::from(e).context("the component failed")),
                 Err(e) => Err(anyhow::Error::from(e).context("the component task failed")),
             },
+        }
+    }
+}
+
+/// Resolves once the client has left a frame of the response untaken for
+/// `idle`.
+async fn stalled(progress: &Progress, idle: Duration) {
+    let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        if progress.stalled_for().is_some_and(|d| d >= idle) {
+            return;
         }
     }
 }

@@ -4,22 +4,37 @@
 //! that tenant's capabilities and limits and the caller's credentials and
 //! address, and logs one line per request.
 //!
+//! Before a request may take a component instance, the server checks its
+//! credentials (`auth.rs`: a refusal is answered 401 here) and admits it
+//! (`capacity.rs`: slots per client address, per tenant and in the
+//! process; a refusal is answered 429 or 503 here, with `Retry-After`).
+//! Its request body gives up when the client sends nothing for the idle
+//! timeout, and its response body tells the runtime when the client stops
+//! reading (`progress.rs`).
+//!
 //! Connection limits keep hostile or broken clients from holding resources:
 //! a connection must deliver its TLS handshake and first request head
 //! within [`ConnectionLimits::header_read`] (and every later head within
 //! the same time after the previous response, so idle keep-alive
 //! connections close), request heads are limited in bytes and header
 //! count (431 beyond), and response bodies are pulled by hyper only as the
-//! socket drains, so a client that stops reading pins one 1 MiB batch at
-//! most.
+//! socket drains, so a client that stops reading pins a few 4 MiB
+//! windows at most. An HTTP/2 connection carries at most
+//! `capacity.http2_streams` requests at once.
 
 use crate::auth::Caller;
+use crate::capacity::{Admission, Refusal};
+use crate::guest_memory::Overloaded;
+use crate::progress::{Progress, RequestBody};
 use crate::runtime::Current;
 use crate::tenants::Tenants;
 use crate::tls::Tls;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, USER_AGENT,
+    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -30,6 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 pub struct Server {
@@ -39,6 +55,13 @@ pub struct Server {
     pub tenants: Tenants,
     /// Serve HTTPS only, with this certificate; `None`: plain HTTP.
     pub tls: Option<Tls>,
+    /// The process's instance slots.
+    pub admission: Admission,
+    /// How long a request body may send nothing (and a response go
+    /// untaken) before the request is cut.
+    pub idle_timeout: Duration,
+    /// Requests one HTTP/2 connection may carry at once.
+    pub http2_streams: u32,
 }
 
 /// Limits on what one connection may hold.
@@ -136,6 +159,11 @@ impl Server {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let server = self;
+        let http2_streams = server.http2_streams;
+        // Told when a request finds its client has stopped reading: an
+        // HTTP/1 connection whose socket no longer drains is closed.
+        let cut = Arc::new(Notify::new());
+        let cut_request = cut.clone();
         // Set by the first request: until then the connection is on the
         // clock (hyper's own header timeout starts only once it knows the
         // connection speaks HTTP/1, not while it tells HTTP/1 from HTTP/2).
@@ -144,8 +172,11 @@ impl Server {
         let service = hyper::service::service_fn(move |req| {
             let server = server.clone();
             let transport = transport.clone();
+            let cut = cut_request.clone();
             first.store(true, Ordering::Release);
-            async move { Ok::<_, std::convert::Infallible>(server.handle(req, ends, transport).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(server.handle(req, ends, transport, cut).await)
+            }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -157,14 +188,25 @@ impl Server {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(http2_streams);
         let connection = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(connection);
         let result = tokio::select! {
             result = &mut connection => result,
+            () = cut.notified() => {
+                tracing::info!(peer = %ends.peer, "closing the connection of a client that stopped reading");
+                return;
+            }
             _ = tokio::time::sleep(limits.header_read) => {
                 if spoke.load(Ordering::Acquire) {
-                    connection.await
+                    tokio::select! {
+                        result = &mut connection => result,
+                        () = cut.notified() => {
+                            tracing::info!(peer = %ends.peer, "closing the connection of a client that stopped reading");
+                            return;
+                        }
+                    }
                 } else {
                     tracing::info!(peer = %ends.peer, "closing a connection that sent no request in time");
                     return;
@@ -178,14 +220,30 @@ impl Server {
 
     async fn handle(
         &self,
-        mut req: Request<hyper::body::Incoming>,
+        req: Request<hyper::body::Incoming>,
         ends: Ends,
         transport: Transport,
+        cut: Arc<Notify>,
     ) -> Response<LoggedBody> {
         let peer = ends.peer;
         let started = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // From here on an unread body is drained after the answer, whoever
+        // answers, so that clients that send before they read see it.
+        let mut req = req.map(|body| RequestBody::new(body, self.idle_timeout));
+        let mut line = Line {
+            tenant: String::from("-"),
+            peer,
+            user: None,
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().map(str::to_string),
+            user_agent: req
+                .headers()
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        let head = req.method() == hyper::Method::HEAD;
         let credentials = req
             .headers_mut()
             .remove(AUTHORIZATION)
@@ -194,6 +252,55 @@ impl Server {
             credentials,
             peer: Some(peer),
         };
+        // An HTTP/1 connection is closed when its client stops reading; an
+        // HTTP/2 stream is reset instead, the connection's other streams
+        // unharmed.
+        let progress = Progress::new((req.version() != Version::HTTP_2).then_some(cut));
+        let response = self
+            .respond(req, ends, transport, caller, &mut line, progress.clone())
+            .await;
+        let status = response.status();
+        // hyper stops pulling once it has sent Content-Length bytes, so
+        // that is what complete means; wasi-http's body does not know it.
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut response = response.map(|inner| {
+            let expected = declared.or(inner.size_hint().exact());
+            LoggedBody {
+                inner,
+                bytes: 0,
+                expected,
+                head,
+                started,
+                line,
+                status,
+                progress,
+                logged: false,
+            }
+        });
+        // Manifests and blobs are served with the type they were pushed
+        // with: never let a browser guess another.
+        response
+            .headers_mut()
+            .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        response
+    }
+
+    /// The answer to one request: the host's own (no tenant, bad
+    /// credentials, no capacity) or the component's.
+    async fn respond(
+        &self,
+        mut req: Request<RequestBody>,
+        ends: Ends,
+        transport: Transport,
+        caller: Caller,
+        line: &mut Line,
+        progress: Arc<Progress>,
+    ) -> Response<HyperOutgoingBody> {
+        let (method, path) = (line.method.clone(), line.path.clone());
         // The tenant is chosen before any component runs: a request for
         // no tenant never reaches one.
         let host = req
@@ -210,72 +317,128 @@ impl Server {
             Transport::Plain => (None, false),
             Transport::Tls { sni } => (sni.as_deref(), true),
         };
-        let mut tenant_name = String::from("-");
         // HTTP/1.1 requires Host (RFC 9112, section 3.2): refused before any
         // tenant is looked for.
-        let selected = if host.is_none() && req.version() == Version::HTTP_11 {
-            None
-        } else {
-            Some(self.tenants.select(host.as_deref(), sni))
-        };
-        let response = match selected {
-            None => {
-                tracing::info!(%method, %path, "HTTP/1.1 request without a Host header refused");
-                oci_error(
-                    StatusCode::BAD_REQUEST,
-                    "UNSUPPORTED",
-                    "HTTP/1.1 request without a Host header: send the registry's host name in Host",
-                )
-            }
-            Some(Err(refused)) => {
+        if host.is_none() && req.version() == Version::HTTP_11 {
+            tracing::info!(%method, %path, "HTTP/1.1 request without a Host header refused");
+            return oci_error(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                "HTTP/1.1 request without a Host header: send the registry's host name in Host",
+            );
+        }
+        let tenant = match self.tenants.select(host.as_deref(), sni) {
+            Ok(tenant) => tenant,
+            Err(refused) => {
                 tracing::info!(%method, %path, host, sni, reason = %refused, "request for no tenant refused");
-                oci_error(
+                return oci_error(
                     StatusCode::MISDIRECTED_REQUEST,
                     "DENIED",
                     &format!("{refused}: check the registry host name in the image reference"),
-                )
-            }
-            Some(Ok(tenant)) => {
-                tenant_name.clone_from(&tenant.name);
-                if host.is_none() {
-                    // HTTP/1.0, or HTTP/2 without :authority: the request
-                    // is for the host the client reached, by TLS server
-                    // name or else by address.
-                    let reached = sni.map_or_else(|| ends.local.to_string(), str::to_string);
-                    if let Ok(value) = HeaderValue::try_from(reached) {
-                        req.headers_mut().insert(HOST, value);
-                    }
-                }
-                let runtime = self.runtime.get();
-                match runtime.handle(req, &tenant, caller, https).await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        tracing::error!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request failed in the component");
-                        oci_error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "UNKNOWN",
-                            "internal server error: the request failed inside the registry; see the server log",
-                        )
-                    }
-                }
+                );
             }
         };
-        let status = response.status();
-        response.map(|inner| {
-            let expected = inner.size_hint().exact();
-            LoggedBody {
-                inner,
-                bytes: 0,
-                expected,
-                started,
-                tenant: tenant_name,
-                method,
-                path,
-                status,
-                logged: false,
+        line.tenant.clone_from(&tenant.name);
+        if host.is_none() {
+            // HTTP/1.0, or HTTP/2 without :authority: the request is for
+            // the host the client reached, by TLS server name or else by
+            // address.
+            let reached = sni.map_or_else(|| ends.local.to_string(), str::to_string);
+            if let Ok(value) = HeaderValue::try_from(reached) {
+                req.headers_mut().insert(HOST, value);
             }
-        })
+        }
+        // A client's slot first, so that one client cannot queue bcrypt
+        // work or instances in front of everyone else.
+        let client = match tenant.gate.client(ends.peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => return refused(&tenant.name, line, &refusal),
+        };
+        let identity = match tenant.capabilities.auth.authenticate(&caller).await {
+            Ok(identity) => identity,
+            Err(refused) => {
+                let mut response = oci_error(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHORIZED",
+                    "authentication required",
+                );
+                if let Ok(value) = HeaderValue::try_from(refused.challenge) {
+                    response.headers_mut().insert(WWW_AUTHENTICATE, value);
+                }
+                return response;
+            }
+        };
+        drop(caller);
+        line.user = identity.user().map(str::to_string);
+        let slots = match self.admission.admit(&tenant.gate, Some(client)).await {
+            Ok(slots) => slots,
+            Err(refusal) => return refused(&tenant.name, line, &refusal),
+        };
+        let runtime = self.runtime.get();
+        match runtime
+            .handle(req, &tenant, identity, https, slots, progress)
+            .await
+        {
+            Ok(response) => response,
+            Err(e) if e.chain().any(|c| c.is::<Overloaded>()) => {
+                tracing::warn!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request refused: guest memory budget exhausted");
+                busy(
+                    &e.chain()
+                        .find_map(|c| c.downcast_ref::<Overloaded>())
+                        .map_or_else(String::new, ToString::to_string),
+                )
+            }
+            Err(e) => {
+                tracing::error!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request failed in the component");
+                oci_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    "internal server error: the request failed inside the registry; see the server log",
+                )
+            }
+        }
     }
+}
+
+/// The answer to a request that was not admitted.
+fn refused(tenant: &str, line: &Line, refusal: &Refusal) -> Response<HyperOutgoingBody> {
+    tracing::warn!(tenant, peer = %line.peer, method = %line.method, path = line.path, reason = %refusal, "request not admitted");
+    match refusal {
+        Refusal::Client(_) => {
+            let mut response = oci_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOOMANYREQUESTS",
+                &refusal.to_string(),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Refusal::Busy(_) => busy(&refusal.to_string()),
+    }
+}
+
+/// 503 with `Retry-After`: the registry is at capacity, not broken.
+fn busy(message: &str) -> Response<HyperOutgoingBody> {
+    let mut response = oci_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// What the access log says of a request.
+struct Line {
+    /// The tenant that served the request (`-`: none did).
+    tenant: String,
+    peer: SocketAddr,
+    /// The authenticated user, if any.
+    user: Option<String>,
+    method: hyper::Method,
+    path: String,
+    query: Option<String>,
+    user_agent: Option<String>,
 }
 
 /// The two ends of a connection.
@@ -299,12 +462,13 @@ enum Transport {
 /// for no tenant, a malformed request, or one the component failed.
 fn oci_error(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
     use http_body_util::BodyExt;
-    let body = serde_json::json!({"errors": [{
-        "code": code,
-        "message": message,
-        "detail": null,
-    }]})
-    .to_string();
+    // In registry:2's key order (serde_json's maps would sort them).
+    let quote = |text: &str| serde_json::Value::from(text).to_string();
+    let body = format!(
+        r#"{{"errors":[{{"code":{},"message":{},"detail":null}}]}}"#,
+        quote(code),
+        quote(message)
+    );
     let length = body.len();
     let mut response = Response::new(
         http_body_util::Full::new(Bytes::from(body))
@@ -320,19 +484,19 @@ fn oci_error(status: StatusCode, code: &str, message: &str) -> Response<HyperOut
 }
 
 /// A response body that logs the request's line once it is fully sent (or
-/// abandoned): method, path, status, bytes sent, duration.
+/// abandoned), and tells [`Progress`] when the client takes its frames.
 pub struct LoggedBody {
     inner: HyperOutgoingBody,
     bytes: u64,
     /// The body's length when known up front: hyper stops polling once it
     /// has sent that many bytes, so reaching it means complete.
     expected: Option<u64>,
+    /// A HEAD request: hyper sends no body at all, so none is complete.
+    head: bool,
     started: Instant,
-    /// The tenant that served the request (`-`: none did).
-    tenant: String,
-    method: hyper::Method,
-    path: String,
+    line: Line,
     status: StatusCode,
+    progress: Arc<Progress>,
     logged: bool,
 }
 
@@ -342,17 +506,37 @@ impl LoggedBody {
             return;
         }
         self.logged = true;
+        let line = &self.line;
         tracing::info!(
-            tenant = self.tenant,
-            method = %self.method,
-            path = %self.path,
+            tenant = line.tenant,
+            peer = %line.peer,
+            user = line.user.as_deref().unwrap_or("-"),
+            method = %line.method,
+            path = %line.path,
+            query = line.query.as_deref().unwrap_or(""),
             status = self.status.as_u16(),
             bytes = self.bytes,
             ms = format!("{:.3}", self.started.elapsed().as_secs_f64() * 1e3),
             complete,
+            user_agent = line.user_agent.as_deref().unwrap_or("-"),
             "request"
         );
     }
+
+    /// Whether everything the response had to send was sent.
+    fn complete(&self) -> bool {
+        self.head
+            || self.inner.is_end_stream()
+            || self.expected == Some(self.bytes)
+            || !status_has_body(self.status)
+    }
+}
+
+/// 1xx, 204 and 304 responses never carry a body.
+fn status_has_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
 }
 
 impl Body for LoggedBody {
@@ -364,11 +548,16 @@ impl Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        this.progress.polled();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                    let done = this.expected == Some(this.bytes);
+                    if !done {
+                        this.progress.handed();
+                    }
                 }
             }
             Poll::Ready(None) => this.log(true),
@@ -389,7 +578,7 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let complete = self.inner.is_end_stream() || self.expected == Some(self.bytes);
+        let complete = self.complete();
         self.log(complete);
     }
 }

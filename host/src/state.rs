@@ -2,10 +2,10 @@
 //! resource table, and the capabilities lent to it. Nothing else is
 //! reachable from the guest.
 
-use crate::auth::{Authenticator, Caller};
+use crate::auth::{Authenticator, Identity};
+use crate::guest_memory::InstanceLimiter;
 use crate::storage::{BlobStore, MetadataStore};
 use std::sync::Arc;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -23,11 +23,13 @@ pub struct RequestState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub capabilities: Capabilities,
-    /// The request's credentials (kept from the guest) and client address.
-    pub caller: Caller,
-    /// How far the instance's memories and tables may grow: the tenant's
-    /// `memory_bytes`. Installed as the store's limiter.
-    pub limits: StoreLimits,
+    /// Who the caller proved to be, established by the host before the
+    /// instance existed; the credentials themselves stay with the host.
+    pub identity: Identity,
+    /// How far the instance's memories may grow: its tenant's
+    /// `memory_bytes`, within the process's guest memory budget. Installed
+    /// as the store's limiter.
+    pub limiter: InstanceLimiter,
     pub hooks: BodyHooks,
 }
 
@@ -45,7 +47,11 @@ impl WasiHttpHooks for BodyHooks {
 }
 
 impl RequestState {
-    pub fn new(capabilities: Capabilities, caller: Caller, limits: StoreLimits) -> RequestState {
+    pub fn new(
+        capabilities: Capabilities,
+        identity: Identity,
+        limiter: InstanceLimiter,
+    ) -> RequestState {
         RequestState {
             table: ResourceTable::new(),
             // No preopened directories, no environment, no arguments, no
@@ -54,8 +60,8 @@ impl RequestState {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             capabilities,
-            caller,
-            limits,
+            identity,
+            limiter,
             hooks: BodyHooks,
         }
     }

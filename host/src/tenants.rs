@@ -8,6 +8,7 @@
 //! The tenant is chosen by the host before any component runs, and the
 //! component instance is lent that tenant's capabilities only.
 
+use crate::capacity::TenantGate;
 use crate::config::Limits;
 use crate::state::Capabilities;
 use std::collections::HashMap;
@@ -19,6 +20,8 @@ pub struct Tenant {
     pub name: String,
     pub capabilities: Capabilities,
     pub limits: Limits,
+    /// Its share of the process's instances, and each client's share of it.
+    pub gate: TenantGate,
 }
 
 /// Why a request has no tenant.
@@ -140,6 +143,7 @@ mod tests {
                 auth: Arc::new(AllowAll),
             },
             limits: Limits::default(),
+            gate: TenantGate::new(4, 4),
         }
     }
 

@@ -8,9 +8,17 @@
 //!   bounded ([`CACHE_CAPACITY`]), expiring ([`CACHE_TTL`]), keyed by a keyed
 //!   hash of user and password (no password is kept), and dropped whenever
 //!   the file changes. Verification itself runs on tokio's blocking pool.
-//! - Repeated failures for one (client IP, user) are slowed down: after
-//!   [`FREE_FAILURES`] the next attempts wait, doubling up to
-//!   [`MAX_FAILURE_DELAY`].
+//! - An unknown user is verified against a dummy hash of a random,
+//!   forgotten password at the cost most of the file's entries have, so
+//!   that refusing one takes as long as refusing a wrong password: the
+//!   timing does not tell which users exist. It is made when the file is
+//!   read, and again (on the blocking pool) when a reload changes that cost.
+//! - Repeated failures are slowed down: after [`FREE_FAILURES`] for one
+//!   (client, user), or [`FREE_CLIENT_FAILURES`] for one client whatever the
+//!   user names, the next attempts wait, doubling up to
+//!   [`MAX_FAILURE_DELAY`]; the longer of the two waits applies. A client
+//!   is its IP address, or its /64 for IPv6, which one host usually holds
+//!   whole.
 //!
 //! This module knows the file and the `Authorization` header, and nothing of
 //! registries: an authenticated user may do everything, as with registry:2.
@@ -30,22 +38,23 @@ use std::time::{Duration, Instant};
 pub const CACHE_CAPACITY: usize = 4096;
 /// How long a successful verification is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
-/// Failures for one (client IP, user) before attempts are slowed down.
+/// Failures for one (client, user) before attempts are slowed down.
 pub const FREE_FAILURES: u32 = 3;
+/// Failures for one client, over all user names, before its attempts are
+/// slowed down: more than [`FREE_FAILURES`], as one client (a CI runner, a
+/// NAT) may hold several users' credentials and mistype some.
+pub const FREE_CLIENT_FAILURES: u32 = 10;
 /// The first delay after [`FREE_FAILURES`]; each further failure doubles it.
 pub const FIRST_FAILURE_DELAY: Duration = Duration::from_millis(250);
 /// The longest delay imposed on an attempt.
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(8);
 /// How long failures are remembered after the last one.
 pub const FAILURE_MEMORY: Duration = Duration::from_secs(600);
-/// (client IP, user) pairs whose failures are tracked at most.
+/// (client, user) pairs, and clients, whose failures are tracked at most
+/// (each).
 const FAILURE_CAPACITY: usize = 16384;
 /// The bcrypt cost `wharf htpasswd` uses unless told otherwise.
 pub const DEFAULT_COST: u32 = 10;
-
-/// Verified against when the user does not exist, so that unknown and known
-/// users take as long to refuse (the password is random and forgotten).
-const DUMMY_HASH: &str = "$2y$10$d7dBEMGSbtnHgV82d08Oa.dLu7CMmwDFKVlIiz76AeQoQMJR21ZWG";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtpasswdError {
@@ -94,7 +103,7 @@ struct Shared {
     challenge: String,
     file: RwLock<Loaded>,
     cache: Mutex<Cache>,
-    failures: Mutex<HashMap<(IpAddr, String), Failures>>,
+    failures: Mutex<FailureLog>,
     /// Random per process: cache keys are useless outside it.
     cache_secret: [u8; 32],
 }
@@ -104,6 +113,32 @@ struct Loaded {
     stamp: Option<Stamp>,
     /// Bumped on every reload; cache entries of older generations are void.
     generation: u64,
+    /// Verified against when the user does not exist.
+    dummy: Dummy,
+    /// The cost the users' hashes call for; `dummy` is being remade when
+    /// they differ.
+    dummy_cost: u32,
+}
+
+/// A bcrypt hash of a random password nobody knows.
+struct Dummy {
+    hash: String,
+}
+
+/// The dummy if bcrypt cannot make one (no randomness): cost 10, its
+/// password random and forgotten.
+const FALLBACK_DUMMY: &str = "$2y$10$d7dBEMGSbtnHgV82d08Oa.dLu7CMmwDFKVlIiz76AeQoQMJR21ZWG";
+
+impl Dummy {
+    /// Takes as long as one verification at `cost`.
+    fn new(cost: u32) -> Dummy {
+        let password = uuid::Uuid::new_v4().to_string();
+        let hash = bcrypt::hash(password, cost).unwrap_or_else(|e| {
+            tracing::error!(error = %e, cost, "cannot make a dummy bcrypt hash; using a fixed one of cost 10");
+            FALLBACK_DUMMY.to_string()
+        });
+        Dummy { hash }
+    }
 }
 
 /// What tells that the file changed.
@@ -132,9 +167,65 @@ struct Cache {
     entries: HashMap<[u8; 32], (String, Instant)>,
 }
 
+/// Recent failures, by (client, user) and by client alone.
+#[derive(Default)]
+struct FailureLog {
+    by_user: HashMap<(IpAddr, String), Failures>,
+    by_client: HashMap<IpAddr, Failures>,
+}
+
 struct Failures {
     count: u32,
     last: Instant,
+}
+
+impl Failures {
+    /// The wait before the next attempt, if any, after more than `free`.
+    fn delay(&self, free: u32) -> Option<Duration> {
+        if self.last.elapsed() > FAILURE_MEMORY {
+            return None;
+        }
+        delay_after(self.count, free)
+    }
+}
+
+/// Count one failure for `key`, keeping `map` within [`FAILURE_CAPACITY`]:
+/// expired entries go first, then the oldest.
+fn count_failure<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Failures>, key: K) {
+    if map.len() >= FAILURE_CAPACITY && !map.contains_key(&key) {
+        map.retain(|_, f| f.last.elapsed() < FAILURE_MEMORY);
+    }
+    if map.len() >= FAILURE_CAPACITY
+        && !map.contains_key(&key)
+        && let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, f)| f.last)
+            .map(|(k, _)| k.clone())
+    {
+        map.remove(&oldest);
+    }
+    let f = map.entry(key).or_insert(Failures {
+        count: 0,
+        last: Instant::now(),
+    });
+    if f.last.elapsed() > FAILURE_MEMORY {
+        f.count = 0;
+    }
+    f.count = f.count.saturating_add(1);
+    f.last = Instant::now();
+}
+
+/// Who a failure is counted against: the IP address, or for IPv6 its /64
+/// (a host is usually handed a whole /64, so each of its addresses would
+/// otherwise get an allowance of its own).
+fn client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
 }
 
 impl Htpasswd {
@@ -145,6 +236,9 @@ impl Htpasswd {
             source,
         })?;
         let users = read(path)?;
+        // Once, at start, on the caller's thread: as long as one verification.
+        let dummy_cost = common_cost(&users);
+        let dummy = Dummy::new(dummy_cost);
         let mut cache_secret = [0u8; 32];
         cache_secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         cache_secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
@@ -156,12 +250,14 @@ impl Htpasswd {
                     users,
                     stamp: Some(stamp),
                     generation: 0,
+                    dummy,
+                    dummy_cost,
                 }),
                 cache: Mutex::new(Cache {
                     generation: 0,
                     entries: HashMap::new(),
                 }),
-                failures: Mutex::new(HashMap::new()),
+                failures: Mutex::new(FailureLog::default()),
                 cache_secret,
             }),
         })
@@ -217,9 +313,13 @@ impl Shared {
             tracing::debug!(%ip, user, ?delay, "slowing down repeated failures");
             tokio::time::sleep(delay).await;
         }
-        let hash = read_lock(&self.file).users.get(&user).cloned();
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
+        let (hash, known) = {
+            let loaded = read_lock(&self.file);
+            match loaded.users.get(&user) {
+                Some(hash) => (hash.clone(), true),
+                None => (loaded.dummy.hash.clone(), false),
+            }
+        };
         let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .map(|r| r.unwrap_or(false))
@@ -227,7 +327,10 @@ impl Shared {
         if verified && known {
             self.remember(key, &user, generation);
             if let Some(ip) = ip {
-                lock(&self.failures).remove(&(ip, user.clone()));
+                // Only this user's count: the client's stays, or an attacker
+                // holding one valid account would reset it at will between
+                // guesses at other users' passwords.
+                lock(&self.failures).by_user.remove(&(ip, user.clone()));
             }
             Verdict::Allow(Some(user))
         } else {
@@ -240,7 +343,7 @@ impl Shared {
     }
 
     /// Reloads the file if it changed; returns the current generation.
-    fn refresh(&self) -> u64 {
+    fn refresh(self: &Arc<Self>) -> u64 {
         let stamp = Stamp::of(&self.path).ok();
         {
             let loaded = read_lock(&self.file);
@@ -258,6 +361,11 @@ impl Shared {
                 loaded.users = users;
                 loaded.generation += 1;
                 tracing::info!(path = %self.path.display(), users = loaded.users.len(), "htpasswd file reloaded");
+                let cost = common_cost(&loaded.users);
+                if cost != loaded.dummy_cost {
+                    loaded.dummy_cost = cost;
+                    self.remake_dummy(cost);
+                }
             }
             Err(e) => {
                 // Keep serving the users we had: neither lock everyone out
@@ -266,6 +374,26 @@ impl Shared {
             }
         }
         loaded.generation
+    }
+
+    /// Make a dummy hash at `cost` off the request path (it takes as long
+    /// as a verification) and use it once made, unless the cost wanted
+    /// changed again meanwhile. Until then the previous one serves.
+    fn remake_dummy(self: &Arc<Self>, cost: u32) {
+        let shared = self.clone();
+        let remake = move || {
+            let dummy = Dummy::new(cost);
+            let mut loaded = write_lock(&shared.file);
+            if loaded.dummy_cost == cost {
+                loaded.dummy = dummy;
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(remake);
+            }
+            Err(_) => remake(),
+        }
     }
 
     fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
@@ -317,45 +445,52 @@ impl Shared {
             .insert(key, (user.to_string(), Instant::now()));
     }
 
+    /// The wait before the next attempt of `user` from `ip`: the longer of
+    /// what the pair's failures and the client's call for.
     fn failure_delay(&self, ip: IpAddr, user: &str) -> Option<Duration> {
         let failures = lock(&self.failures);
-        let f = failures.get(&(ip, user.to_string()))?;
-        if f.last.elapsed() > FAILURE_MEMORY {
-            return None;
-        }
-        delay_after(f.count)
+        let by_user = failures
+            .by_user
+            .get(&(ip, user.to_string()))
+            .and_then(|f| f.delay(FREE_FAILURES));
+        let by_client = failures
+            .by_client
+            .get(&client(ip))
+            .and_then(|f| f.delay(FREE_CLIENT_FAILURES));
+        by_user.max(by_client)
     }
 
     fn record_failure(&self, ip: IpAddr, user: String) {
         let mut failures = lock(&self.failures);
-        if failures.len() >= FAILURE_CAPACITY {
-            failures.retain(|_, f| f.last.elapsed() < FAILURE_MEMORY);
-        }
-        if failures.len() >= FAILURE_CAPACITY
-            && let Some(oldest) = failures
-                .iter()
-                .min_by_key(|(_, f)| f.last)
-                .map(|(k, _)| k.clone())
-        {
-            failures.remove(&oldest);
-        }
-        let f = failures.entry((ip, user)).or_insert(Failures {
-            count: 0,
-            last: Instant::now(),
-        });
-        if f.last.elapsed() > FAILURE_MEMORY {
-            f.count = 0;
-        }
-        f.count = f.count.saturating_add(1);
-        f.last = Instant::now();
+        count_failure(&mut failures.by_user, (ip, user));
+        count_failure(&mut failures.by_client, client(ip));
     }
 }
 
-/// The wait imposed before the next attempt after `count` failures.
-fn delay_after(count: u32) -> Option<Duration> {
-    let over = count.checked_sub(FREE_FAILURES)?;
+/// The wait imposed before the next attempt after `count` failures, of
+/// which `free` cost nothing.
+fn delay_after(count: u32, free: u32) -> Option<Duration> {
+    let over = count.checked_sub(free)?;
     let delay = FIRST_FAILURE_DELAY.saturating_mul(1u32 << over.min(16));
     Some(delay.min(MAX_FAILURE_DELAY))
+}
+
+/// The bcrypt cost most of `users`' hashes have (the higher on a tie);
+/// [`DEFAULT_COST`] if none can be read.
+fn common_cost(users: &HashMap<String, String>) -> u32 {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for hash in users.values() {
+        // `$2y$NN$…`: checked to be bcrypt of the right length on reading.
+        if let Some(cost) = hash.get(4..6).and_then(|c| c.parse::<u32>().ok())
+            && (4..=31).contains(&cost)
+        {
+            *counts.entry(cost).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(cost, n)| (n, cost))
+        .map_or(DEFAULT_COST, |(cost, _)| cost)
 }
 
 /// `(user, password)` from an `Authorization: Basic …` header.
@@ -561,13 +696,11 @@ mod tests {
 
     #[test]
     fn repeated_failures_are_slowed_down_per_client_and_user() {
-        assert_eq!(delay_after(FREE_FAILURES - 1), None);
-        assert_eq!(delay_after(FREE_FAILURES), Some(FIRST_FAILURE_DELAY));
-        assert_eq!(
-            delay_after(FREE_FAILURES + 1),
-            Some(FIRST_FAILURE_DELAY * 2)
-        );
-        assert_eq!(delay_after(1000), Some(MAX_FAILURE_DELAY));
+        let free = FREE_FAILURES;
+        assert_eq!(delay_after(free - 1, free), None);
+        assert_eq!(delay_after(free, free), Some(FIRST_FAILURE_DELAY));
+        assert_eq!(delay_after(free + 1, free), Some(FIRST_FAILURE_DELAY * 2));
+        assert_eq!(delay_after(1000, free), Some(MAX_FAILURE_DELAY));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
@@ -588,6 +721,136 @@ mod tests {
             None,
             "per client"
         );
+    }
+
+    #[tokio::test]
+    async fn many_user_names_from_one_client_are_slowed_down_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        write(&path, &[line("alice", "x")]);
+        let h = Htpasswd::open(&path, "r").unwrap();
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        // One failure for alice, then names that each fail once only, far
+        // from their own allowance.
+        h.shared.record_failure(ip, "alice".into());
+        for n in 1..FREE_CLIENT_FAILURES {
+            assert_eq!(h.shared.failure_delay(ip, "anyone"), None, "after {n}");
+            h.shared.record_failure(ip, format!("guess{n}"));
+        }
+        assert_eq!(
+            h.shared.failure_delay(ip, "anyone"),
+            Some(FIRST_FAILURE_DELAY)
+        );
+        assert_eq!(
+            h.shared.failure_delay([127, 0, 0, 2].into(), "anyone"),
+            None
+        );
+
+        // The longer of the two waits applies: here the user's.
+        let elsewhere: IpAddr = [127, 0, 0, 3].into();
+        for _ in 0..FREE_FAILURES + 2 {
+            h.shared.record_failure(elsewhere, "alice".into());
+        }
+        assert_eq!(
+            h.shared.failure_delay(elsewhere, "alice"),
+            Some(FIRST_FAILURE_DELAY * 4)
+        );
+        assert_eq!(h.shared.failure_delay(elsewhere, "bob"), None);
+
+        // Signing in clears the user's count, not the client's.
+        let started = Instant::now();
+        assert!(matches!(
+            verdict(&h, Some(basic("alice", "x"))).await,
+            Verdict::Allow(_)
+        ));
+        assert!(started.elapsed() >= FIRST_FAILURE_DELAY, "it waited first");
+        let failures = lock(&h.shared.failures);
+        assert!(!failures.by_user.contains_key(&(ip, "alice".into())));
+        assert_eq!(failures.by_client[&ip].count, FREE_CLIENT_FAILURES);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client(a), client(b));
+        assert_ne!(client(a), client(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client(mapped), IpAddr::from([10, 0, 0, 1]));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        write(&path, &[line("alice", "x")]);
+        let h = Htpasswd::open(&path, "r").unwrap();
+        for n in 0..FREE_CLIENT_FAILURES {
+            h.shared.record_failure(a, format!("guess{n}"));
+        }
+        assert_eq!(h.shared.failure_delay(b, "new"), Some(FIRST_FAILURE_DELAY));
+        assert_eq!(h.shared.failure_delay(other, "new"), None);
+    }
+
+    #[test]
+    fn the_dummy_cost_is_the_most_common_cost_of_the_file() {
+        let hashes = |costs: &[u32]| -> HashMap<String, String> {
+            costs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("u{i}"), format!("$2y${c:02}${}", "x".repeat(53))))
+                .collect()
+        };
+        assert_eq!(common_cost(&hashes(&[12, 10, 12])), 12);
+        assert_eq!(
+            common_cost(&hashes(&[5, 11, 5, 11])),
+            11,
+            "the higher on a tie"
+        );
+        assert_eq!(common_cost(&hashes(&[])), DEFAULT_COST);
+        let mut odd = hashes(&[]);
+        odd.insert("odd".into(), format!("$2y$xx${}", "x".repeat(53)));
+        assert_eq!(common_cost(&odd), DEFAULT_COST);
+    }
+
+    fn dummy_cost(h: &Htpasswd) -> u32 {
+        read_lock(&h.shared.file).dummy.hash[4..6].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_dummy_follows_the_cost_of_a_reloaded_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        write(&path, &[line("alice", "x")]);
+        let h = Htpasswd::open(&path, "r").unwrap();
+        assert_eq!(dummy_cost(&h), 4);
+        // Unknown users are refused through the dummy.
+        assert!(matches!(
+            verdict(&h, Some(basic("nobody", "x"))).await,
+            Verdict::Challenge(_)
+        ));
+
+        let new = dir.path().join("htpasswd.new");
+        let lines = [
+            entry("alice", "x", 5).unwrap(),
+            entry("bob", "y", 5).unwrap(),
+            line("carol", "z"),
+        ];
+        write(&new, &lines);
+        std::fs::rename(&new, &path).unwrap();
+        assert!(matches!(
+            verdict(&h, Some(basic("bob", "y"))).await,
+            Verdict::Allow(_)
+        ));
+        // Remade on the blocking pool, then swapped in.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dummy_cost(&h) != 5 {
+            assert!(
+                Instant::now() < deadline,
+                "the dummy kept cost {}",
+                dummy_cost(&h)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(read_lock(&h.shared.file).dummy_cost, 5);
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //! staging files in `wharf-tmp/` and upload sessions: [`FsStorage::open`]
 //! removes the former and sessions that never got a data file; sessions
 //! with data resume, and [`FsStorage::purge_uploads`] reclaims idle ones.
+//!
+//! Tags: the manifest and tag writes and the deletes of one repository never
+//! interleave ([`RepositoryLocks`]). A tag is written only if its manifest
+//! is present, checked under that lock, and a delete removes the manifest's
+//! tags under it, so no tag is left naming a deleted manifest. Reads take no
+//! lock; [`MetadataStore::list_tags`] skips a tag that names a manifest no
+//! longer present (left by registry:2, or by a crash of an older Wharf).
 
 use super::files::{self, read_optional, remove_tree, write_atomic};
 use super::layout::Layout;
@@ -15,9 +22,10 @@ use super::streams::FileRange;
 use super::uploads::{Purged, Sessions, is_stillborn};
 use super::{BlobStore, Manifest, MetadataStore, Page, Result, StorageError, UploadSession, page};
 use std::fs::{self, File};
+use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime_wasi::p2::DynInputStream;
 use wharf_guest::{Algorithm, Digest};
 
@@ -27,6 +35,39 @@ pub struct FsStorage {
     /// Keeps online garbage collection from deleting what pushes use.
     pins: Arc<Pins>,
     delete_enabled: bool,
+    locks: RepositoryLocks,
+}
+
+/// How many locks repository writes are spread over.
+const LOCK_STRIPES: usize = 64;
+
+/// Makes the manifest and tag writes and the deletes of one repository
+/// exclusive.
+///
+/// Striped by a per-process hash of the repository's name: a fixed set,
+/// nothing to create or prune; two repositories that share a stripe only
+/// wait for each other's tag writes. The locks are this process's: one
+/// Wharf serves a data directory at a time.
+struct RepositoryLocks {
+    hasher: std::collections::hash_map::RandomState,
+    stripes: [Mutex<()>; LOCK_STRIPES],
+}
+
+impl RepositoryLocks {
+    fn new() -> RepositoryLocks {
+        RepositoryLocks {
+            hasher: Default::default(),
+            stripes: std::array::from_fn(|_| Mutex::new(())),
+        }
+    }
+
+    fn lock(&self, repository: &str) -> MutexGuard<'_, ()> {
+        let stripe = self.hasher.hash_one(repository) as usize % LOCK_STRIPES;
+        // The lock guards no data: one poisoned by a panic is still good.
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl FsStorage {
@@ -49,6 +90,7 @@ impl FsStorage {
             sessions: Arc::new(Sessions::new(pins.clone())),
             pins,
             delete_enabled,
+            locks: RepositoryLocks::new(),
         };
         storage.recover()?;
         Ok(storage)
@@ -212,6 +254,10 @@ impl FsStorage {
         if !data.exists() {
             write_atomic(&self.layout.tmp(), &data, &manifest.content)?;
         }
+        // The revision's files, under the lock: a delete removing the
+        // revision directory while they are renamed into it would fail
+        // either request, or leave the revision half written.
+        let _exclusive = self.locks.lock(repository);
         write_atomic(
             &self.layout.tmp(),
             &self
@@ -232,6 +278,20 @@ impl FsStorage {
             &self.layout.revision_link(repository, &manifest.digest),
             &manifest.digest,
         )
+    }
+
+    /// Whether `tag` names a manifest present in `repository`. A tag whose
+    /// link cannot be read is reported and counted as not resolving, so one
+    /// bad file does not fail the listing.
+    fn tag_resolves(&self, repository: &str, tag: &str) -> bool {
+        match self.read_link(&self.layout.tag_current(repository, tag)) {
+            Ok(Some(digest)) => self.layout.revision_link(repository, &digest).exists(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(repository, tag, error = %e, "skipping a tag that cannot be read");
+                false
+            }
+        }
     }
 
     fn repository_exists(&self, repository: &str) -> bool {
@@ -374,6 +434,7 @@ impl MetadataStore for FsStorage {
 
     fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
         self.check_delete()?;
+        let _exclusive = self.locks.lock(repository);
         let revision = self.layout.revision_dir(repository, digest);
         if !revision.join("link").exists() {
             return Ok(false);
@@ -400,6 +461,9 @@ impl MetadataStore for FsStorage {
     }
 
     fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
+        // Under the lock: a delete of the manifest either finished before
+        // (and the check fails) or starts after (and removes this tag).
+        let _exclusive = self.locks.lock(repository);
         if !self.layout.revision_link(repository, digest).exists() {
             return Err(StorageError::NotFound);
         }
@@ -409,6 +473,7 @@ impl MetadataStore for FsStorage {
 
     fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
         self.check_delete()?;
+        let _exclusive = self.locks.lock(repository);
         Ok(remove_tree(&self.layout.tag_dir(repository, tag))?)
     }
 
@@ -416,11 +481,24 @@ impl MetadataStore for FsStorage {
         if !self.repository_exists(repository) {
             return Ok(None);
         }
-        let tags = sorted_entries(&self.layout.tags(repository))?
+        // Checked one by one, only as far as the page reaches: a tag that
+        // does not resolve is skipped and the next one takes its place.
+        let mut listed = Page::default();
+        let names = sorted_entries(&self.layout.tags(repository))?;
+        for tag in names
             .into_iter()
-            .filter(|t| self.layout.tag_current(repository, t).exists())
-            .collect();
-        Ok(Some(page(tags, after, limit)))
+            .filter(|t| after.is_none_or(|after| t.as_str() > after))
+        {
+            if !self.tag_resolves(repository, &tag) {
+                continue;
+            }
+            if listed.entries.len() >= limit as usize {
+                listed.more = true;
+                break;
+            }
+            listed.entries.push(tag);
+        }
+        Ok(Some(listed))
     }
 
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page> {
@@ -533,5 +611,74 @@ mod tests {
         assert_eq!(left.entries, [b.digest.to_string()]);
         let elsewhere = store.list_referrers("other", &subject, None, 10).unwrap();
         assert!(elsewhere.entries.is_empty());
+    }
+
+    #[test]
+    fn a_tag_is_never_set_to_a_manifest_deleted_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let m = manifest(b"raced", None);
+        store.put_manifest("team/app", &m).unwrap();
+        std::thread::scope(|s| {
+            // A delete in progress: it holds the repository's lock and has
+            // removed the revision, not yet looked at the tags.
+            let deleting = store.locks.lock("team/app");
+            let tagging = s.spawn(|| store.set_tag("team/app", "latest", &m.digest));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            remove_tree(&store.layout.revision_dir("team/app", &m.digest)).unwrap();
+            drop(deleting);
+            assert!(matches!(
+                tagging.join().unwrap(),
+                Err(StorageError::NotFound)
+            ));
+        });
+        assert_eq!(store.resolve_tag("team/app", "latest").unwrap(), None);
+        assert!(matches!(
+            store.set_tag("team/app", "latest", &m.digest),
+            Err(StorageError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn a_manifest_delete_removes_its_tags_and_only_its_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let (a, b) = (manifest(b"a", None), manifest(b"b", None));
+        store.put_manifest("team/app", &a).unwrap();
+        store.put_manifest("team/app", &b).unwrap();
+        store.set_tag("team/app", "one", &a.digest).unwrap();
+        store.set_tag("team/app", "two", &a.digest).unwrap();
+        store.set_tag("team/app", "other", &b.digest).unwrap();
+        assert!(store.delete_manifest("team/app", &a.digest).unwrap());
+        let tags = store.list_tags("team/app", None, 10).unwrap().unwrap();
+        assert_eq!(tags.entries, ["other"]);
+    }
+
+    #[test]
+    fn tags_naming_a_missing_manifest_are_not_listed_and_pages_stay_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let kept = manifest(b"kept", None);
+        store.put_manifest("team/app", &kept).unwrap();
+        for tag in ["a", "c", "e"] {
+            store.set_tag("team/app", tag, &kept.digest).unwrap();
+        }
+        // Dangling tags as registry:2 or a crash can leave them: a current
+        // link naming a revision this repository does not hold.
+        let gone = Algorithm::Sha256.digest(b"gone");
+        for tag in ["b", "d"] {
+            store
+                .write_link(&store.layout.tag_current("team/app", tag), &gone)
+                .unwrap();
+        }
+        let list = |after, limit| store.list_tags("team/app", after, limit).unwrap().unwrap();
+        let want = |entries: &[&str], more| Page {
+            entries: entries.iter().map(|t| t.to_string()).collect(),
+            more,
+        };
+        assert_eq!(list(None, 2), want(&["a", "c"], true));
+        assert_eq!(list(Some("c"), 2), want(&["e"], false));
+        assert_eq!(list(Some("a"), 2), want(&["c", "e"], false));
+        assert_eq!(list(None, 10).entries, ["a", "c", "e"]);
     }
 }

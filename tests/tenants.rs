@@ -276,40 +276,37 @@ async fn tenants_are_isolated_and_limited() {
         &hex[..2]
     ));
     assert!(!stored.exists(), "no blob file for a refused push");
-    // Chunked: the chunks are taken, the PUT that would pass the quota is
-    // refused.
+    // Chunked: the first chunk fits; the one that would pass the quota is
+    // refused as it arrives.
     let chunked = random_bytes(6000);
     let started = send(r.acme(Method::POST, &uploads)).await;
     assert_eq!(started.status(), 202);
-    let mut location = started.headers()["location"].to_str().unwrap().to_string();
-    for (from, chunk) in [(0, &chunked[..3000]), (3000, &chunked[3000..])] {
-        let patched = send(
-            r.acme(Method::PATCH, &location)
-                .header(
-                    "content-range",
-                    format!("{from}-{}", from + chunk.len() - 1),
-                )
-                .body(chunk.to_vec()),
-        )
-        .await;
-        assert_eq!(patched.status(), 202);
-        location = patched.headers()["location"].to_str().unwrap().to_string();
-    }
-    let separator = if location.contains('?') { '&' } else { '?' };
-    let put = send(r.acme(
-        Method::PUT,
-        &format!("{location}{separator}digest={}", sha256_digest(&chunked)),
-    ))
+    let location = started.headers()["location"].to_str().unwrap().to_string();
+    let patched = send(
+        r.acme(Method::PATCH, &location)
+            .header("content-range", "0-2999")
+            .body(chunked[..3000].to_vec()),
+    )
     .await;
-    assert_eq!(put.status(), 403);
-    assert_eq!(error_code(put).await, "DENIED");
-    let head = send(r.acme(
-        Method::HEAD,
-        &format!("/v2/{repo}/blobs/{}", sha256_digest(&chunked)),
-    ))
+    assert_eq!(patched.status(), 202);
+    let location = patched.headers()["location"].to_str().unwrap().to_string();
+    let refused = send(
+        r.acme(Method::PATCH, &location)
+            .header("content-range", "3000-5999")
+            .body(chunked[3000..].to_vec()),
+    )
     .await;
-    assert_eq!(head.status(), 404, "a refused upload stores nothing");
-    // The session holds no blob; cancelling it frees its bytes.
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage quota"),
+        "{body}"
+    );
+    // The session holds what fitted; cancelling it frees its bytes.
     assert_eq!(send(r.acme(Method::DELETE, &location)).await.status(), 204);
     assert_eq!(send(r.acme(Method::GET, &location)).await.status(), 404);
 

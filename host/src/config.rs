@@ -249,7 +249,7 @@ pub struct Limits {
     pub request_timeout: Option<Duration>,
     /// `concurrent_uploads`: the most upload sessions that may be open
     /// (started, not yet finished or cancelled) at once; starting another
-    /// is refused (DENIED).
+    /// is refused (DENIED). Absent: [`DEFAULT_CONCURRENT_UPLOADS`].
     pub concurrent_uploads: Option<u32>,
     /// `concurrent_requests`: the most requests of the registry that may
     /// hold a component instance at once; more wait (at most
@@ -261,6 +261,11 @@ pub struct Limits {
     /// address: raise it to `concurrent_requests` there.
     pub client_requests: Option<u32>,
 }
+
+/// `concurrent_uploads` when no `limits` sets it: far more than real
+/// clients hold open, few enough that a tenant cannot fill its storage
+/// with idle sessions.
+pub const DEFAULT_CONCURRENT_UPLOADS: u32 = 1024;
 
 impl Limits {
     /// These limits, with each absent field taken from `defaults`.

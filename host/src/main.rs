@@ -297,22 +297,21 @@ fn open_tenant(
     if maintenance.gc.enabled {
         gc::start_online(storage.clone(), maintenance.gc, name);
     }
+    let concurrent_uploads = limits
+        .concurrent_uploads
+        .unwrap_or(config::DEFAULT_CONCURRENT_UPLOADS);
+    let held = Arc::new(
+        quota::Quota::new(
+            storage,
+            rootdirectory,
+            name,
+            limits.storage_bytes,
+            Some(concurrent_uploads),
+        )
+        .context("counting the tenant's storage")?,
+    );
     let (blobs, metadata): (Arc<dyn storage::BlobStore>, Arc<dyn storage::MetadataStore>) =
-        if limits.storage_bytes.is_some() || limits.concurrent_uploads.is_some() {
-            let held = Arc::new(
-                quota::Quota::new(
-                    storage,
-                    rootdirectory,
-                    name,
-                    limits.storage_bytes,
-                    limits.concurrent_uploads,
-                )
-                .context("counting the tenant's storage")?,
-            );
-            (held.clone(), held)
-        } else {
-            (storage.clone(), storage)
-        };
+        (held.clone(), held);
     let auth: Arc<dyn auth::Authenticator> = match &auth.htpasswd {
         None => Arc::new(auth::AllowAll),
         Some(h) => {

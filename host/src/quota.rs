@@ -1,36 +1,57 @@
 //! A tenant's storage limits, enforced around its store: `storage_bytes`
-//! (bytes of blobs and manifests held) and `concurrent_uploads` (upload
-//! sessions open at once).
+//! (bytes of blobs, manifests and unfinished uploads held) and
+//! `concurrent_uploads` (upload sessions open at once).
 //!
 //! [`Quota`] wraps a store and implements the same two traits, so the
 //! capability layer and the backend know nothing of limits. It keeps two
-//! counters, taken from disk when the tenant opens: the bytes of its
-//! content store and its open upload sessions. They are updated as this
-//! process stores blobs and manifests and starts and ends sessions, and
-//! counted again from disk before anything is refused, so space given back
-//! behind the process's back (garbage collection, purged sessions) is seen
-//! when it matters.
+//! counters, taken from disk when the tenant opens: the bytes held (the
+//! content store's files and the upload sessions' data files) and the
+//! open upload sessions. They are updated as this process stores
+//! manifests, receives upload bytes and starts and ends sessions, and
+//! counted again from disk before anything is refused, so space given
+//! back behind the process's back (garbage collection, purged sessions)
+//! is seen when it matters.
 //!
-//! What is refused stores nothing: an upload that would take the tenant
-//! past `storage_bytes` is cancelled at `finish` (its bytes freed), and a
-//! session already past it is refused another `writer`. The bytes of
-//! unfinished sessions are not counted; `concurrent_uploads` bounds how
-//! many such sessions there are.
+//! Upload bytes count as they arrive: a session's writer is wrapped in a
+//! [`QuotaWriter`] that reserves every chunk before it passes it on, and
+//! reports no more room than the quota has left (with none left, room for
+//! one byte: the splice offered it learns whether the body has ended, so a
+//! blob that fills the quota exactly is stored, or holds more, and that
+//! byte is refused). A chunk that does not fit is refused and never
+//! reaches the session's file, so no request, however large its body,
+//! takes the tenant past `storage_bytes`. The session remembers the
+//! refusal and answers its next `writer` with `limit-exceeded`, which is
+//! how the guest tells the client 403 `DENIED` rather than a storage
+//! failure. A session's bytes stay counted until it is finished (they
+//! become content, or are released when the content was already held),
+//! cancelled, or purged; so uploading content the store already holds
+//! needs room for it while it arrives.
+//!
+//! What is refused stores nothing beyond the quota: the bytes a refused
+//! session already holds stay in it (a client may resume it once space is
+//! freed) until it is cancelled or purged. This module must never let a
+//! byte reach a session's file before it is counted.
 
 use crate::storage::layout::Layout;
 use crate::storage::{
     BlobStore, Manifest, MetadataStore, Page, Result, StorageError, UploadSession,
 };
+use bytes::Bytes;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use wasmtime_wasi::p2::{
+    DynInputStream, DynOutputStream, OutputStream, Pollable, StreamError, StreamResult,
+};
 use wharf_guest::{Algorithm, Digest};
 
 /// A store held to its tenant's `storage_bytes` and `concurrent_uploads`.
 pub struct Quota<S> {
     inner: Arc<S>,
+    layout: Layout,
     shared: Arc<Shared>,
 }
 
@@ -41,10 +62,19 @@ struct Shared {
     repositories: PathBuf,
     storage_bytes: Option<u64>,
     concurrent_uploads: Option<u32>,
-    /// Bytes of blobs and manifests held.
-    used: Mutex<u64>,
+    held: Mutex<Held>,
     /// Upload sessions open.
     open: Mutex<u32>,
+}
+
+/// What the tenant holds, as far as this process knows.
+#[derive(Default)]
+struct Held {
+    /// Bytes of blobs, manifests and upload sessions.
+    bytes: u64,
+    /// Sessions with a writer open, by directory: the bytes counted for
+    /// each, some of which may not have reached its file yet.
+    writing: HashMap<PathBuf, u64>,
 }
 
 impl<S: BlobStore + MetadataStore> Quota<S> {
@@ -60,7 +90,11 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
         let layout = Layout::new(rootdirectory);
         let repositories = layout.repositories();
         let blobs = layout.blobs();
-        let used = content_bytes(&blobs)?;
+        // Walking the store is only worth it when there is a quota.
+        let used = match storage_bytes {
+            Some(_) => held_bytes(&blobs, &repositories, &HashMap::new())?,
+            None => 0,
+        };
         let open = open_sessions(&repositories)?;
         tracing::info!(
             tenant,
@@ -72,15 +106,30 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
         );
         Ok(Quota {
             inner,
+            layout,
             shared: Arc::new(Shared {
                 tenant: tenant.to_string(),
                 blobs,
                 repositories,
                 storage_bytes,
                 concurrent_uploads,
-                used: Mutex::new(used),
+                held: Mutex::new(Held {
+                    bytes: used,
+                    writing: HashMap::new(),
+                }),
                 open: Mutex::new(open),
             }),
+        })
+    }
+
+    fn session(&self, inner: Box<dyn UploadSession>, repository: &str) -> Box<dyn UploadSession> {
+        let dir = self.layout.upload_dir(repository, inner.id());
+        Box::new(QuotaUpload {
+            inner,
+            blobs: self.inner.clone(),
+            shared: self.shared.clone(),
+            dir,
+            refused: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -94,18 +143,25 @@ impl Shared {
         ))
     }
 
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Count `bytes` more as held, if they fit the quota.
     fn reserve(&self, bytes: u64) -> Result<()> {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        self.reserve_in(&mut self.held(), bytes)
+    }
+
+    fn reserve_in(&self, held: &mut Held, bytes: u64) -> Result<()> {
         if let Some(limit) = self.storage_bytes {
-            if used.saturating_add(bytes) > limit {
+            if held.bytes.saturating_add(bytes) > limit {
                 // Space may have been given back behind our back.
-                *used = content_bytes(&self.blobs)?;
+                held.bytes = held_bytes(&self.blobs, &self.repositories, &held.writing)?;
             }
-            if used.saturating_add(bytes) > limit {
+            if held.bytes.saturating_add(bytes) > limit {
                 tracing::info!(
                     tenant = self.tenant,
-                    used = *used,
+                    used = held.bytes,
                     bytes,
                     limit,
                     "storage quota refused a push"
@@ -113,25 +169,13 @@ impl Shared {
                 return Err(self.over_quota(limit));
             }
         }
-        *used = used.saturating_add(bytes);
+        held.bytes = held.bytes.saturating_add(bytes);
         Ok(())
     }
 
     fn release(&self, bytes: u64) {
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        *used = used.saturating_sub(bytes);
-    }
-
-    /// Whether a session holding `offset` bytes may still grow.
-    fn check_room(&self, offset: u64) -> Result<()> {
-        let Some(limit) = self.storage_bytes else {
-            return Ok(());
-        };
-        let used = *self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if used.saturating_add(offset) > limit {
-            return self.reserve(offset).map(|()| self.release(offset));
-        }
-        Ok(())
+        let mut held = self.held();
+        held.bytes = held.bytes.saturating_sub(bytes);
     }
 
     fn session_ended(&self) {
@@ -175,28 +219,24 @@ impl<S: BlobStore + MetadataStore> BlobStore for Quota<S> {
         }
         let session = self.inner.start_upload(repository, algorithm)?;
         *open += 1;
-        Ok(Box::new(QuotaUpload {
-            inner: session,
-            blobs: self.inner.clone(),
-            shared: self.shared.clone(),
-        }))
+        Ok(self.session(session, repository))
     }
 
     fn open_upload(&self, repository: &str, id: &str) -> Result<Box<dyn UploadSession>> {
         let session = self.inner.open_upload(repository, id)?;
-        Ok(Box::new(QuotaUpload {
-            inner: session,
-            blobs: self.inner.clone(),
-            shared: self.shared.clone(),
-        }))
+        Ok(self.session(session, repository))
     }
 }
 
-/// An upload session whose writer and finish respect the quota.
+/// An upload session whose bytes count against the quota as they arrive.
 struct QuotaUpload<S> {
     inner: Box<dyn UploadSession>,
     blobs: Arc<S>,
     shared: Arc<Shared>,
+    /// The session's directory, as the recount from disk finds it.
+    dir: PathBuf,
+    /// Set once a writer of this session refused bytes for the quota.
+    refused: Arc<AtomicBool>,
 }
 
 impl<S: BlobStore> UploadSession for QuotaUpload<S> {
@@ -209,8 +249,24 @@ impl<S: BlobStore> UploadSession for QuotaUpload<S> {
     }
 
     fn writer(&mut self) -> Result<DynOutputStream> {
-        self.shared.check_room(self.inner.offset())?;
-        self.inner.writer()
+        let Some(limit) = self.shared.storage_bytes else {
+            return self.inner.writer();
+        };
+        if self.refused.load(Ordering::Acquire) {
+            return Err(self.shared.over_quota(limit));
+        }
+        let stream = self.inner.writer()?;
+        self.shared
+            .held()
+            .writing
+            .insert(self.dir.clone(), self.inner.offset());
+        Ok(Box::new(QuotaWriter {
+            inner: Some(stream),
+            shared: self.shared.clone(),
+            limit,
+            dir: self.dir.clone(),
+            refused: self.refused.clone(),
+        }))
     }
 
     fn finish(self: Box<Self>, expected: &Digest) -> Result<u64> {
@@ -218,35 +274,148 @@ impl<S: BlobStore> UploadSession for QuotaUpload<S> {
             inner,
             blobs,
             shared,
+            ..
         } = *self;
-        // Content already held costs nothing more.
-        let added = match blobs.stat(expected)? {
-            Some(_) => 0,
-            None => inner.offset(),
-        };
-        if let Err(e) = shared.reserve(added) {
-            inner.cancel()?;
-            shared.session_ended();
-            return Err(e);
-        }
+        // The session's bytes are counted already: they become content, or
+        // are released when the content was held before.
+        let already_held = blobs.stat(expected)?.is_some();
+        let bytes = inner.offset();
         let finished = inner.finish(expected);
         match &finished {
-            Ok(_) => shared.session_ended(),
-            Err(e) => {
-                shared.release(added);
-                if matches!(e, StorageError::DigestMismatch(_)) {
-                    shared.session_ended();
+            Ok(_) => {
+                if already_held {
+                    shared.release(bytes);
                 }
+                shared.session_ended();
             }
+            Err(StorageError::DigestMismatch(_)) => {
+                // The session is gone with its bytes.
+                shared.release(bytes);
+                shared.session_ended();
+            }
+            // The session is still there, holding its bytes.
+            Err(_) => {}
         }
         finished
     }
 
     fn cancel(self: Box<Self>) -> Result<()> {
         let shared = self.shared.clone();
+        let bytes = self.inner.offset();
         self.inner.cancel()?;
+        shared.release(bytes);
         shared.session_ended();
         Ok(())
+    }
+}
+
+/// A session's writer that reserves every chunk against `storage_bytes`
+/// before passing it on, and refuses the first chunk that does not fit.
+struct QuotaWriter {
+    /// Taken when dropped, so its bytes are on disk before the session's
+    /// entry in [`Held::writing`] goes.
+    inner: Option<DynOutputStream>,
+    shared: Arc<Shared>,
+    limit: u64,
+    dir: PathBuf,
+    refused: Arc<AtomicBool>,
+}
+
+impl QuotaWriter {
+    fn inner(&mut self) -> StreamResult<&mut DynOutputStream> {
+        if self.refused.load(Ordering::Acquire) {
+            return Err(self.refusal());
+        }
+        self.inner.as_mut().ok_or(StreamError::Closed)
+    }
+
+    fn refusal(&self) -> StreamError {
+        let message = self.shared.over_quota(self.limit);
+        StreamError::LastOperationFailed(wasmtime::format_err!("{message}"))
+    }
+
+    /// Count `bytes` for this session, or remember that they did not fit.
+    fn reserve(&mut self, bytes: u64) -> StreamResult<()> {
+        let mut held = self.shared.held();
+        match self.shared.reserve_in(&mut held, bytes) {
+            Ok(()) => {
+                *held.writing.entry(self.dir.clone()).or_default() += bytes;
+                Ok(())
+            }
+            Err(StorageError::LimitExceeded(_)) => {
+                self.refused.store(true, Ordering::Release);
+                Err(self.refusal())
+            }
+            Err(e) => Err(StreamError::LastOperationFailed(wasmtime::format_err!(
+                "counting the tenant's storage: {e}"
+            ))),
+        }
+    }
+
+    fn unreserve(&self, bytes: u64) {
+        let mut held = self.shared.held();
+        held.bytes = held.bytes.saturating_sub(bytes);
+        if let Some(counted) = held.writing.get_mut(&self.dir) {
+            *counted = counted.saturating_sub(bytes);
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for QuotaWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.inner()?;
+        let len = bytes.len() as u64;
+        self.reserve(len)?;
+        let written = self.inner()?.write(bytes);
+        if written.is_err() {
+            self.unreserve(len);
+        }
+        written
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.inner()?.flush()
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        let room = self.inner()?.check_write()?;
+        if room == 0 {
+            return Ok(0);
+        }
+        let left = self.limit.saturating_sub(self.shared.held().bytes);
+        // With nothing left, still room for one byte: the splice that
+        // offers it finds out whether the body has ended (a blob that fills
+        // the quota exactly is stored) or has more (that byte is refused).
+        let left = usize::try_from(left).unwrap_or(usize::MAX).max(1);
+        Ok(room.min(left))
+    }
+
+    async fn cancel(&mut self) {
+        if let Some(inner) = &mut self.inner {
+            inner.cancel().await;
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for QuotaWriter {
+    async fn ready(&mut self) {
+        if self.refused.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(inner) = &mut self.inner {
+            inner.ready().await;
+        }
+    }
+}
+
+impl Drop for QuotaWriter {
+    fn drop(&mut self) {
+        // The inner writer puts everything it took on disk as it drops;
+        // from then on the recount finds the session's bytes in its file.
+        drop(self.inner.take());
+        self.shared.held().writing.remove(&self.dir);
     }
 }
 
@@ -313,6 +482,61 @@ impl<S: BlobStore + MetadataStore> MetadataStore for Quota<S> {
     fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool> {
         self.inner.unlink_blob(repository, digest)
     }
+}
+
+/// Bytes the tenant holds on disk: its upload sessions' data (for those
+/// with a writer open, what `writing` counted for them) and its content
+/// store. Sessions first: a session finished meanwhile has moved its data
+/// into the content store and is counted twice, never missed.
+fn held_bytes(
+    blobs: &Path,
+    repositories: &Path,
+    writing: &HashMap<PathBuf, u64>,
+) -> io::Result<u64> {
+    let sessions = session_bytes(repositories, writing)?;
+    Ok(sessions.saturating_add(content_bytes(blobs)?))
+}
+
+/// Bytes of the upload sessions under every repository below `dir`.
+fn session_bytes(dir: &Path, writing: &HashMap<PathBuf, u64>) -> io::Result<u64> {
+    let mut total = 0u64;
+    for entry in subdirectories(dir)? {
+        let name = entry.file_name();
+        if name == "_uploads" {
+            for session in subdirectories(&entry.path())? {
+                let session = session.path();
+                total = total.saturating_add(match writing.get(&session) {
+                    Some(&counted) => counted,
+                    None => match fs::metadata(session.join("data")) {
+                        Ok(meta) => meta.len(),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                        Err(e) => return Err(e),
+                    },
+                });
+            }
+        } else if name != "_layers" && name != "_manifests" {
+            total = total.saturating_add(session_bytes(&entry.path(), writing)?);
+        }
+    }
+    Ok(total)
+}
+
+/// The directories in `dir`; none if it is absent (or went away: a session
+/// ended while it was counted).
+fn subdirectories(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            dirs.push(entry);
+        }
+    }
+    Ok(dirs)
 }
 
 /// Bytes of every file under `dir` (the content store); 0 if it is absent.
@@ -389,20 +613,52 @@ mod tests {
         .unwrap()
     }
 
-    /// Stores `data` through an upload session, as the guest does: write,
-    /// flush, wait until the stream has taken it, finish.
-    async fn upload(store: &Quota<FsStorage>, data: &[u8]) -> Result<u64> {
-        use wasmtime_wasi::p2::Pollable as _;
-        let mut session = store.start_upload("team/app", Algorithm::Sha256)?;
+    /// Append `data` to `session` as the guest's splice does: pieces no
+    /// larger than the room reported, waiting when there is none, then a
+    /// flush and the writer dropped. A failed write is reported as the
+    /// guest learns it: by asking the session for a writer again.
+    async fn append(session: &mut Box<dyn UploadSession>, data: &[u8]) -> Result<()> {
         let mut writer = session.writer()?;
-        let failed = |e: wasmtime_wasi::p2::StreamError| StorageError::Invalid(e.to_string());
-        writer
-            .write(bytes::Bytes::copy_from_slice(data))
-            .map_err(failed)?;
-        writer.flush().map_err(failed)?;
-        writer.ready().await;
-        writer.check_write().map_err(failed)?;
+        let mut rest = data;
+        let mut moved = Ok(());
+        while !rest.is_empty() {
+            let room = match writer.check_write() {
+                Ok(room) => room,
+                Err(e) => {
+                    moved = Err(e);
+                    break;
+                }
+            };
+            if room == 0 {
+                writer.ready().await;
+                continue;
+            }
+            let n = room.min(rest.len());
+            if let Err(e) = writer.write(Bytes::copy_from_slice(&rest[..n])) {
+                moved = Err(e);
+                break;
+            }
+            rest = &rest[n..];
+        }
+        if moved.is_ok() {
+            moved = writer.flush();
+            writer.ready().await;
+        }
+        writer.cancel().await;
         drop(writer);
+        match moved {
+            Ok(()) => Ok(()),
+            Err(e) => match session.writer() {
+                Err(refused) => Err(refused),
+                Ok(_) => Err(StorageError::Invalid(e.to_string())),
+            },
+        }
+    }
+
+    /// Store `data` through a new upload session.
+    async fn upload(store: &Quota<FsStorage>, data: &[u8]) -> Result<u64> {
+        let mut session = store.start_upload("team/app", Algorithm::Sha256)?;
+        append(&mut session, data).await?;
         session.finish(&digest(data))
     }
 
@@ -411,29 +667,140 @@ mod tests {
         Quota::new(fs, dir, "test", bytes, uploads).unwrap()
     }
 
+    fn used(store: &Quota<FsStorage>) -> u64 {
+        store.shared.held().bytes
+    }
+
+    /// Bytes in the tenant's session data files and content store.
+    fn on_disk(store: &Quota<FsStorage>) -> u64 {
+        let shared = &store.shared;
+        held_bytes(&shared.blobs, &shared.repositories, &HashMap::new()).unwrap()
+    }
+
+    fn over_quota(e: &StorageError) -> bool {
+        matches!(e, StorageError::LimitExceeded(m) if m.contains("storage quota exceeded"))
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_blob_past_the_quota_is_refused_and_nothing_is_stored() {
         let dir = tempfile::tempdir().unwrap();
         let store = quota(dir.path(), Some(100), None);
         assert_eq!(upload(&store, &[1u8; 60]).await.unwrap(), 60);
         let big = [2u8; 50];
-        let e = upload(&store, &big).await.unwrap_err();
-        assert!(
-            matches!(&e, StorageError::LimitExceeded(m) if m.contains("100 bytes")),
-            "{e}"
-        );
+        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        let e = append(&mut session, &big).await.unwrap_err();
+        assert!(over_quota(&e) && e.to_string().contains("100 bytes"), "{e}");
+        session.cancel().unwrap();
         assert_eq!(store.stat(&digest(&big)).unwrap(), None);
-        assert_eq!(
-            open_sessions(&store.shared.repositories).unwrap(),
-            0,
-            "session freed"
-        );
-        // The same content again costs nothing; a fitting blob is stored.
-        assert_eq!(upload(&store, &[1u8; 60]).await.unwrap(), 60);
+        assert_eq!(used(&store), 60);
+        // A blob that fills the quota exactly is stored.
         assert_eq!(upload(&store, &[3u8; 40]).await.unwrap(), 40);
+        assert_eq!(used(&store), 100);
         // Counted again from disk on a fresh start.
         let again = quota(dir.path(), Some(100), None);
-        assert_eq!(*again.shared.used.lock().unwrap(), 100);
+        assert_eq!(used(&again), 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_passing_the_quota_is_refused_and_nothing_beyond_it_reaches_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 1 << 20;
+        let store = quota(dir.path(), Some(limit), None);
+        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        // One write of the whole body, larger than the quota: refused whole.
+        let mut writer = session.writer().unwrap();
+        let room = writer.check_write().unwrap();
+        assert!(room as u64 <= limit, "room {room} is more than the quota");
+        let e = writer.write(Bytes::from(vec![7u8; 3 << 20])).unwrap_err();
+        assert!(e.to_string().contains("storage quota exceeded"), "{e}");
+        assert!(
+            writer.check_write().is_err(),
+            "a refused writer stays refused"
+        );
+        drop(writer);
+        assert!(over_quota(&session.writer().err().unwrap()));
+        assert_eq!(session.offset(), 0);
+        drop(session);
+
+        // Written as the guest splices, in pieces: the quota fills, and the
+        // piece that would pass it is refused.
+        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        let e = append(&mut session, &vec![8u8; 5 << 20]).await.unwrap_err();
+        assert!(over_quota(&e), "{e}");
+        assert!(session.offset() <= limit, "offset {}", session.offset());
+        assert!(
+            on_disk(&store) <= limit,
+            "{} bytes on disk",
+            on_disk(&store)
+        );
+        assert_eq!(used(&store), session.offset());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn unfinished_sessions_bytes_count_until_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = quota(dir.path(), Some(1000), None);
+        let mut first = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        append(&mut first, &[1u8; 700]).await.unwrap();
+        assert_eq!(used(&store), 700);
+        // Another session cannot have what the first one holds.
+        let mut second = store.start_upload("other", Algorithm::Sha256).unwrap();
+        let e = append(&mut second, &[2u8; 400]).await.unwrap_err();
+        assert!(over_quota(&e), "{e}");
+        assert_eq!(used(&store), 700 + second.offset());
+        assert!(on_disk(&store) <= 1000);
+        // Counted from disk after a restart, too.
+        let id = first.id().to_string();
+        drop(first);
+        let again = quota(dir.path(), Some(1000), None);
+        assert_eq!(used(&again), 700 + second.offset());
+        // Cancelling gives the space back.
+        second.cancel().unwrap();
+        let first = store.open_upload("team/app", &id).unwrap();
+        first.cancel().unwrap();
+        assert_eq!(used(&store), 0);
+        assert_eq!(upload(&store, &[3u8; 1000]).await.unwrap(), 1000);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn finishing_content_already_held_releases_the_sessions_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = quota(dir.path(), Some(1300), None);
+        let blob = [5u8; 600];
+        assert_eq!(upload(&store, &blob).await.unwrap(), 600);
+        let mut session = store.start_upload("other", Algorithm::Sha256).unwrap();
+        append(&mut session, &blob).await.unwrap();
+        assert_eq!(used(&store), 1200);
+        assert_eq!(session.finish(&digest(&blob)).unwrap(), 600);
+        assert_eq!(used(&store), 600, "stored once, counted once");
+        assert_eq!(on_disk(&store), 600);
+        // A session that does not hash to its digest is gone, and so are
+        // its bytes.
+        let mut session = store.start_upload("other", Algorithm::Sha256).unwrap();
+        append(&mut session, &[6u8; 100]).await.unwrap();
+        assert_eq!(used(&store), 700);
+        let e = session.finish(&digest(b"not it")).unwrap_err();
+        assert!(matches!(e, StorageError::DigestMismatch(_)), "{e}");
+        assert_eq!(used(&store), 600);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn space_of_purged_sessions_is_found_before_a_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = quota(dir.path(), Some(1000), None);
+        let mut idle = store.start_upload("team/app", Algorithm::Sha256).unwrap();
+        append(&mut idle, &[1u8; 900]).await.unwrap();
+        drop(idle);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let purged = store
+            .inner
+            .purge_uploads(std::time::Duration::ZERO, false)
+            .unwrap();
+        assert_eq!(purged.sessions.len(), 1);
+        // Still counted as held, until a write needs the space.
+        assert_eq!(used(&store), 900);
+        assert_eq!(upload(&store, &[2u8; 1000]).await.unwrap(), 1000);
+        assert_eq!(used(&store), 1000);
     }
 
     #[tokio::test(flavor = "multi_thread")]

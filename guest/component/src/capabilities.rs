@@ -88,7 +88,12 @@ impl Upload for HostUpload {
         drop(writer);
         moved.map_err(|e| match e {
             StreamFailure::Source(m) => StoreError::Invalid(format!("request body: {m}")),
-            StreamFailure::Destination(m) => StoreError::Storage(m),
+            // A session that refused bytes for a limit says so when asked
+            // for a writer again; any other failure is the storage's.
+            StreamFailure::Destination(m) => match self.0.writer() {
+                Err(e @ types::Error::LimitExceeded(_)) => store_error(e),
+                _ => StoreError::Storage(m),
+            },
         })
     }
 

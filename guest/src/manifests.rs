@@ -6,7 +6,11 @@
 //! and served with that type whatever the `Accept` header says: the only
 //! conversion registry:2 makes is to Docker schema 1, which Wharf does not
 //! support. The four image manifest and index types are checked
-//! structurally; any other type (an artifact) need only be a JSON object.
+//! structurally; any other type (an artifact) need only be a JSON object,
+//! and its type must be `application/<subtype>+json` (see
+//! [`is_accepted_media_type`]): a manifest is served under its type, and a
+//! type a browser renders (`text/html`, `image/svg+xml`) would put stored
+//! script on the registry's origin.
 //! Referenced blobs need not exist (sparse manifests, OCI 1.1).
 //!
 //! A manifest with a `subject` is handed to the store with that subject,
@@ -237,6 +241,13 @@ pub fn check(header_type: Option<&str>, content: &[u8]) -> Result<Checked, Error
     if DOCKER_SCHEMA1.contains(&kind.as_str()) {
         return Err(malformed("Docker schema 1 manifests are not supported"));
     }
+    if !is_accepted_media_type(&kind) {
+        return Err(Error::new(Code::ManifestInvalid)
+            .message(format!(
+                "manifest media type not accepted: {ACCEPTED_MEDIA_TYPES}"
+            ))
+            .detail(serde_json::json!({ "mediaType": media_type })));
+    }
     if [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&kind.as_str()) {
         if doc.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
             return Err(malformed("schemaVersion must be 2"));
@@ -256,6 +267,41 @@ pub fn check(header_type: Option<&str>, content: &[u8]) -> Result<Checked, Error
         media_type,
         subject,
     })
+}
+
+/// What [`is_accepted_media_type`] accepts, as error messages say it.
+pub const ACCEPTED_MEDIA_TYPES: &str = "a manifest must be an OCI image manifest or index \
+(application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json), \
+a Docker image manifest or manifest list (application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json), or an artifact whose type is \
+application/<subtype>+json, without parameters";
+
+/// Whether a manifest may be stored, and later served, under `kind` (in
+/// lower case): the four image manifest and index types, or an
+/// `application/<subtype>+json` type (RFC 6838 restricted-name grammar, RFC
+/// 6839 `+json` suffix), such as the OCI artifact manifest. Manifests are
+/// served under their type from the registry's origin, so a type a browser
+/// renders as a document (`text/html`, `image/svg+xml`,
+/// `application/xhtml+xml`) would be stored script; `+json` types are not
+/// rendered.
+pub fn is_accepted_media_type(kind: &str) -> bool {
+    if [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&kind) {
+        return true;
+    }
+    let Some(subtype) = kind.strip_prefix("application/") else {
+        return false;
+    };
+    let first = subtype.bytes().next();
+    subtype.len() <= 127
+        && first.is_some_and(|b| b.is_ascii_alphanumeric())
+        && subtype.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                )
+        })
+        && subtype.ends_with("+json")
 }
 
 fn descriptors(value: Option<&Value>, field: &str) -> Result<(), Error> {
@@ -725,25 +771,27 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
-        assert!(check(Some("x/y"), br#"{"a":1,"a":2}"#).is_err());
-        assert!(check(Some("x/y"), br#"{"a":{"b":1,"b":1}}"#).is_err());
-        assert!(check(Some("x/y"), br#"{"a":[{"b":1},{"b":1}]}"#).is_ok());
+        let t = Some("application/vnd.example+json");
+        assert!(check(t, br#"{"a":1,"a":2}"#).is_err());
+        assert!(check(t, br#"{"a":{"b":1,"b":1}}"#).is_err());
+        assert!(check(t, br#"{"a":[{"b":1},{"b":1}]}"#).is_ok());
     }
 
     #[test]
     fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(check(Some("x/y"), deep.as_bytes()).is_err());
+        assert!(check(Some("application/vnd.example+json"), deep.as_bytes()).is_err());
     }
 
     #[test]
     fn media_type_comes_from_header_or_body_and_must_agree() {
-        let body = br#"{"mediaType":"a/b"}"#;
-        assert_eq!(check(None, body).unwrap().media_type, "a/b");
-        assert_eq!(check(Some("a/b"), body).unwrap().media_type, "a/b");
-        assert!(check(Some("c/d"), body).is_err());
+        let (a, c) = ("application/vnd.a+json", "application/vnd.c+json");
+        let body = br#"{"mediaType":"application/vnd.a+json"}"#;
+        assert_eq!(check(None, body).unwrap().media_type, a);
+        assert_eq!(check(Some(a), body).unwrap().media_type, a);
+        assert!(check(Some(c), body).is_err());
         assert!(check(None, b"{}").is_err());
-        assert!(check(Some("a/b"), br#"{"mediaType":7}"#).is_err());
+        assert!(check(Some(a), br#"{"mediaType":7}"#).is_err());
     }
 
     #[test]
@@ -764,6 +812,95 @@ mod tests {
         ] {
             assert!(check(Some(OCI_MANIFEST), &manifest(&bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn artifact_types_must_be_application_json_suffix_types() {
+        for accepted in [
+            "application/vnd.oci.artifact.manifest.v1+json",
+            "application/vnd.example.thing.v1+json",
+            "application/vnd.cncf.helm.config.v1+json",
+            "Application/VND.Example+JSON",
+            "application/x_y-z!#$&^.a+b+json",
+        ] {
+            assert!(check(Some(accepted), b"{}").is_ok(), "{accepted}");
+        }
+    }
+
+    #[test]
+    fn types_browsers_render_are_refused() {
+        // Served back under their type, these would be script on the
+        // registry's origin.
+        let registry = Registry::new();
+        for refused in [
+            "text/html",
+            "text/plain",
+            "text/xml",
+            "image/svg+xml",
+            "application/xml",
+            "application/xhtml+xml",
+            "application/javascript",
+            "application/json",
+            "application/pdf",
+            "application/octet-stream",
+            "multipart/x-mixed-replace",
+        ] {
+            let response = registry.put_manifest("a", "t", refused, br#"{"a":1}"#);
+            assert_eq!(
+                (response.status, code(&response).as_str()),
+                (400, "MANIFEST_INVALID"),
+                "{refused}"
+            );
+            assert!(
+                crate::testing::text(&response).contains("application/<subtype>+json"),
+                "{refused}: {}",
+                crate::testing::text(&response)
+            );
+        }
+        assert_eq!(registry.get("/v2/a/manifests/t").status, 404);
+    }
+
+    #[test]
+    fn malformed_media_types_are_refused() {
+        // RFC 6838: a subtype has at most 127 characters.
+        let subtype = |n: usize| format!("application/{}+json", "a".repeat(n - 5));
+        assert!(check(Some(&subtype(127)), b"{}").is_ok());
+        assert!(check(Some(&subtype(128)), b"{}").is_err());
+        for refused in [
+            "application",
+            "application/",
+            "application/+json",
+            "application/.x+json",
+            "/x+json",
+            "x+json",
+            "application/x+json/y",
+            "application/x json+json",
+            "application/x+json\\r\\nx-injected: 1",
+            "application/x+json; charset=utf-8",
+            "application/\\u00e9+json",
+            "application/x+json ",
+            "*/*",
+            "application/*",
+        ] {
+            // From the body's mediaType, where nothing strips parameters.
+            let body = format!(r#"{{"mediaType":"{refused}"}}"#);
+            assert!(check(None, body.as_bytes()).is_err(), "{refused}");
+        }
+        for refused in ["application", "application/+json", "a/b", "x/y+json"] {
+            assert!(check(Some(refused), b"{}").is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn content_type_parameters_are_dropped_not_stored() {
+        let registry = Registry::new();
+        let t = "application/vnd.example+json";
+        let response = registry.put_manifest("a", "t", &format!("{t}; charset=utf-8"), b"{}");
+        assert_eq!(response.status, 201);
+        assert_eq!(
+            header(&registry.get("/v2/a/manifests/t"), "content-type"),
+            Some(t)
+        );
     }
 
     #[test]

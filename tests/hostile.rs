@@ -632,6 +632,31 @@ fn manifests_of_types_browsers_render_are_manifest_invalid() {
 }
 
 #[test]
+fn pushes_setting_thousands_of_tags_are_tag_invalid_and_store_nothing() {
+    // Each tag set is answered with an OCI-Tag header; 5,000 of them would
+    // overflow wasi-http's header limit after everything was stored.
+    let r = Registry::start();
+    let repo = &r.seed.repo;
+    let mut image: Value = serde_json::from_slice(&r.seed.manifest).unwrap();
+    image["annotations"] = json!({ "org.example.tags": "many" });
+    let body = serde_json::to_vec(&image).unwrap();
+    let digest = sha256_digest(&body);
+    let tags: Vec<String> = (0..5_000).map(|i| format!("tag=t{i}")).collect();
+    r.send(
+        "PUT",
+        &format!("/v2/{repo}/manifests/{digest}?{}", tags.join("&")),
+        &[("Content-Type", OCI_MANIFEST)],
+        &body,
+    )
+    .expect_error(400, "TAG_INVALID");
+    let get = r.send("GET", &format!("/v2/{repo}/manifests/{digest}"), &[], b"");
+    assert_eq!(get.status, 404, "the manifest was stored");
+    let get = r.send("GET", &format!("/v2/{repo}/manifests/t0"), &[], b"");
+    assert_eq!(get.status, 404, "a tag was set");
+    r.assert_seed_intact();
+}
+
+#[test]
 fn content_range_that_overlaps_is_range_invalid() {
     let r = Registry::start();
     let session = r.session();

@@ -18,7 +18,8 @@
 //! the answer then carries `OCI-Subject`, telling the client not to
 //! maintain the referrers tag itself.
 //!
-//! Bodies over [`MAX_MANIFEST_BYTES`] are 413 `SIZE_INVALID` (the spec asks
+//! A push sets at most [`MAX_TAGS_PER_PUSH`] tags (400 `TAG_INVALID`
+//! beyond). Bodies over [`MAX_MANIFEST_BYTES`] are 413 `SIZE_INVALID` (the spec asks
 //! for 413 but names no code); JSON with duplicate keys is refused, since
 //! two parsers could read it differently.
 
@@ -36,6 +37,12 @@ use serde_json::{Map, Value};
 /// Largest manifest accepted: 4 MiB, the size the spec says registries
 /// should at least accept.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most tags one push may set: the reference, if it is a tag, plus every
+/// `?tag=`. Each is answered with an `OCI-Tag` header, and wasi-http refuses
+/// a response whose headers exceed its field limit; beyond this the push is
+/// 400 `TAG_INVALID` before anything is stored.
+pub const MAX_TAGS_PER_PUSH: usize = 100;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -80,6 +87,13 @@ pub fn put<B: Blobs, M: Metadata, A: Auth>(
     })?;
     let query = Query::parse(request.query.as_deref());
     let extra_tags: Vec<String> = query.get_all("tag").map(str::to_string).collect();
+    let tag_count = extra_tags.len() + usize::from(matches!(reference, Reference::Tag(_)));
+    if tag_count > MAX_TAGS_PER_PUSH {
+        return Err(Error::new(Code::TagInvalid)
+            .message(format!(
+                "a push may set at most {MAX_TAGS_PER_PUSH} tags (the reference and ?tag= parameters); this one sets {tag_count}"
+            )));
+    }
     if let Some(bad) = extra_tags.iter().find(|t| !is_valid_tag(t)) {
         return Err(invalid_tag(bad));
     }
@@ -687,6 +701,60 @@ mod tests {
                 Some(digest.to_string().as_str())
             );
         }
+    }
+
+    #[test]
+    fn a_push_sets_at_most_max_tags_per_push_tags() {
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let digest = Algorithm::Sha256.digest(&body);
+        let query = |n: usize| {
+            (0..n)
+                .map(|i| format!("tag=t{i}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let put = |reference: &str, n: usize| {
+            registry.send(
+                Method::Put,
+                &format!("/v2/a/manifests/{reference}?{}", query(n)),
+                &[("content-type", OCI_MANIFEST)],
+                &body,
+            )
+        };
+        // The reference tag counts: one over the limit either way.
+        for response in [
+            put(&digest.to_string(), MAX_TAGS_PER_PUSH + 1),
+            put("ref", MAX_TAGS_PER_PUSH),
+            put("ref", 5_000),
+        ] {
+            assert_eq!(
+                (response.status, code(&response).as_str()),
+                (400, "TAG_INVALID")
+            );
+            assert!(crate::testing::text(&response).contains(&MAX_TAGS_PER_PUSH.to_string()));
+        }
+        // Nothing was stored: no manifest, no tag.
+        assert_eq!(
+            registry.get(&format!("/v2/a/manifests/{digest}")).status,
+            404
+        );
+        for tag in ["ref", "t0", "t99"] {
+            assert_eq!(registry.get(&format!("/v2/a/manifests/{tag}")).status, 404);
+        }
+        // At the limit, every tag is set and answered.
+        let response = put("ref", MAX_TAGS_PER_PUSH - 1);
+        assert_eq!(response.status, 201);
+        let answered = response
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "oci-tag")
+            .count();
+        assert_eq!(answered, MAX_TAGS_PER_PUSH - 1);
+        let response = put(&digest.to_string(), MAX_TAGS_PER_PUSH);
+        assert_eq!(response.status, 201);
+        let last = format!("/v2/a/manifests/t{}", MAX_TAGS_PER_PUSH - 1);
+        assert_eq!(registry.get(&last).status, 200);
     }
 
     #[test]

@@ -569,6 +569,94 @@ fn manifests_with_wrong_media_types_are_manifest_invalid() {
 }
 
 #[test]
+fn manifests_of_types_browsers_render_are_manifest_invalid() {
+    // Served back from the registry's origin under their type, these would
+    // be stored script.
+    let r = Registry::start();
+    let repo = &r.seed.repo;
+    for (media_type, markup) in [
+        ("text/html", "<script>alert(document.domain)</script>"),
+        (
+            "image/svg+xml",
+            "<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>",
+        ),
+    ] {
+        let body = serde_json::to_vec(&json!({ "x": markup })).unwrap();
+        let digest = sha256_digest(&body);
+        let reply = manifest_put(&r, &digest, media_type, &body);
+        reply.expect_error(400, "MANIFEST_INVALID");
+        let error: Value = serde_json::from_slice(&reply.body).unwrap();
+        let message = error["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("application/<subtype>+json") && message.contains(OCI_MANIFEST),
+            "{media_type}: the message names the accepted types: {message}"
+        );
+        // The same type from the body's mediaType, with no Content-Type.
+        let body = serde_json::to_vec(&json!({ "mediaType": media_type, "x": markup })).unwrap();
+        let digest_in_body = sha256_digest(&body);
+        r.send(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{digest_in_body}"),
+            &[],
+            &body,
+        )
+        .expect_error(400, "MANIFEST_INVALID");
+        for digest in [digest, digest_in_body] {
+            let get = r.send("GET", &format!("/v2/{repo}/manifests/{digest}"), &[], b"");
+            assert_eq!(get.status, 404, "{media_type}: nothing is stored");
+        }
+    }
+    // An artifact manifest of a `+json` type is stored and served as pushed.
+    let artifact = "application/vnd.example.thing.v1+json";
+    let body = br#"{"thing":"<b>not rendered</b>"}"#;
+    let digest = sha256_digest(body);
+    assert_eq!(manifest_put(&r, &digest, artifact, body).status, 201);
+    let get = r.send("GET", &format!("/v2/{repo}/manifests/{digest}"), &[], b"");
+    assert_eq!(
+        (get.status, get.header("content-type")),
+        (200, Some(artifact))
+    );
+    // An image manifest's artifactType is its own field: the manifest's type
+    // is what it is served under.
+    let mut image: Value = serde_json::from_slice(&r.seed.manifest).unwrap();
+    image["artifactType"] = json!("text/html");
+    let body = serde_json::to_vec(&image).unwrap();
+    let digest = sha256_digest(&body);
+    assert_eq!(manifest_put(&r, &digest, OCI_MANIFEST, &body).status, 201);
+    let get = r.send("GET", &format!("/v2/{repo}/manifests/{digest}"), &[], b"");
+    assert_eq!(
+        (get.status, get.header("content-type")),
+        (200, Some(OCI_MANIFEST))
+    );
+    r.assert_seed_intact();
+}
+
+#[test]
+fn pushes_setting_thousands_of_tags_are_tag_invalid_and_store_nothing() {
+    // Each tag set is answered with an OCI-Tag header; 5,000 of them would
+    // overflow wasi-http's header limit after everything was stored.
+    let r = Registry::start();
+    let repo = &r.seed.repo;
+    let mut image: Value = serde_json::from_slice(&r.seed.manifest).unwrap();
+    image["annotations"] = json!({ "org.example.tags": "many" });
+    let body = serde_json::to_vec(&image).unwrap();
+    let digest = sha256_digest(&body);
+    let tags: Vec<String> = (0..5_000).map(|i| format!("tag=t{i}")).collect();
+    r.send(
+        "PUT",
+        &format!("/v2/{repo}/manifests/{digest}?{}", tags.join("&")),
+        &[("Content-Type", OCI_MANIFEST)],
+        &body,
+    )
+    .expect_error(400, "TAG_INVALID");
+    let get = r.send("GET", &format!("/v2/{repo}/manifests/{digest}"), &[], b"");
+    assert_eq!(get.status, 404, "the manifest was stored");
+    let get = r.send("GET", &format!("/v2/{repo}/manifests/t0"), &[], b"");
+    assert_eq!(get.status, 404, "a tag was set");
+    r.assert_seed_intact();
+}
+
+#[test]
 fn content_range_that_overlaps_is_range_invalid() {
     let r = Registry::start();
     let session = r.session();

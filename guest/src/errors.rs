@@ -8,8 +8,11 @@
 //! `{"errors":[{"code":…,"message":…,"detail":…}]}`.
 //!
 //! Codes outside the spec table: `RANGE_INVALID` (registry:2's code for an
-//! unsatisfiable range, always 416) and `UNKNOWN` (registry:2's code for a
-//! server-side failure, always 500; clients treat unknown codes as `UNKNOWN`).
+//! unsatisfiable range, always 416), `TAG_INVALID` (registry:2's code for a
+//! tag it cannot set, 400: Wharf's answer to a push setting more tags than
+//! [`crate::manifests::MAX_TAGS_PER_PUSH`]) and `UNKNOWN` (registry:2's code
+//! for a server-side failure, always 500; clients treat unknown codes as
+//! `UNKNOWN`).
 
 use crate::capabilities::StoreError;
 use crate::http::Response;
@@ -34,6 +37,7 @@ pub enum Code {
     Unsupported,
     TooManyRequests,
     RangeInvalid,
+    TagInvalid,
     Unknown,
 }
 
@@ -82,6 +86,7 @@ impl Code {
             Code::Unsupported => ("UNSUPPORTED", 405, "the operation is unsupported"),
             Code::TooManyRequests => ("TOOMANYREQUESTS", 429, "too many requests"),
             Code::RangeInvalid => ("RANGE_INVALID", 416, "requested range not satisfiable"),
+            Code::TagInvalid => ("TAG_INVALID", 400, "manifest tag did not match URI"),
             Code::Unknown => ("UNKNOWN", 500, "internal server error"),
         }
     }

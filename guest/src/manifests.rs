@@ -6,7 +6,11 @@
 //! and served with that type whatever the `Accept` header says: the only
 //! conversion registry:2 makes is to Docker schema 1, which Wharf does not
 //! support. The four image manifest and index types are checked
-//! structurally; any other type (an artifact) need only be a JSON object.
+//! structurally; any other type (an artifact) need only be a JSON object,
+//! and its type must be `application/<subtype>+json` (see
+//! [`is_accepted_media_type`]): a manifest is served under its type, and a
+//! type a browser renders (`text/html`, `image/svg+xml`) would put stored
+//! script on the registry's origin.
 //! Referenced blobs need not exist (sparse manifests, OCI 1.1).
 //!
 //! A manifest with a `subject` is handed to the store with that subject,
@@ -14,7 +18,8 @@
 //! the answer then carries `OCI-Subject`, telling the client not to
 //! maintain the referrers tag itself.
 //!
-//! Bodies over [`MAX_MANIFEST_BYTES`] are 413 `SIZE_INVALID` (the spec asks
+//! A push sets at most [`MAX_TAGS_PER_PUSH`] tags (400 `TAG_INVALID`
+//! beyond). Bodies over [`MAX_MANIFEST_BYTES`] are 413 `SIZE_INVALID` (the spec asks
 //! for 413 but names no code); JSON with duplicate keys is refused, since
 //! two parsers could read it differently.
 
@@ -27,11 +32,19 @@ use crate::names::{Reference, ReferenceError, is_valid_tag};
 use crate::query::Query;
 use crate::routes::Route;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 
 /// Largest manifest accepted: 4 MiB, the size the spec says registries
 /// should at least accept.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most tags one push may set: the reference, if it is a tag, plus every
+/// `?tag=`. Each is answered with an `OCI-Tag` header, and wasi-http refuses
+/// a response whose headers exceed its field limit; beyond this the push is
+/// 400 `TAG_INVALID` before anything is stored.
+pub const MAX_TAGS_PER_PUSH: usize = 100;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -76,6 +89,13 @@ pub fn put<B: Blobs, M: Metadata, A: Auth>(
     })?;
     let query = Query::parse(request.query.as_deref());
     let extra_tags: Vec<String> = query.get_all("tag").map(str::to_string).collect();
+    let tag_count = extra_tags.len() + usize::from(matches!(reference, Reference::Tag(_)));
+    if tag_count > MAX_TAGS_PER_PUSH {
+        return Err(Error::new(Code::TagInvalid)
+            .message(format!(
+                "a push may set at most {MAX_TAGS_PER_PUSH} tags (the reference and ?tag= parameters); this one sets {tag_count}"
+            )));
+    }
     if let Some(bad) = extra_tags.iter().find(|t| !is_valid_tag(t)) {
         return Err(invalid_tag(bad));
     }
@@ -213,15 +233,18 @@ pub struct Checked {
 }
 
 /// Validate a manifest body against its declared media type.
+///
+/// One pass over the bytes ([`Doc`]): no tree of JSON values is built, only
+/// the fields validation reads are kept, borrowed from `content`.
 pub fn check(header_type: Option<&str>, content: &[u8]) -> Result<Checked, Error> {
-    let Strict(value) =
+    let Root(doc) =
         serde_json::from_slice(content).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
-    let Value::Object(doc) = value else {
+    let Some(doc) = doc else {
         return Err(malformed("a manifest must be a JSON object"));
     };
-    let body_type = match doc.get("mediaType") {
+    let body_type = match &doc.media_type {
         None => None,
-        Some(Value::String(t)) => Some(t.as_str()),
+        Some(Scalar::Str(t)) => Some(t.as_ref()),
         Some(_) => return Err(malformed("mediaType must be a string")),
     };
     let media_type = match (header_type, body_type) {
@@ -237,20 +260,27 @@ pub fn check(header_type: Option<&str>, content: &[u8]) -> Result<Checked, Error
     if DOCKER_SCHEMA1.contains(&kind.as_str()) {
         return Err(malformed("Docker schema 1 manifests are not supported"));
     }
+    if !is_accepted_media_type(&kind) {
+        return Err(Error::new(Code::ManifestInvalid)
+            .message(format!(
+                "manifest media type not accepted: {ACCEPTED_MEDIA_TYPES}"
+            ))
+            .detail(serde_json::json!({ "mediaType": media_type })));
+    }
     if [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&kind.as_str()) {
-        if doc.get("schemaVersion").and_then(Value::as_u64) != Some(2) {
+        if !matches!(doc.schema_version, Some(Scalar::Unsigned(2))) {
             return Err(malformed("schemaVersion must be 2"));
         }
         if kind == OCI_MANIFEST || kind == DOCKER_MANIFEST {
-            descriptor(doc.get("config"), "config")?;
-            descriptors(doc.get("layers"), "layers")?;
+            descriptor(doc.config, "config")?;
+            descriptors(doc.layers, "layers")?;
         } else {
-            descriptors(doc.get("manifests"), "manifests")?;
+            descriptors(doc.manifests, "manifests")?;
         }
     }
-    let subject = match doc.get("subject") {
+    let subject = match doc.subject {
         None => None,
-        Some(s) => Some(descriptor(Some(s), "subject")?),
+        Some(s) => Some(descriptor(Some(s), "subject")?.into_owned()),
     };
     Ok(Checked {
         media_type,
@@ -258,103 +288,384 @@ pub fn check(header_type: Option<&str>, content: &[u8]) -> Result<Checked, Error
     })
 }
 
-fn descriptors(value: Option<&Value>, field: &str) -> Result<(), Error> {
-    let Some(Value::Array(items)) = value else {
-        return Err(malformed(format!(
+/// What [`is_accepted_media_type`] accepts, as error messages say it.
+pub const ACCEPTED_MEDIA_TYPES: &str = "a manifest must be an OCI image manifest or index \
+(application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json), \
+a Docker image manifest or manifest list (application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json), or an artifact whose type is \
+application/<subtype>+json, without parameters";
+
+/// Whether a manifest may be stored, and later served, under `kind` (in
+/// lower case): the four image manifest and index types, or an
+/// `application/<subtype>+json` type (RFC 6838 restricted-name grammar, RFC
+/// 6839 `+json` suffix), such as the OCI artifact manifest. Manifests are
+/// served under their type from the registry's origin, so a type a browser
+/// renders as a document (`text/html`, `image/svg+xml`,
+/// `application/xhtml+xml`) would be stored script; `+json` types are not
+/// rendered.
+pub fn is_accepted_media_type(kind: &str) -> bool {
+    if [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&kind) {
+        return true;
+    }
+    let Some(subtype) = kind.strip_prefix("application/") else {
+        return false;
+    };
+    let first = subtype.bytes().next();
+    subtype.len() <= 127
+        && first.is_some_and(|b| b.is_ascii_alphanumeric())
+        && subtype.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                )
+        })
+        && subtype.ends_with("+json")
+}
+
+fn descriptors(value: Option<Descriptors>, field: &str) -> Result<(), Error> {
+    match value {
+        Some(Descriptors::Items(Ok(()))) => Ok(()),
+        Some(Descriptors::Items(Err(what))) => Err(malformed(format!("{field}: {what}"))),
+        None | Some(Descriptors::NotArray) => Err(malformed(format!(
             "{field} must be an array of descriptors"
-        )));
-    };
-    items
-        .iter()
-        .try_for_each(|item| descriptor(Some(item), field).map(drop))
-}
-
-/// Check a descriptor; returns its digest. Well-formed digests of
-/// algorithms Wharf does not hash with are accepted: they only point.
-fn descriptor(value: Option<&Value>, field: &str) -> Result<String, Error> {
-    let bad = |what: &str| malformed(format!("{field}: {what}"));
-    let Some(Value::Object(d)) = value else {
-        return Err(bad("must be a descriptor object"));
-    };
-    if !matches!(d.get("mediaType"), Some(Value::String(_))) {
-        return Err(bad("descriptor mediaType must be a string"));
-    }
-    if d.get("size").and_then(Value::as_u64).is_none() {
-        return Err(bad("descriptor size must be a non-negative integer"));
-    }
-    let Some(Value::String(digest)) = d.get("digest") else {
-        return Err(bad("descriptor digest must be a string"));
-    };
-    match Digest::parse(digest) {
-        Ok(_) | Err(DigestError::Unsupported(_)) => Ok(digest.clone()),
-        Err(DigestError::Invalid(_)) => Err(bad("descriptor digest is malformed")),
+        ))),
     }
 }
 
-/// A JSON value that refuses objects with duplicate keys.
-struct Strict(Value);
+/// A checked descriptor's digest. Well-formed digests of algorithms Wharf
+/// does not hash with are accepted: they only point.
+fn descriptor<'a>(value: Option<Descriptor<'a>>, field: &str) -> Result<Cow<'a, str>, Error> {
+    value
+        .map_or(Err(NOT_A_DESCRIPTOR), |Descriptor(d)| d)
+        .map_err(|what| malformed(format!("{field}: {what}")))
+}
 
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(Strict)
+// The one pass over a manifest. Every visitor below accepts any JSON value
+// (what it does not expect it records as such and skips), refuses objects
+// with duplicate keys at any depth, since two parsers could read them
+// differently, and nests through serde_json's own `deserialize_any`, whose
+// recursion limit turns deep nesting into an error. Strings are borrowed
+// from the body unless they hold escapes.
+
+const NOT_A_DESCRIPTOR: &str = "must be a descriptor object";
+
+/// The document: the top-level fields validation reads, or `None` when it
+/// is not an object.
+struct Root<'a>(Option<Doc<'a>>);
+
+#[derive(Default)]
+struct Doc<'a> {
+    media_type: Option<Scalar<'a>>,
+    schema_version: Option<Scalar<'a>>,
+    config: Option<Descriptor<'a>>,
+    layers: Option<Descriptors>,
+    manifests: Option<Descriptors>,
+    subject: Option<Descriptor<'a>>,
+}
+
+/// A value where a string or a count is expected.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Unsigned(u64),
+    Other,
+}
+
+/// A descriptor, checked where it is read: its digest, or what is wrong.
+struct Descriptor<'a>(Result<Cow<'a, str>, &'static str>);
+
+/// An array of descriptors, checked where it is read: the first problem.
+enum Descriptors {
+    NotArray,
+    Items(Result<(), &'static str>),
+}
+
+/// Any value, checked for duplicate keys and dropped.
+struct Skip;
+
+/// An object key.
+struct Key<'a>(Cow<'a, str>);
+
+/// The keys of the object being read, to refuse duplicates.
+#[derive(Default)]
+struct Keys<'a>(BTreeSet<Cow<'a, str>>);
+
+impl<'a> Keys<'a> {
+    fn next<A: MapAccess<'a>>(&mut self, map: &mut A) -> Result<Option<Cow<'a, str>>, A::Error> {
+        let Some(Key(key)) = map.next_key()? else {
+            return Ok(None);
+        };
+        if !self.0.insert(key.clone()) {
+            return Err(de::Error::custom(format!("duplicate key {key:?}")));
+        }
+        Ok(Some(key))
     }
 }
 
-struct StrictVisitor;
+fn skip_seq<'a, S: SeqAccess<'a>>(mut seq: S) -> Result<(), S::Error> {
+    while seq.next_element::<Skip>()?.is_some() {}
+    Ok(())
+}
 
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
+fn skip_map<'a, A: MapAccess<'a>>(mut map: A) -> Result<(), A::Error> {
+    let mut keys = Keys::default();
+    while keys.next(&mut map)?.is_some() {
+        map.next_value::<Skip>()?;
+    }
+    Ok(())
+}
+
+/// The visitor methods for the scalars a visitor does not expect: each
+/// answers `$other`.
+macro_rules! other_scalars {
+    ($value:ty, $other:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<$value, E> {
+            Ok($other)
+        }
+        fn visit_unit<E>(self) -> Result<$value, E> {
+            Ok($other)
+        }
+    };
+}
+
+/// `Deserialize` through `deserialize_any` with the visitor `$visitor`.
+macro_rules! deserialize_any_with {
+    ($target:ident, $visitor:ident) => {
+        impl<'de> Deserialize<'de> for $target<'de> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any($visitor)
+            }
+        }
+    };
+}
+
+struct RootVisitor;
+deserialize_any_with!(Root, RootVisitor);
+
+impl<'de> Visitor<'de> for RootVisitor {
+    type Value = Root<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    other_scalars!(Root<'de>, Root(None));
+
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Self::Value, S::Error> {
+        skip_seq(seq).map(|()| Root(None))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Value, S::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut doc = Doc::default();
+        let mut keys = Keys::default();
+        while let Some(key) = keys.next(&mut map)? {
+            match key.as_ref() {
+                "mediaType" => doc.media_type = Some(map.next_value()?),
+                "schemaVersion" => doc.schema_version = Some(map.next_value()?),
+                "config" => doc.config = Some(map.next_value()?),
+                "layers" => doc.layers = Some(map.next_value()?),
+                "manifests" => doc.manifests = Some(map.next_value()?),
+                "subject" => doc.subject = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
             }
-            let Strict(value) = map.next_value()?;
-            object.insert(key, value);
         }
-        Ok(Value::Object(object))
+        Ok(Root(Some(doc)))
+    }
+}
+
+struct ScalarVisitor;
+deserialize_any_with!(Scalar, ScalarVisitor);
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(u64::try_from(v).map_or(Scalar::Other, Scalar::Unsigned))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Unsigned(v))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Self::Value, S::Error> {
+        skip_seq(seq).map(|()| Scalar::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map).map(|()| Scalar::Other)
+    }
+}
+
+struct DescriptorVisitor;
+deserialize_any_with!(Descriptor, DescriptorVisitor);
+
+impl<'de> Visitor<'de> for DescriptorVisitor {
+    type Value = Descriptor<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    other_scalars!(Descriptor<'de>, Descriptor(Err(NOT_A_DESCRIPTOR)));
+
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Self::Value, S::Error> {
+        skip_seq(seq).map(|()| Descriptor(Err(NOT_A_DESCRIPTOR)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut media_type, mut size, mut digest) = (None, None, None);
+        let mut keys = Keys::default();
+        while let Some(key) = keys.next(&mut map)? {
+            match key.as_ref() {
+                "mediaType" => media_type = Some(map.next_value()?),
+                "size" => size = Some(map.next_value()?),
+                "digest" => digest = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
+            }
+        }
+        let checked = if !matches!(media_type, Some(Scalar::Str(_))) {
+            Err("descriptor mediaType must be a string")
+        } else if !matches!(size, Some(Scalar::Unsigned(_))) {
+            Err("descriptor size must be a non-negative integer")
+        } else if let Some(Scalar::Str(digest)) = digest {
+            match Digest::parse(&digest) {
+                Ok(_) | Err(DigestError::Unsupported(_)) => Ok(digest),
+                Err(DigestError::Invalid(_)) => Err("descriptor digest is malformed"),
+            }
+        } else {
+            Err("descriptor digest must be a string")
+        };
+        Ok(Descriptor(checked))
+    }
+}
+
+struct DescriptorsVisitor;
+
+impl<'de> Deserialize<'de> for Descriptors {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DescriptorsVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for DescriptorsVisitor {
+    type Value = Descriptors;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    other_scalars!(Descriptors, Descriptors::NotArray);
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut first = Ok(());
+        while let Some(Descriptor(d)) = seq.next_element()? {
+            if let (Ok(()), Err(what)) = (first, d) {
+                first = Err(what);
+            }
+        }
+        Ok(Descriptors::Items(first))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map).map(|()| Descriptors::NotArray)
+    }
+}
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    other_scalars!(Skip, Skip);
+
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Skip, S::Error> {
+        skip_seq(seq).map(|()| Skip)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Skip, A::Error> {
+        skip_map(map).map(|()| Skip)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v)))
     }
 }
 
@@ -644,6 +955,60 @@ mod tests {
     }
 
     #[test]
+    fn a_push_sets_at_most_max_tags_per_push_tags() {
+        let registry = Registry::new();
+        let body = image(OCI_MANIFEST);
+        let digest = Algorithm::Sha256.digest(&body);
+        let query = |n: usize| {
+            (0..n)
+                .map(|i| format!("tag=t{i}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let put = |reference: &str, n: usize| {
+            registry.send(
+                Method::Put,
+                &format!("/v2/a/manifests/{reference}?{}", query(n)),
+                &[("content-type", OCI_MANIFEST)],
+                &body,
+            )
+        };
+        // The reference tag counts: one over the limit either way.
+        for response in [
+            put(&digest.to_string(), MAX_TAGS_PER_PUSH + 1),
+            put("ref", MAX_TAGS_PER_PUSH),
+            put("ref", 5_000),
+        ] {
+            assert_eq!(
+                (response.status, code(&response).as_str()),
+                (400, "TAG_INVALID")
+            );
+            assert!(crate::testing::text(&response).contains(&MAX_TAGS_PER_PUSH.to_string()));
+        }
+        // Nothing was stored: no manifest, no tag.
+        assert_eq!(
+            registry.get(&format!("/v2/a/manifests/{digest}")).status,
+            404
+        );
+        for tag in ["ref", "t0", "t99"] {
+            assert_eq!(registry.get(&format!("/v2/a/manifests/{tag}")).status, 404);
+        }
+        // At the limit, every tag is set and answered.
+        let response = put("ref", MAX_TAGS_PER_PUSH - 1);
+        assert_eq!(response.status, 201);
+        let answered = response
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "oci-tag")
+            .count();
+        assert_eq!(answered, MAX_TAGS_PER_PUSH - 1);
+        let response = put(&digest.to_string(), MAX_TAGS_PER_PUSH);
+        assert_eq!(response.status, 201);
+        let last = format!("/v2/a/manifests/t{}", MAX_TAGS_PER_PUSH - 1);
+        assert_eq!(registry.get(&last).status, 200);
+    }
+
+    #[test]
     fn subject_is_reported_in_oci_subject() {
         // OCI 1.1: a manifest with a subject answers OCI-Subject.
         let registry = Registry::new();
@@ -725,25 +1090,27 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {
-        assert!(check(Some("x/y"), br#"{"a":1,"a":2}"#).is_err());
-        assert!(check(Some("x/y"), br#"{"a":{"b":1,"b":1}}"#).is_err());
-        assert!(check(Some("x/y"), br#"{"a":[{"b":1},{"b":1}]}"#).is_ok());
+        let t = Some("application/vnd.example+json");
+        assert!(check(t, br#"{"a":1,"a":2}"#).is_err());
+        assert!(check(t, br#"{"a":{"b":1,"b":1}}"#).is_err());
+        assert!(check(t, br#"{"a":[{"b":1},{"b":1}]}"#).is_ok());
     }
 
     #[test]
     fn deeply_nested_json_is_an_error_not_a_stack_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(check(Some("x/y"), deep.as_bytes()).is_err());
+        assert!(check(Some("application/vnd.example+json"), deep.as_bytes()).is_err());
     }
 
     #[test]
     fn media_type_comes_from_header_or_body_and_must_agree() {
-        let body = br#"{"mediaType":"a/b"}"#;
-        assert_eq!(check(None, body).unwrap().media_type, "a/b");
-        assert_eq!(check(Some("a/b"), body).unwrap().media_type, "a/b");
-        assert!(check(Some("c/d"), body).is_err());
+        let (a, c) = ("application/vnd.a+json", "application/vnd.c+json");
+        let body = br#"{"mediaType":"application/vnd.a+json"}"#;
+        assert_eq!(check(None, body).unwrap().media_type, a);
+        assert_eq!(check(Some(a), body).unwrap().media_type, a);
+        assert!(check(Some(c), body).is_err());
         assert!(check(None, b"{}").is_err());
-        assert!(check(Some("a/b"), br#"{"mediaType":7}"#).is_err());
+        assert!(check(Some(a), br#"{"mediaType":7}"#).is_err());
     }
 
     #[test]
@@ -764,6 +1131,95 @@ mod tests {
         ] {
             assert!(check(Some(OCI_MANIFEST), &manifest(&bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn artifact_types_must_be_application_json_suffix_types() {
+        for accepted in [
+            "application/vnd.oci.artifact.manifest.v1+json",
+            "application/vnd.example.thing.v1+json",
+            "application/vnd.cncf.helm.config.v1+json",
+            "Application/VND.Example+JSON",
+            "application/x_y-z!#$&^.a+b+json",
+        ] {
+            assert!(check(Some(accepted), b"{}").is_ok(), "{accepted}");
+        }
+    }
+
+    #[test]
+    fn types_browsers_render_are_refused() {
+        // Served back under their type, these would be script on the
+        // registry's origin.
+        let registry = Registry::new();
+        for refused in [
+            "text/html",
+            "text/plain",
+            "text/xml",
+            "image/svg+xml",
+            "application/xml",
+            "application/xhtml+xml",
+            "application/javascript",
+            "application/json",
+            "application/pdf",
+            "application/octet-stream",
+            "multipart/x-mixed-replace",
+        ] {
+            let response = registry.put_manifest("a", "t", refused, br#"{"a":1}"#);
+            assert_eq!(
+                (response.status, code(&response).as_str()),
+                (400, "MANIFEST_INVALID"),
+                "{refused}"
+            );
+            assert!(
+                crate::testing::text(&response).contains("application/<subtype>+json"),
+                "{refused}: {}",
+                crate::testing::text(&response)
+            );
+        }
+        assert_eq!(registry.get("/v2/a/manifests/t").status, 404);
+    }
+
+    #[test]
+    fn malformed_media_types_are_refused() {
+        // RFC 6838: a subtype has at most 127 characters.
+        let subtype = |n: usize| format!("application/{}+json", "a".repeat(n - 5));
+        assert!(check(Some(&subtype(127)), b"{}").is_ok());
+        assert!(check(Some(&subtype(128)), b"{}").is_err());
+        for refused in [
+            "application",
+            "application/",
+            "application/+json",
+            "application/.x+json",
+            "/x+json",
+            "x+json",
+            "application/x+json/y",
+            "application/x json+json",
+            "application/x+json\\r\\nx-injected: 1",
+            "application/x+json; charset=utf-8",
+            "application/\\u00e9+json",
+            "application/x+json ",
+            "*/*",
+            "application/*",
+        ] {
+            // From the body's mediaType, where nothing strips parameters.
+            let body = format!(r#"{{"mediaType":"{refused}"}}"#);
+            assert!(check(None, body.as_bytes()).is_err(), "{refused}");
+        }
+        for refused in ["application", "application/+json", "a/b", "x/y+json"] {
+            assert!(check(Some(refused), b"{}").is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn content_type_parameters_are_dropped_not_stored() {
+        let registry = Registry::new();
+        let t = "application/vnd.example+json";
+        let response = registry.put_manifest("a", "t", &format!("{t}; charset=utf-8"), b"{}");
+        assert_eq!(response.status, 201);
+        assert_eq!(
+            header(&registry.get("/v2/a/manifests/t"), "content-type"),
+            Some(t)
+        );
     }
 
     #[test]

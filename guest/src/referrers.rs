@@ -36,6 +36,7 @@ use crate::paging::Paging;
 use crate::query::Query;
 use crate::routes::Route;
 use serde::Serialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Most descriptors one response carries.
@@ -183,7 +184,7 @@ fn tagged_referrers<B: Blobs, M: Metadata, A: Auth>(
     else {
         return Ok(Vec::new());
     };
-    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&index.content) else {
+    let Some(doc) = top_level_fields(&index.content, &["manifests"]) else {
         return Ok(Vec::new());
     };
     let mut digests: Vec<String> = match doc.get("manifests") {
@@ -246,7 +247,10 @@ fn describe<B: Blobs, M: Metadata, A: Auth>(
     else {
         return Ok(None);
     };
-    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&manifest.content) else {
+    let Some(doc) = top_level_fields(
+        &manifest.content,
+        &["subject", "artifactType", "config", "annotations"],
+    ) else {
         return Ok(None);
     };
     let names_subject = doc
@@ -267,6 +271,47 @@ fn describe<B: Blobs, M: Metadata, A: Auth>(
             _ => None,
         },
     }))
+}
+
+/// The top-level fields `wanted` of a JSON object, as values; every other
+/// field (`layers`, `manifests`: most of a manifest's bytes) is skipped
+/// without being built. `None` unless `content` is a JSON object. As with a
+/// whole `Value`, a repeated key's last value wins.
+fn top_level_fields(content: &[u8], wanted: &'static [&'static str]) -> Option<Map<String, Value>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(content);
+    let fields = Fields(wanted).deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(fields)
+}
+
+struct Fields(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for Fields {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Fields {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if self.0.contains(&key.as_str()) {
+                fields.insert(key, map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(fields)
+    }
 }
 
 /// The manifest's `artifactType`, else (for an image manifest) its config's
@@ -298,6 +343,20 @@ fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_wanted_top_level_fields_are_read() {
+        let doc =
+            br#"{"layers":[{"a":1}],"subject":{"digest":"d"},"subject":{"digest":"e"},"x":1}"#;
+        let fields = top_level_fields(doc, &["subject", "config"]).unwrap();
+        assert_eq!(
+            Value::Object(fields),
+            serde_json::json!({"subject": {"digest": "e"}})
+        );
+        for not_an_object in [&b"[1]"[..], b"\"s\"", b"{", b"{} x", b""] {
+            assert!(top_level_fields(not_an_object, &["subject"]).is_none());
+        }
+    }
     use crate::digest::Algorithm;
     use crate::manifests::OCI_MANIFEST;
     use crate::memory::{AllowAll, Store};

@@ -103,12 +103,18 @@ impl FsStorage {
         let mut staged = 0;
         for name in sorted_entries(&self.layout.tmp())? {
             let path = self.layout.tmp().join(name);
-            if path.is_dir() {
-                fs::remove_dir_all(&path)?;
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
             } else {
-                fs::remove_file(&path)?;
+                fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => staged += 1,
+                // Gone already: a session this process ended is removed on
+                // a thread of its own, which may be at it too.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            staged += 1;
         }
         let mut stillborn = 0;
         for uploads in self.uploads_dirs()? {
@@ -348,8 +354,14 @@ fn collect_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::
 /// The media type recorded inside a manifest, for manifests stored without
 /// one (registry:2 data).
 fn embedded_media_type(content: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(content).ok()?;
-    value.get("mediaType")?.as_str().map(str::to_string)
+    /// Only `mediaType`; every other field is skipped unread.
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType")]
+        media_type: Option<serde_json::Value>,
+    }
+    let typed: Typed = serde_json::from_slice(content).ok()?;
+    typed.media_type?.as_str().map(str::to_string)
 }
 
 impl BlobStore for FsStorage {

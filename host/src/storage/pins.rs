@@ -15,7 +15,6 @@
 //! protected by its modification time instead: those writes set it to the
 //! present, and the collector leaves blobs younger than its grace period.
 
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -103,23 +102,127 @@ impl Pins {
 
 /// Every digest a manifest's JSON names: `config`, `layers`, `blobs`,
 /// `manifests` (index children) and `subject`. Unparseable content names
-/// nothing.
+/// nothing. Only those fields are kept, everything else is skipped as it is
+/// read: a 4 MiB manifest costs its digests, not a tree of all its values.
 pub fn references(content: &[u8]) -> Vec<Digest> {
-    let Ok(doc) = serde_json::from_slice::<Value>(content) else {
+    let Ok(doc) = serde_json::from_slice::<Named>(content) else {
         return Vec::new();
     };
-    let one = |d: &Value| {
-        d.get("digest")
-            .and_then(Value::as_str)
+    let one = |d: &Descriptor| {
+        d.digest
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
             .and_then(|s| Digest::parse(s).ok())
     };
-    let mut found = Vec::new();
-    for field in ["config", "layers", "blobs", "manifests", "subject"] {
-        match doc.get(field) {
-            Some(Value::Array(items)) => found.extend(items.iter().filter_map(one)),
-            Some(d @ Value::Object(_)) => found.extend(one(d)),
-            _ => {}
+    [
+        doc.config,
+        doc.layers,
+        doc.blobs,
+        doc.manifests,
+        doc.subject,
+    ]
+    .iter()
+    .flat_map(|field| field.0.iter())
+    .filter_map(one)
+    .collect()
+}
+
+/// The fields of a manifest that name blobs; every other field is skipped
+/// unread.
+#[derive(serde::Deserialize)]
+struct Named {
+    #[serde(default)]
+    config: Descriptors,
+    #[serde(default)]
+    layers: Descriptors,
+    #[serde(default)]
+    blobs: Descriptors,
+    #[serde(default)]
+    manifests: Descriptors,
+    #[serde(default)]
+    subject: Descriptors,
+}
+
+/// A descriptor's digest; its other fields are skipped unread.
+#[derive(serde::Deserialize)]
+struct Descriptor {
+    #[serde(default)]
+    digest: Option<serde_json::Value>,
+}
+
+/// One descriptor or a list of them, as a field may hold either; anything
+/// else names nothing.
+#[derive(Default)]
+struct Descriptors(Vec<Descriptor>);
+
+impl<'de> serde::Deserialize<'de> for Descriptors {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor, value::MapAccessDeserializer};
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Descriptors;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a descriptor or a list of descriptors")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Descriptors, M::Error> {
+                let one = serde::Deserialize::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Descriptors(vec![one]))
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Descriptors, S::Error> {
+                // A list of anything: its objects are descriptors.
+                let mut all = Vec::new();
+                while let Some(item) = seq.next_element::<Descriptors>()? {
+                    all.extend(item.0);
+                }
+                Ok(Descriptors(all))
+            }
+            fn visit_unit<E>(self) -> Result<Descriptors, E> {
+                Ok(Descriptors::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Descriptors, E> {
+                Ok(Descriptors::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Descriptors, E> {
+                Ok(Descriptors::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Descriptors, E> {
+                Ok(Descriptors::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Descriptors, E> {
+                Ok(Descriptors::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Descriptors, E> {
+                Ok(Descriptors::default())
+            }
         }
+        d.deserialize_any(Visit)
     }
-    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn references_names_every_descriptor_field_and_skips_the_rest() {
+        let doc = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "x", "digest": d('a'), "size": 1},
+            "layers": [{"digest": d('b')}, "junk", 7, {"digest": 3}, {"digest": d('c')}],
+            "manifests": [{"digest": d('e'), "platform": {"os": "linux"}}],
+            "subject": {"digest": d('f')},
+            "annotations": {"big": "x".repeat(1 << 20)},
+        });
+        let named: Vec<String> = references(doc.to_string().as_bytes())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(named, [d('a'), d('b'), d('c'), d('e'), d('f')]);
+        assert!(references(b"not json").is_empty());
+        assert!(references(b"[1,2]").is_empty());
+    }
 }

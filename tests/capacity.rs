@@ -32,6 +32,18 @@ fn serve(dir: &Path, config: &str) -> Served {
     Served::start(&[path.to_str().unwrap()], &[])
 }
 
+/// A single registry with its data under `dir` and `extra` configuration.
+fn serve_single(dir: &Path, extra: &str) -> Served {
+    let root = dir.display();
+    serve(
+        dir,
+        &format!(
+            "http:\n  addr: 127.0.0.1:0\n\
+             storage: {{ filesystem: {{ rootdirectory: {root}/data }} }}\n{extra}"
+        ),
+    )
+}
+
 fn htpasswd(dir: &Path, user: &str, password: &str) -> String {
     let out = wharf_run(
         &["htpasswd", user, "--password-stdin", "--cost", "4"],
@@ -372,15 +384,7 @@ async fn a_single_registry_keeps_serving_a_legitimate_client_while_hundreds_are_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_past_its_share_gets_429_with_retry_after_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        &format!(
-            "http:\n  addr: 127.0.0.1:0\n\
-             storage: {{ filesystem: {{ rootdirectory: {}/data }} }}\n\
-             limits: {{ client_requests: 2 }}\n",
-            dir.path().display()
-        ),
-    );
+    let server = serve_single(dir.path(), "limits: { client_requests: 2 }\n");
     let to = server.addr();
     let digest = push_blob(to, "localhost", None, "big", &random_bytes(16 << 20)).await;
     let _a = hold(
@@ -415,14 +419,9 @@ async fn a_client_past_its_share_gets_429_with_retry_after_and_others_are_served
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_registry_answers_503_and_a_stalled_reader_gives_its_instance_back() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
+    let server = serve_single(
         dir.path(),
-        &format!(
-            "http:\n  addr: 127.0.0.1:0\n\
-             storage: {{ filesystem: {{ rootdirectory: {}/data }} }}\n\
-             capacity: {{ instances: 2, queue_timeout: 500ms, idle_timeout: 2s }}\n",
-            dir.path().display()
-        ),
+        "capacity: { instances: 2, queue_timeout: 500ms, idle_timeout: 2s }\n",
     );
     let to = server.addr();
     let digest = push_blob(to, "localhost", None, "big", &random_bytes(32 << 20)).await;
@@ -481,14 +480,9 @@ async fn a_full_registry_answers_503_and_a_stalled_reader_gives_its_instance_bac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_stops_arriving_is_cut_and_frees_its_instance() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
+    let server = serve_single(
         dir.path(),
-        &format!(
-            "http:\n  addr: 127.0.0.1:0\n\
-             storage: {{ filesystem: {{ rootdirectory: {}/data }} }}\n\
-             capacity: {{ instances: 2, queue_timeout: 500ms, idle_timeout: 2s }}\n",
-            dir.path().display()
-        ),
+        "capacity: { instances: 2, queue_timeout: 500ms, idle_timeout: 2s }\n",
     );
     let to = server.addr();
     let mut stalled = Vec::new();
@@ -603,14 +597,9 @@ async fn wrong_passwords_hold_no_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_guest_memory_budget_is_503_and_small_requests_still_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
+    let server = serve_single(
         dir.path(),
-        &format!(
-            "http:\n  addr: 127.0.0.1:0\n\
-             storage: {{ filesystem: {{ rootdirectory: {}/data }} }}\n\
-             capacity: {{ guest_memory_bytes: 6291456, queue_timeout: 500ms }}\n",
-            dir.path().display()
-        ),
+        "capacity: { guest_memory_bytes: 6291456, queue_timeout: 500ms }\n",
     );
     let to = server.addr();
     // A 3 MiB manifest needs more guest memory than the 6 MiB budget has
@@ -641,15 +630,7 @@ async fn an_exhausted_guest_memory_budget_is_503_and_small_requests_still_pass()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_connections_carry_at_most_the_configured_streams() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        dir.path(),
-        &format!(
-            "http:\n  addr: 127.0.0.1:0\n\
-             storage: {{ filesystem: {{ rootdirectory: {}/data }} }}\n\
-             capacity: {{ http2_streams: 7 }}\n",
-            dir.path().display()
-        ),
-    );
+    let server = serve_single(dir.path(), "capacity: { http2_streams: 7 }\n");
     let mut stream = connect_from(client(1), server.addr()).await;
     // The HTTP/2 preface and an empty SETTINGS frame (prior knowledge, h2c).
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();

@@ -12,10 +12,9 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
-use http::{Reply, parse_reply};
+use http::Reply;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +23,8 @@ use support::{Wharf, random_bytes, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// One request on a fresh connection; `None` if the server went away.
+/// One request on a fresh connection; `None` if the server went away (a
+/// body shorter than its length was cut off by the kill: no reply).
 fn request(
     addr: SocketAddr,
     method: &str,
@@ -32,21 +32,7 @@ fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<Reply> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    // A body shorter than its length was cut off by the kill: no reply.
-    parse_reply(&raw).map(|(reply, _)| reply)
+    http::request(addr, method, path, headers, body)
 }
 
 fn session_path(reply: &Reply) -> Option<String> {

@@ -9,10 +9,9 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
-use http::{Reply, parse_reply};
+use http::Reply;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Barrier;
 use std::time::Duration;
 use support::{Wharf, sha256_digest};
@@ -27,20 +26,7 @@ fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut stream = TcpStream::connect(addr).expect("connect to wharf");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    parse_reply(&raw).expect("a whole response").0
+    http::request(addr, method, path, headers, body).expect("a whole response")
 }
 
 /// A manifest PUT by tag stores the manifest and then sets the tag; a DELETE

@@ -2,6 +2,36 @@
 //! HTTP by hand (to send what a client library would refuse, or to see
 //! exactly what a server killed half way left on the wire).
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// One request on a fresh connection, written whole before the answer is
+/// read; `None` if the server went away or cut the answer short.
+#[allow(dead_code)] // not every test binary that includes this sends requests
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Reply> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    parse_reply(&raw).map(|(reply, _)| reply)
+}
+
 /// A response as read off the wire.
 #[derive(Debug)]
 pub struct Reply {

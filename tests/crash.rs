@@ -12,7 +12,9 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
-use http::Reply;
+// `request` answers `None` when the server went away (a body shorter than
+// its length was cut off by the kill: no reply).
+use http::{Reply, request};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,18 +24,6 @@ use std::time::Duration;
 use support::{Wharf, random_bytes, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// One request on a fresh connection; `None` if the server went away (a
-/// body shorter than its length was cut off by the kill: no reply).
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Option<Reply> {
-    http::request(addr, method, path, headers, body)
-}
 
 fn session_path(reply: &Reply) -> Option<String> {
     let location = reply.header("location")?;

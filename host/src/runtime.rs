@@ -294,14 +294,22 @@ impl Runtime {
         // stream the body; the task owns the store until then. A guest
         // blocked in a host call is not interrupted by the epoch: the timer
         // ends it (dropping the store) at the same deadline.
+        // One value, so that however the task ends (returns, or is
+        // aborted) the store, and with it the pool's instance, is dropped
+        // before the slots that admitted it are given back.
+        let held = Held {
+            store,
+            _slots: slots,
+        };
         let mut task = tokio::task::spawn(async move {
-            // Given back when the instance is gone, however the task ends.
-            let _slots = slots;
+            // The whole value moves into the task, not just the field used.
+            let mut held = held;
+            let store = &mut held.store;
             let run = async {
-                let registry: Registry = pre.instantiate_async(&mut store).await?;
+                let registry: Registry = pre.instantiate_async(&mut *store).await?;
                 registry
                     .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
+                    .call_handle(&mut *store, req, out)
                     .await
             };
             match deadline {
@@ -383,6 +391,13 @@ impl Runtime {
             },
         }
     }
+}
+
+/// A request's store and the slots that admitted it. Fields drop in
+/// order: the instance goes back to the pool before the slots are free.
+struct Held {
+    store: Store<RequestState>,
+    _slots: Slots,
 }
 
 /// Resolves once the client has left a frame of the response untaken for

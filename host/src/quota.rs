@@ -75,7 +75,13 @@ struct Held {
     /// Sessions with a writer open, by directory: the bytes counted for
     /// each, some of which may not have reached its file yet.
     writing: HashMap<PathBuf, u64>,
+    /// When the store was last counted from disk.
+    counted: Option<std::time::Instant>,
 }
+
+/// How often at most a refusal counts the store again from disk: a tenant
+/// at its quota must not make every write walk the whole store.
+const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<S: BlobStore + MetadataStore> Quota<S> {
     /// Hold `inner`, whose data lives under `rootdirectory`, to the limits;
@@ -116,6 +122,7 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
                 held: Mutex::new(Held {
                     bytes: used,
                     writing: HashMap::new(),
+                    counted: None,
                 }),
                 open: Mutex::new(open),
             }),
@@ -154,9 +161,12 @@ impl Shared {
 
     fn reserve_in(&self, held: &mut Held, bytes: u64) -> Result<()> {
         if let Some(limit) = self.storage_bytes {
-            if held.bytes.saturating_add(bytes) > limit {
+            if held.bytes.saturating_add(bytes) > limit
+                && held.counted.is_none_or(|at| at.elapsed() >= RECOUNT_EVERY)
+            {
                 // Space may have been given back behind our back.
                 held.bytes = held_bytes(&self.blobs, &self.repositories, &held.writing)?;
+                held.counted = Some(std::time::Instant::now());
             }
             if held.bytes.saturating_add(bytes) > limit {
                 tracing::info!(

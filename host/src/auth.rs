@@ -15,7 +15,7 @@ use crate::bindings::auth::Host;
 pub use crate::bindings::auth::{Action, Verdict};
 use crate::state::RequestState;
 use futures::future::BoxFuture;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Who sent the current request, as far as the host knows.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,19 @@ pub struct Caller {
     pub credentials: Option<String>,
     /// The client's address (the TCP peer).
     pub peer: Option<SocketAddr>,
+}
+
+/// The client an address belongs to, for limits counted per client: the
+/// IP address, or for IPv6 its /64 (a host is usually handed a whole /64,
+/// so each of its addresses would otherwise get an allowance of its own).
+pub fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
 }
 
 /// Who the caller proved to be.

@@ -132,8 +132,9 @@ impl TenantGate {
         }
     }
 
-    /// A slot for one more request from `ip`, or the refusal if it already
-    /// has `client_requests` in flight. Taken at once, never waited for.
+    /// A slot for one more request from the client `ip` (an address as
+    /// `auth::client_of` groups them), or the refusal if it already has
+    /// `client_requests` in flight. Taken at once, never waited for.
     pub fn client(&self, ip: IpAddr) -> Result<ClientSlot, Refusal> {
         let mut clients = lock(&self.clients);
         let n = clients.entry(ip).or_insert(0);

@@ -23,7 +23,7 @@
 //! This module knows the file and the `Authorization` header, and nothing of
 //! registries: an authenticated user may do everything, as with registry:2.
 
-use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict};
+use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict, client_of as client};
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use sha2::Digest as _;
@@ -215,17 +215,14 @@ fn count_failure<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Failures>
     f.last = Instant::now();
 }
 
-/// Who a failure is counted against: the IP address, or for IPv6 its /64
-/// (a host is usually handed a whole /64, so each of its addresses would
-/// otherwise get an allowance of its own).
-fn client(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-    }
+/// The bcrypt verifications that may run at once, for every tenant: one
+/// per core.
+fn verifications() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(cores)
+    })
 }
 
 impl Htpasswd {
@@ -319,6 +316,12 @@ impl Shared {
                 Some(hash) => (hash.clone(), true),
                 None => (loaded.dummy.hash.clone(), false),
             }
+        };
+        // At most one bcrypt per core in the whole process, in arrival
+        // order: wrong passwords from many clients cannot take the blocking
+        // pool (which every tenant's storage work shares) or the CPU.
+        let Ok(_turn) = verifications().acquire().await else {
+            return Verdict::Challenge(self.challenge.clone());
         };
         let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await

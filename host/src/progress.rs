@@ -10,21 +10,24 @@
 //!   its whole body before reading the answer then reads the answer,
 //!   instead of a reset connection.
 //! - [`Progress`] is shared between the response body (which marks when
-//!   it hands hyper bytes and when hyper comes back for more) and the
-//!   runtime, which stops the instance once hyper has not come back for
-//!   the idle timeout: the client stopped reading. Hyper pulls the body
-//!   only as the socket drains, so a frame handed over and not followed
-//!   by another pull means the client took nothing.
+//!   it hands hyper a frame and when hyper comes back for more), the
+//!   connection ([`Tracked`] marks every write to the socket) and the
+//!   runtime, which stops the instance once a frame has been waiting and
+//!   the socket has taken nothing for the idle timeout: the client stopped
+//!   reading. A slow but steady reader keeps the socket moving, however
+//!   large the frames.
 //!
 //! This module knows bodies and clocks, nothing of wasm or OCI.
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 /// The most bytes of an unread request body read and thrown away after
@@ -140,24 +143,114 @@ async fn drain(mut body: Incoming) {
     let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
 
+/// When a connection last wrote to its socket.
+pub struct Written {
+    start: Instant,
+    /// Milliseconds after `start`.
+    at: AtomicU64,
+}
+
+impl Written {
+    pub fn new() -> Arc<Written> {
+        Arc::new(Written {
+            start: Instant::now(),
+            at: AtomicU64::new(0),
+        })
+    }
+
+    fn mark(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.at.store(now, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.at.load(Ordering::Relaxed))
+    }
+}
+
+/// A connection's transport that marks each write in [`Written`].
+pub struct Tracked<I> {
+    inner: I,
+    written: Arc<Written>,
+}
+
+impl<I> Tracked<I> {
+    pub fn new(inner: I, written: Arc<Written>) -> Tracked<I> {
+        Tracked { inner, written }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.written.mark();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.written.mark();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// How a response body is being taken by the client.
 pub struct Progress {
     start: Instant,
     /// Milliseconds after `start` when a frame was handed to hyper and
     /// hyper has not asked for the next one since; 0: not waiting.
     handed: AtomicU64,
-    /// Told when the client stopped reading, to close an HTTP/1
-    /// connection whose socket no longer drains.
-    cut: Option<Arc<Notify>>,
+    /// The connection's writes: a frame waiting while the socket still
+    /// drains is a slow reader, not a stalled one.
+    written: Arc<Written>,
+    /// Told when the client stopped reading, to close its connection (an
+    /// HTTP/2 one too: its stalled stream would otherwise keep the frames
+    /// it was handed).
+    cut: Arc<Notify>,
 }
 
 impl Progress {
-    /// `cut`: the connection to close when the reader is found stalled
-    /// (HTTP/1; an HTTP/2 stream is reset instead).
-    pub fn new(cut: Option<Arc<Notify>>) -> Arc<Progress> {
+    /// `written`: the connection's writes; `cut`: the connection to close
+    /// when the reader is found stalled.
+    pub fn new(written: Arc<Written>, cut: Arc<Notify>) -> Arc<Progress> {
         Arc::new(Progress {
             start: Instant::now(),
             handed: AtomicU64::new(0),
+            written,
             cut,
         })
     }
@@ -177,17 +270,20 @@ impl Progress {
         self.handed.store(self.now(), Ordering::Relaxed);
     }
 
-    /// How long the client has left the last frame untaken, if it has.
+    /// How long the client has left a frame untaken with nothing taken off
+    /// the socket meanwhile, if it has.
     pub fn stalled_for(&self) -> Option<Duration> {
         let handed = self.handed.load(Ordering::Relaxed);
-        (handed != 0).then(|| Duration::from_millis(self.now().saturating_sub(handed)))
+        if handed == 0 {
+            return None;
+        }
+        let since = (self.start + Duration::from_millis(handed)).max(self.written.last());
+        Some(since.elapsed())
     }
 
     /// Close the connection of a client that stopped reading.
     pub fn cut(&self) {
-        if let Some(cut) = &self.cut {
-            cut.notify_one();
-        }
+        self.cut.notify_one();
     }
 }
 
@@ -197,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_frame_not_followed_by_a_poll_is_a_stall_and_a_poll_clears_it() {
-        let p = Progress::new(None);
+        let p = Progress::new(Written::new(), Arc::new(Notify::new()));
         assert_eq!(p.stalled_for(), None);
         p.handed();
         std::thread::sleep(Duration::from_millis(20));
@@ -207,9 +303,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_socket_that_still_drains_is_a_slow_reader_not_a_stalled_one() {
+        let written = Written::new();
+        let p = Progress::new(written.clone(), Arc::new(Notify::new()));
+        p.handed();
+        std::thread::sleep(Duration::from_millis(30));
+        let (mut near, mut far) = tokio::io::duplex(64);
+        let mut tracked = Tracked::new(&mut near, written);
+        tokio::io::AsyncWriteExt::write_all(&mut tracked, b"some bytes")
+            .await
+            .unwrap();
+        assert!(p.stalled_for().unwrap() < Duration::from_millis(25));
+        let mut buf = [0u8; 10];
+        tokio::io::AsyncReadExt::read_exact(&mut far, &mut buf)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn cut_wakes_the_connection() {
         let notify = Arc::new(Notify::new());
-        let p = Progress::new(Some(notify.clone()));
+        let p = Progress::new(Written::new(), notify.clone());
         p.cut();
         tokio::time::timeout(Duration::from_secs(1), notify.notified())
             .await

@@ -19,13 +19,13 @@
 //! connections close), request heads are limited in bytes and header
 //! count (431 beyond), and response bodies are pulled by hyper only as the
 //! socket drains, so a client that stops reading pins a few 4 MiB
-//! windows at most. An HTTP/2 connection carries at most
+//! windows, until the idle timeout closes its connection. An HTTP/2 connection carries at most
 //! `capacity.http2_streams` requests at once.
 
 use crate::auth::Caller;
 use crate::capacity::{Admission, Refusal};
 use crate::guest_memory::Overloaded;
-use crate::progress::{Progress, RequestBody};
+use crate::progress::{Progress, RequestBody, Tracked, Written};
 use crate::runtime::Current;
 use crate::tenants::Tenants;
 use crate::tls::Tls;
@@ -164,6 +164,8 @@ impl Server {
         // HTTP/1 connection whose socket no longer drains is closed.
         let cut = Arc::new(Notify::new());
         let cut_request = cut.clone();
+        let written = Written::new();
+        let written_request = written.clone();
         // Set by the first request: until then the connection is on the
         // clock (hyper's own header timeout starts only once it knows the
         // connection speaks HTTP/1, not while it tells HTTP/1 from HTTP/2).
@@ -173,9 +175,12 @@ impl Server {
             let server = server.clone();
             let transport = transport.clone();
             let cut = cut_request.clone();
+            let written = written_request.clone();
             first.store(true, Ordering::Release);
             async move {
-                Ok::<_, std::convert::Infallible>(server.handle(req, ends, transport, cut).await)
+                Ok::<_, std::convert::Infallible>(
+                    server.handle(req, ends, transport, cut, written).await,
+                )
             }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -190,7 +195,7 @@ impl Server {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(http2_streams);
-        let connection = builder.serve_connection(TokioIo::new(io), service);
+        let connection = builder.serve_connection(TokioIo::new(Tracked::new(io, written)), service);
         tokio::pin!(connection);
         let result = tokio::select! {
             result = &mut connection => result,
@@ -224,6 +229,7 @@ impl Server {
         ends: Ends,
         transport: Transport,
         cut: Arc<Notify>,
+        written: Arc<Written>,
     ) -> Response<LoggedBody> {
         let peer = ends.peer;
         let started = Instant::now();
@@ -252,10 +258,9 @@ impl Server {
             credentials,
             peer: Some(peer),
         };
-        // An HTTP/1 connection is closed when its client stops reading; an
-        // HTTP/2 stream is reset instead, the connection's other streams
-        // unharmed.
-        let progress = Progress::new((req.version() != Version::HTTP_2).then_some(cut));
+        // A connection whose client stops reading is closed, HTTP/2 too:
+        // a stalled stream would keep the frames it was handed.
+        let progress = Progress::new(written, cut);
         let response = self
             .respond(req, ends, transport, caller, &mut line, progress.clone())
             .await;
@@ -350,7 +355,7 @@ impl Server {
         }
         // A client's slot first, so that one client cannot queue bcrypt
         // work or instances in front of everyone else.
-        let client = match tenant.gate.client(ends.peer.ip()) {
+        let client = match tenant.gate.client(crate::auth::client_of(ends.peer.ip())) {
             Ok(slot) => slot,
             Err(refusal) => return refused(&tenant.name, line, &refusal),
         };

@@ -268,18 +268,7 @@ impl Htpasswd {
 
 impl Authenticator for Htpasswd {
     fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
-        Box::pin(async move {
-            if caller.credentials.is_none() {
-                return Ok(Identity::Anonymous);
-            }
-            match self.shared.clone().authenticate(caller).await {
-                Verdict::Allow(Some(user)) => Ok(Identity::User(user)),
-                Verdict::Allow(None) => Ok(Identity::Anonymous),
-                Verdict::Challenge(challenge) | Verdict::Deny(challenge) => {
-                    Err(Refused { challenge })
-                }
-            }
-        })
+        Box::pin(self.shared.clone().authenticate(caller))
     }
 
     /// Every authenticated user may do everything, as with registry:2;
@@ -293,15 +282,19 @@ impl Authenticator for Htpasswd {
 }
 
 impl Shared {
-    async fn authenticate(self: Arc<Self>, caller: &Caller) -> Verdict {
+    /// Who `caller`'s credentials prove them to be: anonymous without any,
+    /// a user with the right password, refused otherwise.
+    async fn authenticate(self: Arc<Self>, caller: &Caller) -> Result<Identity, Refused> {
+        let Some(credentials) = caller.credentials.as_deref() else {
+            return Ok(Identity::Anonymous);
+        };
         let generation = self.refresh();
-        let Some((user, password)) = caller.credentials.as_deref().and_then(basic_credentials)
-        else {
-            return Verdict::Challenge(self.challenge.clone());
+        let Some((user, password)) = basic_credentials(credentials) else {
+            return Err(self.refused());
         };
         let key = self.cache_key(&user, &password);
         if self.cached(&key, generation) {
-            return Verdict::Allow(Some(user));
+            return Ok(Identity::User(user));
         }
         let ip = caller.peer.map(|p| p.ip());
         if let Some(ip) = ip
@@ -321,7 +314,7 @@ impl Shared {
         // order: wrong passwords from many clients cannot take the blocking
         // pool (which every tenant's storage work shares) or the CPU.
         let Ok(_turn) = verifications().acquire().await else {
-            return Verdict::Challenge(self.challenge.clone());
+            return Err(self.refused());
         };
         let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
@@ -335,13 +328,20 @@ impl Shared {
                 // guesses at other users' passwords.
                 lock(&self.failures).by_user.remove(&(ip, user.clone()));
             }
-            Verdict::Allow(Some(user))
+            Ok(Identity::User(user))
         } else {
             tracing::info!(user, peer = ?caller.peer, "authentication failed");
             if let Some(ip) = ip {
                 self.record_failure(ip, user);
             }
-            Verdict::Challenge(self.challenge.clone())
+            Err(self.refused())
+        }
+    }
+
+    /// The answer to credentials that prove nothing: log in again.
+    fn refused(&self) -> Refused {
+        Refused {
+            challenge: self.challenge.clone(),
         }
     }
 

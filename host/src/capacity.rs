@@ -63,9 +63,9 @@ pub struct TenantGate {
 /// The slots a request holds; dropped when its instance is gone.
 #[must_use = "the slots are given back when this is dropped"]
 pub struct Slots {
-    _client: Option<ClientSlot>,
-    _tenant: Option<OwnedSemaphorePermit>,
-    _instance: Option<OwnedSemaphorePermit>,
+    _client: ClientSlot,
+    _tenant: OwnedSemaphorePermit,
+    _instance: OwnedSemaphorePermit,
 }
 
 /// A client's slot in its tenant.
@@ -96,11 +96,7 @@ impl Admission {
 
     /// Wait (at most the queue timeout) for a slot in `tenant` and one in
     /// the process; `client` was taken by the caller first.
-    pub async fn admit(
-        &self,
-        tenant: &TenantGate,
-        client: Option<ClientSlot>,
-    ) -> Result<Slots, Refusal> {
+    pub async fn admit(&self, tenant: &TenantGate, client: ClientSlot) -> Result<Slots, Refusal> {
         let wait = async {
             let tenant = tenant.requests.clone().acquire_owned().await.ok()?;
             let instance = self.instances.clone().acquire_owned().await.ok()?;
@@ -109,8 +105,8 @@ impl Admission {
         match tokio::time::timeout(self.queue_timeout, wait).await {
             Ok(Some((tenant, instance))) => Ok(Slots {
                 _client: client,
-                _tenant: Some(tenant),
-                _instance: Some(instance),
+                _tenant: tenant,
+                _instance: instance,
             }),
             _ => Err(Refusal::Busy(self.queue_timeout)),
         }
@@ -185,15 +181,29 @@ mod tests {
         let admission = Admission::new(3, Duration::from_millis(50));
         let acme = TenantGate::new(2, 10);
         let globex = TenantGate::new(2, 10);
-        let _a1 = admission.admit(&acme, None).await.unwrap();
-        let _a2 = admission.admit(&acme, None).await.unwrap();
+        let _a1 = admission
+            .admit(&acme, acme.client(A).unwrap())
+            .await
+            .unwrap();
+        let _a2 = admission
+            .admit(&acme, acme.client(A).unwrap())
+            .await
+            .unwrap();
         assert_eq!(
-            admission.admit(&acme, None).await.err(),
+            admission.admit(&acme, acme.client(A).unwrap()).await.err(),
             Some(Refusal::Busy(Duration::from_millis(50)))
         );
-        let _g1 = admission.admit(&globex, None).await.unwrap();
+        let _g1 = admission
+            .admit(&globex, globex.client(A).unwrap())
+            .await
+            .unwrap();
         // The process is full now: globex waits too.
-        assert!(admission.admit(&globex, None).await.is_err());
+        assert!(
+            admission
+                .admit(&globex, globex.client(A).unwrap())
+                .await
+                .is_err()
+        );
         assert_eq!(admission.free(), 0);
     }
 
@@ -201,10 +211,18 @@ mod tests {
     async fn a_waiting_request_gets_the_slot_given_back() {
         let admission = Arc::new(Admission::new(1, Duration::from_secs(5)));
         let gate = Arc::new(TenantGate::new(5, 5));
-        let held = admission.admit(&gate, None).await.unwrap();
+        let held = admission
+            .admit(&gate, gate.client(A).unwrap())
+            .await
+            .unwrap();
         let waiter = {
             let (admission, gate) = (admission.clone(), gate.clone());
-            tokio::spawn(async move { admission.admit(&gate, None).await.is_ok() })
+            tokio::spawn(async move {
+                admission
+                    .admit(&gate, gate.client(A).unwrap())
+                    .await
+                    .is_ok()
+            })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(held);

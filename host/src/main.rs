@@ -198,7 +198,6 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         max_memory_bytes: max_memory,
         guest_memory_bytes,
         queue_timeout: capacity.queue_timeout,
-        idle_timeout: capacity.idle_timeout,
     })?);
     let source = match component {
         Some(path) => reload::Source::File(path),

@@ -241,18 +241,37 @@ pub struct Progress {
     /// HTTP/2 one too: its stalled stream would otherwise keep the frames
     /// it was handed).
     cut: Arc<Notify>,
+    /// How long the client may take nothing before it counts as stalled.
+    idle: Duration,
 }
 
 impl Progress {
     /// `written`: the connection's writes; `cut`: the connection to close
-    /// when the reader is found stalled.
-    pub fn new(written: Arc<Written>, cut: Arc<Notify>) -> Arc<Progress> {
+    /// when the reader is found stalled after `idle`.
+    pub fn new(written: Arc<Written>, cut: Arc<Notify>, idle: Duration) -> Arc<Progress> {
         Arc::new(Progress {
             start: Instant::now(),
             handed: AtomicU64::new(0),
             written,
             cut,
+            idle,
         })
+    }
+
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// Resolves once the client has left a frame untaken, with nothing
+    /// taken off the socket, for the idle timeout.
+    pub async fn stalled(&self) {
+        let tick = (self.idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(tick).await;
+            if self.stalled_for().is_some_and(|d| d >= self.idle) {
+                return;
+            }
+        }
     }
 
     fn now(&self) -> u64 {
@@ -293,7 +312,11 @@ mod tests {
 
     #[test]
     fn a_frame_not_followed_by_a_poll_is_a_stall_and_a_poll_clears_it() {
-        let p = Progress::new(Written::new(), Arc::new(Notify::new()));
+        let p = Progress::new(
+            Written::new(),
+            Arc::new(Notify::new()),
+            Duration::from_secs(60),
+        );
         assert_eq!(p.stalled_for(), None);
         p.handed();
         std::thread::sleep(Duration::from_millis(20));
@@ -305,7 +328,11 @@ mod tests {
     #[tokio::test]
     async fn a_socket_that_still_drains_is_a_slow_reader_not_a_stalled_one() {
         let written = Written::new();
-        let p = Progress::new(written.clone(), Arc::new(Notify::new()));
+        let p = Progress::new(
+            written.clone(),
+            Arc::new(Notify::new()),
+            Duration::from_secs(60),
+        );
         p.handed();
         std::thread::sleep(Duration::from_millis(30));
         let (mut near, mut far) = tokio::io::duplex(64);
@@ -323,7 +350,7 @@ mod tests {
     #[tokio::test]
     async fn cut_wakes_the_connection() {
         let notify = Arc::new(Notify::new());
-        let p = Progress::new(Written::new(), notify.clone());
+        let p = Progress::new(Written::new(), notify.clone(), Duration::from_secs(60));
         p.cut();
         tokio::time::timeout(Duration::from_secs(1), notify.notified())
             .await

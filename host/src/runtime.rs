@@ -75,8 +75,6 @@ pub struct Sandbox {
     budget: Arc<MemoryBudget>,
     /// How long a request waits for memory from the budget.
     queue_timeout: Duration,
-    /// How long a client may leave a response body untaken.
-    idle_timeout: Duration,
 }
 
 /// How many requests the sandbox serves at once, and with what.
@@ -89,7 +87,6 @@ pub struct Sizing {
     /// Linear memory all instances together may hold.
     pub guest_memory_bytes: u64,
     pub queue_timeout: Duration,
-    pub idle_timeout: Duration,
 }
 
 impl Sandbox {
@@ -144,7 +141,6 @@ impl Sandbox {
             engine,
             budget: MemoryBudget::new(sizing.guest_memory_bytes),
             queue_timeout: sizing.queue_timeout,
-            idle_timeout: sizing.idle_timeout,
         })
     }
 
@@ -179,7 +175,6 @@ impl Sandbox {
             pre,
             budget: self.budget.clone(),
             queue_timeout: self.queue_timeout,
-            idle_timeout: self.idle_timeout,
         })
     }
 }
@@ -225,7 +220,6 @@ pub struct Runtime {
     pre: RegistryPre<RequestState>,
     budget: Arc<MemoryBudget>,
     queue_timeout: Duration,
-    idle_timeout: Duration,
 }
 
 /// The runtime new requests use; replaced by a reload.
@@ -356,16 +350,15 @@ impl Runtime {
                 // The head is out; a failure while streaming the body can
                 // only cut the connection now, and is logged here.
                 let tenant = tenant.name.clone();
-                let idle = self.idle_timeout;
                 tokio::spawn(async move {
                     let ended = tokio::select! {
                         ended = &mut task => ended,
-                        () = stalled(&progress, idle) => {
+                        () = progress.stalled() => {
                             // Dropping the store frees the instance and its slots.
                             task.abort();
                             tracing::info!(
                                 tenant,
-                                idle = ?idle,
+                                idle = ?progress.idle(),
                                 "the client took nothing of the response for the idle timeout; \
                                  its instance was stopped and the response cut"
                             );
@@ -398,18 +391,6 @@ impl Runtime {
 struct Held {
     store: Store<RequestState>,
     _slots: Slots,
-}
-
-/// Resolves once the client has left a frame of the response untaken for
-/// `idle`.
-async fn stalled(progress: &Progress, idle: Duration) {
-    let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    loop {
-        tokio::time::sleep(tick).await;
-        if progress.stalled_for().is_some_and(|d| d >= idle) {
-            return;
-        }
-    }
 }
 
 /// A guest failed after its response head was sent: the client sees the

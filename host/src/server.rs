@@ -19,8 +19,8 @@
 //! connections close), request heads are limited in bytes and header
 //! count (431 beyond), and response bodies are pulled by hyper only as the
 //! socket drains, so a client that stops reading pins a few 4 MiB
-//! windows, until the idle timeout closes its connection. An HTTP/2 connection carries at most
-//! `capacity.http2_streams` requests at once.
+//! windows, until the idle timeout closes its connection. An HTTP/2
+//! connection carries at most `capacity.http2_streams` requests at once.
 
 use crate::auth::Caller;
 use crate::capacity::{Admission, Refusal};
@@ -160,8 +160,8 @@ impl Server {
     {
         let server = self;
         let http2_streams = server.http2_streams;
-        // Told when a request finds its client has stopped reading: an
-        // HTTP/1 connection whose socket no longer drains is closed.
+        // Told when a request finds its client has stopped reading: the
+        // connection, whose socket no longer drains, is closed.
         let cut = Arc::new(Notify::new());
         let cut_request = cut.clone();
         let written = Written::new();
@@ -197,25 +197,22 @@ impl Server {
             .max_concurrent_streams(http2_streams);
         let connection = builder.serve_connection(TokioIo::new(Tracked::new(io, written)), service);
         tokio::pin!(connection);
+        // Resolves only if no request came within the header read time.
+        let silent = async {
+            tokio::time::sleep(limits.header_read).await;
+            if spoke.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
         let result = tokio::select! {
             result = &mut connection => result,
             () = cut.notified() => {
                 tracing::info!(peer = %ends.peer, "closing the connection of a client that stopped reading");
                 return;
             }
-            _ = tokio::time::sleep(limits.header_read) => {
-                if spoke.load(Ordering::Acquire) {
-                    tokio::select! {
-                        result = &mut connection => result,
-                        () = cut.notified() => {
-                            tracing::info!(peer = %ends.peer, "closing the connection of a client that stopped reading");
-                            return;
-                        }
-                    }
-                } else {
-                    tracing::info!(peer = %ends.peer, "closing a connection that sent no request in time");
-                    return;
-                }
+            () = silent => {
+                tracing::info!(peer = %ends.peer, "closing a connection that sent no request in time");
+                return;
             }
         };
         if let Err(e) = result {
@@ -260,7 +257,7 @@ impl Server {
         };
         // A connection whose client stops reading is closed, HTTP/2 too:
         // a stalled stream would keep the frames it was handed.
-        let progress = Progress::new(written, cut);
+        let progress = Progress::new(written, cut, self.idle_timeout);
         let response = self
             .respond(req, ends, transport, caller, &mut line, progress.clone())
             .await;
@@ -375,58 +372,49 @@ impl Server {
         };
         drop(caller);
         line.user = identity.user().map(str::to_string);
-        let slots = match self.admission.admit(&tenant.gate, Some(client)).await {
+        let slots = match self.admission.admit(&tenant.gate, client).await {
             Ok(slots) => slots,
             Err(refusal) => return refused(&tenant.name, line, &refusal),
         };
         let runtime = self.runtime.get();
-        match runtime
+        let e = match runtime
             .handle(req, &tenant, identity, https, slots, progress)
             .await
         {
-            Ok(response) => response,
-            Err(e) if e.chain().any(|c| c.is::<Overloaded>()) => {
-                tracing::warn!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request refused: guest memory budget exhausted");
-                busy(
-                    &e.chain()
-                        .find_map(|c| c.downcast_ref::<Overloaded>())
-                        .map_or_else(String::new, ToString::to_string),
-                )
-            }
-            Err(e) => {
-                tracing::error!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request failed in the component");
-                oci_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN",
-                    "internal server error: the request failed inside the registry; see the server log",
-                )
-            }
+            Ok(response) => return response,
+            Err(e) => e,
+        };
+        if let Some(overloaded) = e.chain().find_map(|c| c.downcast_ref::<Overloaded>()) {
+            tracing::warn!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request refused: guest memory budget exhausted");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                &overloaded.to_string(),
+            );
         }
+        tracing::error!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request failed in the component");
+        oci_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            "internal server error: the request failed inside the registry; see the server log",
+        )
     }
 }
 
 /// The answer to a request that was not admitted.
 fn refused(tenant: &str, line: &Line, refusal: &Refusal) -> Response<HyperOutgoingBody> {
     tracing::warn!(tenant, peer = %line.peer, method = %line.method, path = line.path, reason = %refusal, "request not admitted");
-    match refusal {
-        Refusal::Client(_) => {
-            let mut response = oci_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOOMANYREQUESTS",
-                &refusal.to_string(),
-            );
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
-        Refusal::Busy(_) => busy(&refusal.to_string()),
-    }
+    let (status, code) = match refusal {
+        Refusal::Client(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+        Refusal::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+    };
+    retry_later(status, code, &refusal.to_string())
 }
 
-/// 503 with `Retry-After`: the registry is at capacity, not broken.
-fn busy(message: &str) -> Response<HyperOutgoingBody> {
-    let mut response = oci_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);
+/// An OCI error with `Retry-After`: the registry is at capacity, or the
+/// client past its share, not broken.
+fn retry_later(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
+    let mut response = oci_error(status, code, message);
     response
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -20,7 +20,9 @@ use super::layout::Layout;
 use super::pins::{Pins, references};
 use super::streams::FileRange;
 use super::uploads::{Purged, Sessions, is_stillborn};
-use super::{BlobStore, Manifest, MetadataStore, Page, Result, StorageError, UploadSession, page};
+use super::{
+    BlobStore, Manifest, MetadataStore, Page, Result, StorageError, UploadSession, page, page_kept,
+};
 use std::fs::{self, File};
 use std::hash::BuildHasher;
 use std::io;
@@ -493,24 +495,12 @@ impl MetadataStore for FsStorage {
         if !self.repository_exists(repository) {
             return Ok(None);
         }
-        // Checked one by one, only as far as the page reaches: a tag that
-        // does not resolve is skipped and the next one takes its place.
-        let mut listed = Page::default();
+        // Checked only as far as the page reaches: a tag that does not
+        // resolve is skipped and the next one takes its place.
         let names = sorted_entries(&self.layout.tags(repository))?;
-        for tag in names
-            .into_iter()
-            .filter(|t| after.is_none_or(|after| t.as_str() > after))
-        {
-            if !self.tag_resolves(repository, &tag) {
-                continue;
-            }
-            if listed.entries.len() >= limit as usize {
-                listed.more = true;
-                break;
-            }
-            listed.entries.push(tag);
-        }
-        Ok(Some(listed))
+        Ok(Some(page_kept(names, after, limit, |tag| {
+            self.tag_resolves(repository, tag)
+        })))
     }
 
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page> {

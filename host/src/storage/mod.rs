@@ -50,17 +50,34 @@ pub struct Page {
 }
 
 /// Take up to `limit` names sorting after `after` from a sorted list.
-pub fn page(mut sorted: Vec<String>, after: Option<&str>, limit: u32) -> Page {
-    if let Some(after) = after {
-        sorted.retain(|n| n.as_str() > after);
+pub fn page(sorted: Vec<String>, after: Option<&str>, limit: u32) -> Page {
+    page_kept(sorted, after, limit, |_| true)
+}
+
+/// The same, of the names `keep` accepts. `keep` is asked only as far as
+/// the page reaches (one name past it, to tell whether there are more), so
+/// it may cost a look at storage.
+pub fn page_kept(
+    sorted: Vec<String>,
+    after: Option<&str>,
+    limit: u32,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Page {
+    let mut page = Page::default();
+    let after_start = sorted
+        .into_iter()
+        .filter(|n| after.is_none_or(|after| n.as_str() > after));
+    for name in after_start {
+        if !keep(&name) {
+            continue;
+        }
+        if page.entries.len() >= limit as usize {
+            page.more = true;
+            break;
+        }
+        page.entries.push(name);
     }
-    let limit = limit as usize;
-    let more = sorted.len() > limit;
-    sorted.truncate(limit);
-    Page {
-        entries: sorted,
-        more,
-    }
+    page
 }
 
 /// A manifest as stored.

@@ -340,16 +340,9 @@ async fn requests_held_against_one_tenant_do_not_starve_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_registry_keeps_serving_a_legitimate_client_while_hundreds_are_held() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let server = serve(
-        d,
-        &format!(
-            "http:\n  addr: 127.0.0.1:0\n\
-             storage: {{ filesystem: {{ rootdirectory: {root}/data }} }}\n\
-             capacity: {{ queue_timeout: 1s }}\n\
-             limits: {{ client_requests: 8 }}\n",
-            root = d.display()
-        ),
+    let server = serve_single(
+        dir.path(),
+        "capacity: { queue_timeout: 1s }\nlimits: { client_requests: 8 }\n",
     );
     let to = server.addr();
     let blob = random_bytes(16 << 20);
@@ -534,14 +527,11 @@ async fn wrong_passwords_hold_no_instance() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let auth = htpasswd(d, "alice", "alice-pw");
-    let server = serve(
+    let server = serve_single(
         d,
         &format!(
-            "http:\n  addr: 127.0.0.1:0\n\
-             storage: {{ filesystem: {{ rootdirectory: {root}/data }} }}\n\
-             auth: {{ htpasswd: {{ realm: test, path: {auth} }} }}\n\
-             capacity: {{ instances: 2, queue_timeout: 300ms }}\n",
-            root = d.display()
+            "auth: {{ htpasswd: {{ realm: test, path: {auth} }} }}\n\
+             capacity: {{ instances: 2, queue_timeout: 300ms }}\n"
         ),
     );
     let to = server.addr();

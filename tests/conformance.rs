@@ -897,34 +897,43 @@ mod push {
     }
 
     /// spec: Mounting a blob: "The registry MAY treat the from parameter as
-    /// optional". Without `from`, a blob the repository already has is 201;
-    /// one only another repository has is not disclosed: 202 and a session.
+    /// optional". Without `from`, a blob the repository already has is 201,
+    /// and so is one another repository has that the caller may pull (here
+    /// everyone may pull everything); a blob nowhere to be seen is 202 and
+    /// a session.
     #[tokio::test]
     async fn mount_without_from() {
         let registry = Registry::shared();
+        let mount = |digest: String| {
+            let registry = &registry;
+            async move {
+                registry
+                    .request(
+                        Method::POST,
+                        &format!("/v2/target/blobs/uploads/?mount={digest}"),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
         let here = registry.push_blob("target", b"here").await;
-        let response = registry
-            .request(
-                Method::POST,
-                &format!("/v2/target/blobs/uploads/?mount={here}"),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(mount(here).await.status(), StatusCode::CREATED);
         let elsewhere = registry.push_blob("private", b"elsewhere").await;
-        let response = registry
-            .request(
-                Method::POST,
-                &format!("/v2/target/blobs/uploads/?mount={elsewhere}"),
-            )
+        let response = mount(elsewhere.clone()).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let get = registry
+            .request(Method::GET, &format!("/v2/target/blobs/{elsewhere}"))
             .send()
             .await
             .unwrap();
+        assert_eq!(get.bytes().await.unwrap().as_ref(), b"elsewhere");
+        let missing = sha256_digest(b"nowhere");
+        let response = mount(missing.clone()).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let put = registry
-            .request(Method::PUT, &with_digest(&location(&response), &elsewhere))
-            .body(b"elsewhere".to_vec())
+            .request(Method::PUT, &with_digest(&location(&response), &missing))
+            .body(b"nowhere".to_vec())
             .send()
             .await
             .unwrap();

@@ -3,19 +3,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_guest::blobs::ByteRange;
+use wharf_guest::ranges::{RangeRequest, Resolved};
 use wharf_guest::uploads::parse_content_range;
 
 fuzz_target!(|input: (&str, u64)| {
     let (header, size) = input;
-    match ByteRange::parse(header, size) {
-        Some(ByteRange::Satisfiable { first, last }) => {
+    match RangeRequest::parse(header).and_then(|r| r.resolve(size)) {
+        Some(Resolved::Satisfiable { first, last }) => {
             assert!(
                 first <= last && last < size,
                 "{header:?} {size}: {first}-{last}"
             );
         }
-        Some(ByteRange::Unsatisfiable) | None => {}
+        Some(Resolved::Unsatisfiable) | None => {}
     }
     if let Some(chunk) = parse_content_range(header) {
         assert!(chunk.len >= 1, "{header:?}");

@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use wharf_guest::memory::{AllowAll, Body, Store};
-use wharf_guest::{Capabilities, Method, Request, handle};
+use wharf_guest::memory::{AllowAll, Body, Host, Store};
+use wharf_guest::{Method, Request, handle};
 
 #[derive(Debug, Arbitrary)]
 enum Verb {
@@ -56,12 +56,7 @@ fn path(p: Path) -> String {
 }
 
 fuzz_target!(|requests: Vec<Fuzzed>| {
-    let store = Store::new();
-    let caps = Capabilities {
-        blobs: &store,
-        metadata: &store,
-        auth: &AllowAll,
-    };
+    let host = Host::new(Store::new(), AllowAll);
     for fuzzed in requests.into_iter().take(8) {
         let method = match fuzzed.verb {
             Verb::Get => Method::Get,
@@ -84,7 +79,7 @@ fuzz_target!(|requests: Vec<Fuzzed>| {
             body: Body(fuzzed.body),
         };
         let head = request.method == Method::Head;
-        let response = handle(&caps, request);
+        let response = handle(&host, request);
         assert!((200..600).contains(&response.status), "{}", response.status);
         if response.status >= 400 && !head {
             let wharf_guest::Body::Bytes(bytes) = &response.body else {

@@ -15,7 +15,6 @@ fuzz_target!(|input: (&str, &str)| {
             Shape::Base | Shape::Catalog => assert!(route.name.is_empty()),
             _ => assert!(is_valid_name(&route.name), "{path:?} -> {route:?}"),
         }
-        assert_eq!(route.repository().is_some(), !route.name.is_empty());
     }
     let parsed = Query::parse(Some(query));
     if let Ok(paging) = Paging::from_query(&parsed) {

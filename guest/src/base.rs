@@ -2,17 +2,16 @@
 //! caller passed authorization for the registry; the version header every
 //! response carries is added by [`crate::handle`].
 
-use crate::Capabilities;
-use crate::capabilities::{Auth, Blobs, Metadata};
+use crate::capabilities::Registry;
 use crate::errors::Error;
 use crate::http::{Request, Response};
 use crate::routes::Route;
 
-pub fn get<B: Blobs, M: Metadata, A: Auth>(
-    _caps: &Capabilities<'_, B, M, A>,
+pub fn get<R: Registry>(
+    _catalog: &R::Catalog,
     _route: &Route,
-    _request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    _request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     Ok(Response::new(200).bytes("application/json", b"{}".to_vec()))
 }
 

@@ -7,59 +7,65 @@
 //! `bytes=500-0`). A malformed or multi-range `Range` header is ignored and
 //! the whole blob is served, as RFC 9110 allows; `HEAD` ignores `Range`.
 
-use crate::Capabilities;
-use crate::capabilities::{Auth, Blobs, Metadata};
+use crate::capabilities::{Registry, Repository};
 use crate::digest::Digest;
 use crate::errors::{Code, Error};
 use crate::http::{Body, Method, Request, Response};
+use crate::ranges::RangeRequest;
 use crate::routes::Route;
 
-pub fn get<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+/// One crossing either way: the host checks the link, finds the size and,
+/// for `GET`, opens the range.
+pub fn get<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let digest = parse_digest(&route.param)?;
-    let size = linked_size(caps, &route.name, &digest)?;
+    let to_error = |e| Error::store(e, Code::BlobUnknown, Code::RangeInvalid);
     let response = Response::new(200)
         .header("docker-content-digest", digest.to_string())
         .header("content-type", "application/octet-stream")
         .header("accept-ranges", "bytes");
     if request.method == Method::Head {
+        let size = repo
+            .stat_blob(&digest)
+            .map_err(to_error)?
+            .ok_or_else(|| Error::new(Code::BlobUnknown))?;
         return Ok(response.header("content-length", size.to_string()));
     }
-    let (response, offset, length) =
-        match request.header("range").map(|r| ByteRange::parse(r, size)) {
-            Some(Some(ByteRange::Satisfiable { first, last })) => {
-                let mut response =
-                    response.header("content-range", format!("bytes {first}-{last}/{size}"));
-                response.status = 206;
-                (response, first, last - first + 1)
-            }
-            Some(Some(ByteRange::Unsatisfiable)) => {
-                return Err(Error::new(Code::RangeInvalid)
-                    .header("content-range", format!("bytes */{size}")));
-            }
-            Some(None) | None => (response, 0, size),
-        };
-    let reader = caps
-        .blobs
-        .read(&digest, offset, Some(length))
-        .map_err(|e| Error::store(e, Code::BlobUnknown, Code::RangeInvalid))?;
-    let mut response = response.header("content-length", length.to_string());
-    response.body = Body::Blob(reader);
+    let range = request.header("range").and_then(RangeRequest::parse);
+    let read = repo
+        .read_blob(&digest, range)
+        .map_err(to_error)?
+        .ok_or_else(|| Error::new(Code::BlobUnknown))?;
+    let Some(content) = read.content else {
+        return Err(Error::new(Code::RangeInvalid)
+            .header("content-range", format!("bytes */{}", read.size)));
+    };
+    let mut response = response.header("content-length", read.length.to_string());
+    if read.partial {
+        let last = read.offset + read.length - 1;
+        response = response.header(
+            "content-range",
+            format!("bytes {}-{last}/{}", read.offset, read.size),
+        );
+        response.status = 206;
+    }
+    response.body = Body::Blob(content);
     Ok(response)
 }
 
-pub fn delete<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn delete<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    _request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    _request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let digest = parse_digest(&route.param)?;
-    let unlinked = caps
-        .metadata
-        .unlink_blob(&route.name, &digest)
+    let unlinked = repo
+        .unlink_blob(&digest)
         .map_err(|e| Error::store(e, Code::BlobUnknown, Code::DigestInvalid))?;
     if !unlinked {
         return Err(Error::new(Code::BlobUnknown));
@@ -71,86 +77,6 @@ pub fn delete<B: Blobs, M: Metadata, A: Auth>(
 /// are both 400 `DIGEST_INVALID`.
 pub fn parse_digest(s: &str) -> Result<Digest, Error> {
     Digest::parse(s).map_err(|e| Error::new(Code::DigestInvalid).detail(e.to_string().into()))
-}
-
-/// The blob's size if `repository` may see it: linked there and stored.
-pub fn linked_size<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    repository: &str,
-    digest: &Digest,
-) -> Result<u64, Error> {
-    let to_error = |e| Error::store(e, Code::BlobUnknown, Code::DigestInvalid);
-    if !caps
-        .metadata
-        .blob_linked(repository, digest)
-        .map_err(to_error)?
-    {
-        return Err(Error::new(Code::BlobUnknown));
-    }
-    caps.blobs
-        .stat(digest)
-        .map_err(to_error)?
-        .ok_or_else(|| Error::new(Code::BlobUnknown))
-}
-
-/// A single byte range resolved against a blob of known size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ByteRange {
-    /// Inclusive bounds, both within the blob.
-    Satisfiable {
-        first: u64,
-        last: u64,
-    },
-    Unsatisfiable,
-}
-
-impl ByteRange {
-    /// `None` when the header is not a single well-formed byte range (or
-    /// is a suffix range of an empty blob), i.e. when it is to be ignored.
-    pub fn parse(header: &str, size: u64) -> Option<ByteRange> {
-        let spec = header.trim().strip_prefix("bytes=")?.trim();
-        let (first, last) = spec.split_once('-')?;
-        let number = |s: &str| -> Option<u64> {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            s.parse().ok()
-        };
-        let range = if first.is_empty() {
-            let suffix = number(last)?;
-            if size == 0 {
-                return None;
-            }
-            if suffix == 0 {
-                ByteRange::Unsatisfiable
-            } else {
-                ByteRange::Satisfiable {
-                    first: size.saturating_sub(suffix),
-                    last: size - 1,
-                }
-            }
-        } else {
-            let first = number(first)?;
-            let last = if last.is_empty() {
-                u64::MAX
-            } else {
-                number(last)?
-            };
-            if last < first {
-                // An invalid byte-range-spec: RFC 9110 (14.2) says 416.
-                return Some(ByteRange::Unsatisfiable);
-            }
-            if first >= size {
-                ByteRange::Unsatisfiable
-            } else {
-                ByteRange::Satisfiable {
-                    first,
-                    last: last.min(size - 1),
-                }
-            }
-        };
-        Some(range)
-    }
 }
 
 #[cfg(test)]
@@ -319,55 +245,6 @@ mod tests {
         assert_eq!(
             (response.status, code(&response).as_str()),
             (405, "UNSUPPORTED")
-        );
-    }
-
-    #[test]
-    fn parses_rfc9110_single_ranges() {
-        use ByteRange::*;
-        assert_eq!(
-            ByteRange::parse("bytes=0-4", 10),
-            Some(Satisfiable { first: 0, last: 4 })
-        );
-        assert_eq!(
-            ByteRange::parse("bytes=5-", 10),
-            Some(Satisfiable { first: 5, last: 9 })
-        );
-        assert_eq!(
-            ByteRange::parse("bytes=-3", 10),
-            Some(Satisfiable { first: 7, last: 9 })
-        );
-        assert_eq!(
-            ByteRange::parse("bytes=-30", 10),
-            Some(Satisfiable { first: 0, last: 9 })
-        );
-        assert_eq!(
-            ByteRange::parse("bytes=8-100", 10),
-            Some(Satisfiable { first: 8, last: 9 })
-        );
-        assert_eq!(ByteRange::parse("bytes=10-", 10), Some(Unsatisfiable));
-        assert_eq!(ByteRange::parse("bytes=-0", 10), Some(Unsatisfiable));
-        assert_eq!(ByteRange::parse("bytes=0-0", 0), Some(Unsatisfiable));
-    }
-
-    #[test]
-    fn ignores_malformed_and_multiple_ranges() {
-        for header in [
-            "",
-            "bytes=",
-            "bytes=-",
-            "bytes=a-b",
-            "bytes=0-1,3-4",
-            "items=0-1",
-            "bytes=+1-2",
-            "bytes=99999999999999999999999-",
-        ] {
-            assert_eq!(ByteRange::parse(header, 10), None, "{header}");
-        }
-        assert_eq!(ByteRange::parse("bytes=-5", 0), None);
-        assert_eq!(
-            ByteRange::parse("bytes=5-3", 10),
-            Some(ByteRange::Unsatisfiable)
         );
     }
 }

@@ -1,24 +1,23 @@
 //! `GET /v2/_catalog`: every repository name in lexical order, paginated
 //! with `n` and `last` like the tag list.
 
-use crate::Capabilities;
-use crate::capabilities::{Auth, Blobs, Metadata};
+use crate::capabilities::{Catalog, Registry};
 use crate::errors::{Code, Error};
 use crate::http::{Request, Response};
 use crate::paging::Paging;
 use crate::query::Query;
 use crate::routes::Route;
 
-pub fn list<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn list<R: Registry>(
+    catalog: &R::Catalog,
     _route: &Route,
-    request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let paging = Paging::from_query(&Query::parse(request.query.as_deref()))?;
     let (repositories, more) = paging
         .collect(|after, limit| {
-            caps.metadata
-                .list_repositories(after, limit)
+            catalog
+                .list(after, limit)
                 .map(Some)
                 .map_err(|e| Error::store(e, Code::NameUnknown, Code::Unsupported))
         })?

@@ -133,12 +133,12 @@ impl Error {
         self
     }
 
-    /// The 401 answer to a [`crate::Verdict::Challenge`].
+    /// The 401 answer to a [`crate::Refusal::Challenge`].
     pub fn challenge(www_authenticate: &str) -> Self {
         Error::new(Code::Unauthorized).header("www-authenticate", www_authenticate)
     }
 
-    /// The 403 answer to a [`crate::Verdict::Deny`]; the reason is the detail.
+    /// The 403 answer to a [`crate::Refusal::Deny`]; the reason is the detail.
     pub fn denied(reason: &str) -> Self {
         let detail = if reason.is_empty() {
             serde_json::Value::Null
@@ -162,6 +162,7 @@ impl Error {
             }
             StoreError::Invalid(text) => Error::new(invalid).status(400).detail(text.into()),
             StoreError::LimitExceeded(text) => Error::new(Code::Denied).message(text),
+            StoreError::Denied(text) => Error::denied(&text),
             StoreError::Busy => Error::new(Code::BlobUploadInvalid)
                 .status(409)
                 .message("upload session in use by another request"),

@@ -1,12 +1,14 @@
 //! Wharf's protocol core: the OCI distribution-spec as a plain Rust library.
 //!
-//! [`handle`] turns a [`Request`] into a [`Response`], reaching storage and
-//! credentials only through the [`Blobs`], [`Metadata`] and [`Auth`] traits.
-//! It never touches a file, a socket or a credential itself, and never
-//! panics on input: every bad request becomes an OCI error response.
+//! [`handle`] turns a [`Request`] into a [`Response`], reaching storage only
+//! through the handles a [`Registry`] opens for it: the [`Catalog`], or a
+//! [`Repository`] opened for the access the route needs. It never touches a
+//! file, a socket or a credential itself, and never panics on input: every
+//! bad request becomes an OCI error response.
 //!
 //! The `wharf-component` crate binds these traits to the WIT imports for the
-//! `wasm32-wasip2` component; [`memory`] binds them to an in-memory store, so
+//! `wasm32-wasip2` component, where the host decides what a handle may do;
+//! [`memory`] binds them to an in-memory store that decides the same way, so
 //! the whole protocol is testable natively with `cargo test`.
 
 pub mod base;
@@ -21,6 +23,7 @@ pub mod memory;
 pub mod names;
 pub mod paging;
 pub mod query;
+pub mod ranges;
 pub mod referrers;
 pub mod routes;
 pub mod tags;
@@ -33,45 +36,51 @@ pub use digest::{Algorithm, Digest, DigestError};
 pub use errors::{Code, Error};
 pub use http::{Body, Method, Request, Response};
 
-/// Everything one request may reach: the capabilities the host lent it.
-pub struct Capabilities<'a, B, M, A> {
-    pub blobs: &'a B,
-    pub metadata: &'a M,
-    pub auth: &'a A,
-}
-
 /// Answer one request. Every response, errors included, carries
 /// `docker-distribution-api-version: registry/2.0`; a `HEAD` response never
 /// carries a body.
-pub fn handle<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    request: Request<B::Body>,
-) -> Response<B::Reader> {
+pub fn handle<R: Registry>(registry: &R, request: Request<R::Body>) -> Response<R::Reader> {
     let head = request.method == Method::Head;
-    let mut response = respond(caps, request).unwrap_or_else(Error::into_response);
+    let mut response = respond(registry, request).unwrap_or_else(Error::into_response);
     if head {
         response.body = Body::Empty;
     }
     response.header("docker-distribution-api-version", "registry/2.0")
 }
 
-/// Route, authorize, dispatch.
-fn respond<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+/// Route, open what the route needs, dispatch. Opening is the whole of
+/// authorization: the registry refuses a handle the caller may not hold.
+fn respond<R: Registry>(
+    registry: &R,
+    request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let route = routes::Route::parse(&request.path)?;
-    let entry = routes::lookup::<B, M, A>(&request.method, route.shape)?;
-    match caps.auth.authorize(route.repository(), entry.action) {
-        Verdict::Allow(_) => (entry.handler)(caps, &route, request),
-        Verdict::Challenge(challenge) => Err(Error::challenge(&challenge)),
-        Verdict::Deny(reason) => Err(Error::denied(&reason)),
+    let entry = routes::lookup::<R>(&request.method, route.shape)?;
+    match entry.handler {
+        routes::Handler::Registry(handler) => {
+            let catalog = registry.open_catalog().map_err(refused)?;
+            handler(&catalog, &route, request)
+        }
+        routes::Handler::Repository(access, handler) => {
+            let repository = registry
+                .open_repository(&route.name, access)
+                .map_err(refused)?;
+            handler(registry, &repository, &route, request)
+        }
+    }
+}
+
+fn refused(refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::Challenge(challenge) => Error::challenge(&challenge),
+        Refusal::Deny(reason) => Error::denied(&reason),
+        Refusal::Invalid(reason) => Error::new(Code::NameInvalid).detail(reason.into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::capabilities::Action;
+    use crate::capabilities::Access;
     use crate::http::{Body, Method};
     use crate::memory::{Rules, Store};
     use crate::testing::{Registry, code, header, text};
@@ -120,7 +129,7 @@ mod tests {
 
     #[test]
     fn authenticated_but_not_allowed_is_403_denied() {
-        let rules = Rules::deny().allow(Some("team/app"), Action::Pull);
+        let rules = Rules::deny().allow(Some("team/app"), Access::PULL);
         let registry = Registry::with_auth(Store::new(), rules);
         let push = registry.send(Method::Post, "/v2/team/app/blobs/uploads/", &[], b"");
         assert_eq!((push.status, code(&push).as_str()), (403, "DENIED"));
@@ -132,7 +141,7 @@ mod tests {
     #[test]
     fn authorization_is_asked_with_the_route_action() {
         // Delete alone allows DELETE but neither pull nor push.
-        let rules = Rules::deny().allow(Some("a"), Action::Delete);
+        let rules = Rules::deny().allow(Some("a"), Access::DELETE);
         let registry = Registry::with_auth(Store::new(), rules);
         assert_eq!(registry.delete("/v2/a/manifests/latest").status, 404);
         assert_eq!(registry.get("/v2/a/manifests/latest").status, 403);

@@ -23,11 +23,10 @@
 //! for 413 but names no code); JSON with duplicate keys is refused, since
 //! two parsers could read it differently.
 
-use crate::Capabilities;
-use crate::capabilities::{Auth, Blobs, BodyError, Metadata, RequestBody, StoredManifest};
+use crate::capabilities::{BodyError, Readable, Registry, Repository, StoredManifest};
 use crate::digest::{Algorithm, Digest, DigestError};
 use crate::errors::{Code, Error};
-use crate::http::{Method, Request, Response};
+use crate::http::{Body, Method, Request, Response};
 use crate::names::{Reference, ReferenceError, is_valid_tag};
 use crate::query::Query;
 use crate::routes::Route;
@@ -55,33 +54,39 @@ const DOCKER_SCHEMA1: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
 
-pub fn get<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+/// One crossing: the host resolves the reference and hands over the
+/// manifest's bytes as a stream, which goes to the response unread.
+pub fn get<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
-    let digest = resolve(caps, route)?;
-    let manifest = caps
-        .metadata
-        .get_manifest(&route.name, &digest)
+    request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
+    // A reference that cannot exist (malformed tag or digest) is as
+    // unknown as a missing one.
+    let reference =
+        Reference::parse(&route.param).map_err(|_| Error::new(Code::ManifestUnknown))?;
+    let manifest = repo
+        .manifest(&reference)
         .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?
         .ok_or_else(|| Error::new(Code::ManifestUnknown))?;
-    let response = Response::new(200)
+    let mut response = Response::new(200)
         .header("docker-content-digest", manifest.digest.to_string())
-        .header("etag", format!("\"{}\"", manifest.digest));
-    if request.method == Method::Head {
-        return Ok(response
-            .header("content-type", manifest.media_type)
-            .header("content-length", manifest.content.len().to_string()));
+        .header("etag", format!("\"{}\"", manifest.digest))
+        .header("content-type", manifest.media_type)
+        .header("content-length", manifest.size.to_string());
+    if request.method != Method::Head {
+        response.body = Body::Blob(manifest.content);
     }
-    Ok(response.bytes(&manifest.media_type, manifest.content))
+    Ok(response)
 }
 
-pub fn put<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn put<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    mut request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    mut request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let name = route.name.as_str();
     let reference = Reference::parse(&route.param).map_err(|e| match e {
         ReferenceError::Tag(tag) => invalid_tag(&tag),
@@ -143,18 +148,15 @@ pub fn put<B: Blobs, M: Metadata, A: Auth>(
         content,
         subject: subject.clone(),
     };
-    caps.metadata
-        .put_manifest(name, &manifest)
-        .map_err(|e| Error::store(e, Code::NameUnknown, Code::ManifestInvalid))?;
     let tags = match &reference {
-        Reference::Tag(tag) => std::iter::once(tag).chain(&extra_tags).collect::<Vec<_>>(),
-        Reference::Digest(_) => extra_tags.iter().collect(),
+        Reference::Tag(tag) => std::iter::once(tag)
+            .chain(&extra_tags)
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        Reference::Digest(_) => extra_tags.iter().map(String::as_str).collect(),
     };
-    for tag in tags {
-        caps.metadata
-            .set_tag(name, tag, &digest)
-            .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?;
-    }
+    repo.put_manifest(&manifest, &tags)
+        .map_err(|e| Error::store(e, Code::NameUnknown, Code::ManifestInvalid))?;
     let mut response = Response::new(201)
         .header("location", format!("/v2/{name}/manifests/{digest}"))
         .header("docker-content-digest", digest.to_string())
@@ -168,44 +170,22 @@ pub fn put<B: Blobs, M: Metadata, A: Auth>(
     Ok(response)
 }
 
-pub fn delete<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn delete<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    _request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    _request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let to_error = |e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid);
     let deleted = match Reference::parse(&route.param) {
-        Ok(Reference::Digest(digest)) => caps
-            .metadata
-            .delete_manifest(&route.name, &digest)
-            .map_err(to_error)?,
-        Ok(Reference::Tag(tag)) => caps
-            .metadata
-            .delete_tag(&route.name, &tag)
-            .map_err(to_error)?,
+        Ok(Reference::Digest(digest)) => repo.delete_manifest(&digest).map_err(to_error)?,
+        Ok(Reference::Tag(tag)) => repo.delete_tag(&tag).map_err(to_error)?,
         Err(_) => false,
     };
     if !deleted {
         return Err(Error::new(Code::ManifestUnknown));
     }
     Ok(Response::new(202).header("content-length", "0"))
-}
-
-/// The digest a reference names: a reference that cannot exist (malformed
-/// tag or digest) is as unknown as a missing one.
-fn resolve<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    route: &Route,
-) -> Result<Digest, Error> {
-    match Reference::parse(&route.param) {
-        Ok(Reference::Digest(digest)) => Ok(digest),
-        Ok(Reference::Tag(tag)) => caps
-            .metadata
-            .resolve_tag(&route.name, &tag)
-            .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?
-            .ok_or_else(|| Error::new(Code::ManifestUnknown)),
-        Err(_) => Err(Error::new(Code::ManifestUnknown)),
-    }
 }
 
 fn invalid_tag(tag: &str) -> Error {

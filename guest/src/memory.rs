@@ -1,17 +1,21 @@
-//! An in-memory registry: [`Store`] implements [`Blobs`] and [`Metadata`],
-//! [`AllowAll`] and [`Rules`] implement [`Auth`]. The unit tests run the
-//! whole protocol on it, and embedders can use it as a scratch registry.
+//! An in-memory registry that plays the host's part: [`Host`] opens
+//! [`Repository`] and [`Catalog`] handles on a [`Store`] for what its
+//! [`Auth`] grants, and every handle refuses what it was not opened for,
+//! as the host does. The unit tests run the whole protocol on it, and
+//! embedders can use it as a scratch registry.
 //!
-//! State sits behind an `Arc<Mutex<…>>`, so upload handles outlive the
-//! borrow of the store as the traits require. An opened session is held
-//! until its handle is dropped, finished or cancelled; opening it again
-//! meanwhile is [`StoreError::Busy`].
+//! State sits behind an `Arc<Mutex<…>>`, so handles outlive the borrow of
+//! the store. An opened session is held until its handle is dropped,
+//! finished or cancelled; opening it again meanwhile is
+//! [`StoreError::Busy`].
 
 use crate::capabilities::{
-    Action, Auth, Blobs, BodyError, Metadata, Page, RequestBody, StoreError, StoredManifest,
-    Upload as UploadTrait, Verdict,
+    self, Access, BlobRead, BodyError, ManifestRead, Page, Readable, Refusal, StoreError,
+    StoredManifest, Upload as UploadTrait,
 };
 use crate::digest::{Algorithm, Digest};
+use crate::names::{Reference, is_valid_name, is_valid_tag};
+use crate::ranges::{RangeRequest, Resolved};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -19,17 +23,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Body(pub Vec<u8>);
 
-impl RequestBody for Body {
+impl Readable for Body {
     fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
-        if self.0.len() > limit {
+        self.0.read_to_end(limit)
+    }
+}
+
+impl Readable for Vec<u8> {
+    fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        if self.len() > limit {
             return Err(BodyError::TooLarge(limit));
         }
-        Ok(std::mem::take(&mut self.0))
+        Ok(std::mem::take(self))
     }
 }
 
 #[derive(Debug, Default)]
-struct Repository {
+struct Repo {
     manifests: HashMap<Digest, StoredManifest>,
     tags: BTreeMap<String, Digest>,
     blobs: BTreeSet<String>,
@@ -45,10 +55,35 @@ struct Session {
 #[derive(Debug, Default)]
 struct State {
     blobs: HashMap<Digest, Vec<u8>>,
-    repositories: BTreeMap<String, Repository>,
+    repositories: BTreeMap<String, Repo>,
     sessions: HashMap<String, Session>,
     next_session: u64,
     deletes_disabled: bool,
+}
+
+impl State {
+    fn check_deletes(&self) -> Result<(), StoreError> {
+        if self.deletes_disabled {
+            return Err(StoreError::Unsupported("deletion is disabled".into()));
+        }
+        Ok(())
+    }
+
+    fn linked(&self, repository: &str, digest: &Digest) -> bool {
+        self.blobs.contains_key(digest)
+            && self
+                .repositories
+                .get(repository)
+                .is_some_and(|r| r.blobs.contains(&digest.to_string()))
+    }
+
+    fn link(&mut self, repository: &str, digest: &Digest) {
+        self.repositories
+            .entry(repository.to_string())
+            .or_default()
+            .blobs
+            .insert(digest.to_string());
+    }
 }
 
 /// Blobs, manifests, tags and upload sessions, all in memory.
@@ -80,6 +115,16 @@ impl Store {
         self.lock().sessions.len()
     }
 
+    /// A handle of `name` that may do everything, as with no
+    /// authentication: for setting a store up.
+    pub fn open(&self, name: &str) -> Repository<AllowAll> {
+        Repository {
+            host: Host::new(self.clone(), AllowAll),
+            name: name.to_string(),
+            access: Access::ALL,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -91,12 +136,355 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl State {
-    fn check_deletes(&self) -> Result<(), StoreError> {
-        if self.deletes_disabled {
-            return Err(StoreError::Unsupported("deletion is disabled".into()));
+/// Who may do what: the host's authorization, in memory.
+pub trait Auth: Clone {
+    /// May the caller have `access` on `repository` (none: the registry
+    /// itself)?
+    fn authorize(&self, repository: Option<&str>, access: Access) -> Result<(), Refusal>;
+}
+
+/// Allows everything, anonymously.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Auth for AllowAll {
+    fn authorize(&self, _repository: Option<&str>, _access: Access) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
+/// Allows what was granted; anything else is challenged (when a challenge
+/// is set, as for an anonymous caller) or denied (as for a known caller).
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    challenge: Option<String>,
+    grants: Vec<(Option<String>, Access)>,
+}
+
+impl Rules {
+    /// Deny whatever is not granted.
+    pub fn deny() -> Rules {
+        Rules::default()
+    }
+
+    /// Challenge with this `WWW-Authenticate` value whatever is not granted.
+    pub fn challenge(www_authenticate: &str) -> Rules {
+        Rules {
+            challenge: Some(www_authenticate.to_string()),
+            grants: Vec::new(),
+        }
+    }
+
+    /// Grant `access` on `repository`, or on everything (the registry
+    /// itself included) when `repository` is `None`.
+    pub fn allow(mut self, repository: Option<&str>, access: Access) -> Rules {
+        self.grants.push((repository.map(str::to_string), access));
+        self
+    }
+}
+
+impl Auth for Rules {
+    fn authorize(&self, repository: Option<&str>, access: Access) -> Result<(), Refusal> {
+        let granted = |wanted: Access| {
+            self.grants.iter().any(|(repo, granted)| {
+                granted.covers(wanted) && (repo.is_none() || repo.as_deref() == repository)
+            })
+        };
+        let all = [Access::PULL, Access::PUSH, Access::DELETE]
+            .into_iter()
+            .filter(|right| access.covers(*right))
+            .all(granted);
+        match (&self.challenge, all) {
+            (_, true) => Ok(()),
+            (Some(challenge), false) => Err(Refusal::Challenge(challenge.clone())),
+            (None, false) => Err(Refusal::Deny("not granted".into())),
+        }
+    }
+}
+
+/// A [`Store`] and who may use it: the [`capabilities::Registry`] the
+/// core's tests run on.
+#[derive(Debug, Clone, Default)]
+pub struct Host<A = AllowAll> {
+    pub store: Store,
+    pub auth: A,
+}
+
+impl<A: Auth> Host<A> {
+    pub fn new(store: Store, auth: A) -> Host<A> {
+        Host { store, auth }
+    }
+}
+
+impl<A: Auth> capabilities::Registry for Host<A> {
+    type Body = Body;
+    type Reader = Vec<u8>;
+    type Upload = Upload;
+    type Repository = Repository<A>;
+    type Catalog = Catalog;
+
+    fn open_catalog(&self) -> Result<Catalog, Refusal> {
+        self.auth.authorize(None, Access::PULL)?;
+        Ok(Catalog {
+            store: self.store.clone(),
+        })
+    }
+
+    fn open_repository(&self, name: &str, access: Access) -> Result<Repository<A>, Refusal> {
+        if !is_valid_name(name) {
+            return Err(Refusal::Invalid(format!(
+                "invalid repository name {name:?}"
+            )));
+        }
+        self.auth.authorize(Some(name), access)?;
+        Ok(Repository {
+            host: self.clone(),
+            name: name.to_string(),
+            access,
+        })
+    }
+}
+
+/// The registry-wide handle of a [`Host`].
+#[derive(Debug)]
+pub struct Catalog {
+    store: Store,
+}
+
+impl capabilities::Catalog for Catalog {
+    fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError> {
+        Ok(page(self.store.lock().repositories.keys(), after, limit))
+    }
+}
+
+/// A repository of a [`Host`], opened for some access.
+#[derive(Debug)]
+pub struct Repository<A = AllowAll> {
+    host: Host<A>,
+    name: String,
+    access: Access,
+}
+
+impl<A> Repository<A> {
+    /// The store, if this handle was opened for `needed`.
+    fn state(&self, needed: Access) -> Result<MutexGuard<'_, State>, StoreError> {
+        if !self.access.covers(needed) {
+            return Err(StoreError::Denied(format!(
+                "the handle of {} was opened without {} access",
+                self.name,
+                self.access.lacking(needed)
+            )));
+        }
+        Ok(self.host.store.lock())
+    }
+}
+
+impl<A: Auth> capabilities::Repository for Repository<A> {
+    type Reader = Vec<u8>;
+    type Upload = Upload;
+
+    fn manifest(&self, reference: &Reference) -> Result<Option<ManifestRead<Vec<u8>>>, StoreError> {
+        let state = self.state(Access::PULL)?;
+        let Some(repo) = state.repositories.get(&self.name) else {
+            return Ok(None);
+        };
+        let digest = match reference {
+            Reference::Digest(digest) => Some(digest),
+            Reference::Tag(tag) => repo.tags.get(tag),
+        };
+        Ok(digest
+            .and_then(|d| repo.manifests.get(d))
+            .map(|m| ManifestRead {
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+                size: m.content.len() as u64,
+                content: m.content.clone(),
+            }))
+    }
+
+    fn list_tags(&self, after: Option<&str>, limit: u32) -> Result<Option<Page>, StoreError> {
+        let state = self.state(Access::PULL)?;
+        Ok(state
+            .repositories
+            .get(&self.name)
+            .map(|r| page(r.tags.keys(), after, limit)))
+    }
+
+    fn list_referrers(
+        &self,
+        subject: &Digest,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        let state = self.state(Access::PULL)?;
+        let mut referrers: Vec<String> = state
+            .repositories
+            .get(&self.name)
+            .map(|r| {
+                r.manifests
+                    .values()
+                    .filter(|m| m.subject.as_ref() == Some(subject))
+                    .map(|m| m.digest.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        referrers.sort();
+        Ok(page(referrers.iter(), after, limit))
+    }
+
+    fn stat_blob(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let state = self.state(Access::PULL)?;
+        if !state.linked(&self.name, digest) {
+            return Ok(None);
+        }
+        Ok(state.blobs.get(digest).map(|b| b.len() as u64))
+    }
+
+    fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<Option<BlobRead<Vec<u8>>>, StoreError> {
+        let state = self.state(Access::PULL)?;
+        if !state.linked(&self.name, digest) {
+            return Ok(None);
+        }
+        let Some(blob) = state.blobs.get(digest) else {
+            return Ok(None);
+        };
+        let size = blob.len() as u64;
+        let whole = BlobRead {
+            size,
+            offset: 0,
+            length: size,
+            partial: false,
+            content: Some(blob.clone()),
+        };
+        Ok(Some(match range.and_then(|r| r.resolve(size)) {
+            None => whole,
+            Some(Resolved::Unsatisfiable) => BlobRead {
+                content: None,
+                ..whole
+            },
+            Some(Resolved::Satisfiable { first, last }) => BlobRead {
+                size,
+                offset: first,
+                length: last - first + 1,
+                partial: true,
+                // Both bounds lie within the blob, which is in memory.
+                content: Some(blob[first as usize..=last as usize].to_vec()),
+            },
+        }))
+    }
+
+    fn put_manifest(&self, manifest: &StoredManifest, tags: &[&str]) -> Result<(), StoreError> {
+        let mut state = self.state(Access::PUSH)?;
+        if let Some(bad) = tags.iter().find(|t| !is_valid_tag(t)) {
+            return Err(StoreError::Invalid(format!("invalid tag {bad:?}")));
+        }
+        let actual = manifest.digest.algorithm().digest(&manifest.content);
+        if actual != manifest.digest {
+            return Err(StoreError::DigestMismatch(actual.to_string()));
+        }
+        let repo = state.repositories.entry(self.name.clone()).or_default();
+        repo.manifests
+            .insert(manifest.digest.clone(), manifest.clone());
+        for tag in tags {
+            repo.tags.insert(tag.to_string(), manifest.digest.clone());
         }
         Ok(())
+    }
+
+    fn mount_blob(&self, digest: &Digest, source: Option<&Self>) -> Result<bool, StoreError> {
+        if let Some(source) = source
+            && !source.access.covers(Access::PULL)
+        {
+            return Err(StoreError::Denied(format!(
+                "the mount source {} was opened without pull access",
+                source.name
+            )));
+        }
+        let mut state = self.state(Access::PUSH)?;
+        if state.linked(&self.name, digest) {
+            return Ok(true);
+        }
+        let found = match source {
+            Some(source) => state.linked(&source.name, digest),
+            None => state.repositories.keys().any(|name| {
+                state.linked(name, digest)
+                    && self.host.auth.authorize(Some(name), Access::PULL).is_ok()
+            }),
+        };
+        if found {
+            state.link(&self.name, digest);
+        }
+        Ok(found)
+    }
+
+    /// Bytes are hashed at `finish`, with the expected digest's algorithm,
+    /// so the session's own algorithm does not matter here.
+    fn start_upload(&self, _algorithm: Algorithm) -> Result<Upload, StoreError> {
+        let mut state = self.state(Access::PUSH)?;
+        state.next_session += 1;
+        let id = format!("upload-{}", state.next_session);
+        let session = Session {
+            repository: self.name.clone(),
+            bytes: Vec::new(),
+            held: true,
+        };
+        state.sessions.insert(id.clone(), session);
+        Ok(Upload {
+            state: Arc::clone(&self.host.store.state),
+            id,
+        })
+    }
+
+    fn open_upload(&self, id: &str) -> Result<Upload, StoreError> {
+        let mut state = self.state(Access::PUSH)?;
+        let session = state
+            .sessions
+            .get_mut(id)
+            .filter(|s| s.repository == self.name)
+            .ok_or(StoreError::NotFound)?;
+        if session.held {
+            return Err(StoreError::Busy);
+        }
+        session.held = true;
+        Ok(Upload {
+            state: Arc::clone(&self.host.store.state),
+            id: id.to_string(),
+        })
+    }
+
+    fn delete_manifest(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let mut state = self.state(Access::DELETE)?;
+        state.check_deletes()?;
+        let Some(repo) = state.repositories.get_mut(&self.name) else {
+            return Ok(false);
+        };
+        let removed = repo.manifests.remove(digest).is_some();
+        if removed {
+            repo.tags.retain(|_, d| d != digest);
+        }
+        Ok(removed)
+    }
+
+    fn delete_tag(&self, tag: &str) -> Result<bool, StoreError> {
+        let mut state = self.state(Access::DELETE)?;
+        state.check_deletes()?;
+        Ok(state
+            .repositories
+            .get_mut(&self.name)
+            .is_some_and(|r| r.tags.remove(tag).is_some()))
+    }
+
+    fn unlink_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let mut state = self.state(Access::DELETE)?;
+        state.check_deletes()?;
+        Ok(state
+            .repositories
+            .get_mut(&self.name)
+            .is_some_and(|r| r.blobs.remove(&digest.to_string())))
     }
 }
 
@@ -158,223 +546,14 @@ impl UploadTrait for Upload {
             return Err(StoreError::DigestMismatch(actual.to_string()));
         }
         let size = session.bytes.len() as u64;
-        lock(&self.state).blobs.insert(actual, session.bytes);
+        let mut state = lock(&self.state);
+        state.blobs.insert(actual, session.bytes);
+        state.link(&session.repository, expected);
         Ok(size)
     }
 
     fn cancel(self) -> Result<(), StoreError> {
         self.take().map(drop)
-    }
-}
-
-impl Blobs for Store {
-    type Body = Body;
-    type Upload = Upload;
-    type Reader = Vec<u8>;
-
-    fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        Ok(self.lock().blobs.get(digest).map(|b| b.len() as u64))
-    }
-
-    fn read(
-        &self,
-        digest: &Digest,
-        offset: u64,
-        length: Option<u64>,
-    ) -> Result<Vec<u8>, StoreError> {
-        let state = self.lock();
-        let blob = state.blobs.get(digest).ok_or(StoreError::NotFound)?;
-        let start = usize::try_from(offset).map_err(|_| StoreError::Invalid("offset".into()))?;
-        let end = match length {
-            None => blob.len(),
-            Some(len) => usize::try_from(len)
-                .ok()
-                .and_then(|len| start.checked_add(len))
-                .unwrap_or(usize::MAX),
-        };
-        blob.get(start..end)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| StoreError::Invalid("range past the end".into()))
-    }
-
-    /// Bytes are hashed at `finish`, with the expected digest's algorithm,
-    /// so the session's own algorithm does not matter here.
-    fn start_upload(&self, repository: &str, _algorithm: Algorithm) -> Result<Upload, StoreError> {
-        let mut state = self.lock();
-        state.next_session += 1;
-        let id = format!("upload-{}", state.next_session);
-        let session = Session {
-            repository: repository.to_string(),
-            bytes: Vec::new(),
-            held: true,
-        };
-        state.sessions.insert(id.clone(), session);
-        Ok(Upload {
-            state: Arc::clone(&self.state),
-            id,
-        })
-    }
-
-    fn open_upload(&self, repository: &str, id: &str) -> Result<Upload, StoreError> {
-        let mut state = self.lock();
-        let session = state
-            .sessions
-            .get_mut(id)
-            .filter(|s| s.repository == repository)
-            .ok_or(StoreError::NotFound)?;
-        if session.held {
-            return Err(StoreError::Busy);
-        }
-        session.held = true;
-        Ok(Upload {
-            state: Arc::clone(&self.state),
-            id: id.to_string(),
-        })
-    }
-}
-
-impl Metadata for Store {
-    fn get_manifest(
-        &self,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<Option<StoredManifest>, StoreError> {
-        Ok(self
-            .lock()
-            .repositories
-            .get(repository)
-            .and_then(|r| r.manifests.get(digest))
-            .cloned())
-    }
-
-    fn put_manifest(&self, repository: &str, manifest: &StoredManifest) -> Result<(), StoreError> {
-        let actual = manifest.digest.algorithm().digest(&manifest.content);
-        if actual != manifest.digest {
-            return Err(StoreError::DigestMismatch(actual.to_string()));
-        }
-        let mut state = self.lock();
-        let repo = state
-            .repositories
-            .entry(repository.to_string())
-            .or_default();
-        repo.manifests
-            .insert(manifest.digest.clone(), manifest.clone());
-        Ok(())
-    }
-
-    fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        state.check_deletes()?;
-        let Some(repo) = state.repositories.get_mut(repository) else {
-            return Ok(false);
-        };
-        let removed = repo.manifests.remove(digest).is_some();
-        if removed {
-            repo.tags.retain(|_, d| d != digest);
-        }
-        Ok(removed)
-    }
-
-    fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>, StoreError> {
-        Ok(self
-            .lock()
-            .repositories
-            .get(repository)
-            .and_then(|r| r.tags.get(tag))
-            .cloned())
-    }
-
-    fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        let repo = state
-            .repositories
-            .get_mut(repository)
-            .ok_or(StoreError::NotFound)?;
-        if !repo.manifests.contains_key(digest) {
-            return Err(StoreError::NotFound);
-        }
-        repo.tags.insert(tag.to_string(), digest.clone());
-        Ok(())
-    }
-
-    fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        state.check_deletes()?;
-        Ok(state
-            .repositories
-            .get_mut(repository)
-            .is_some_and(|r| r.tags.remove(tag).is_some()))
-    }
-
-    fn list_tags(
-        &self,
-        repository: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Option<Page>, StoreError> {
-        let state = self.lock();
-        Ok(state
-            .repositories
-            .get(repository)
-            .map(|r| page(r.tags.keys(), after, limit)))
-    }
-
-    fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError> {
-        Ok(page(self.lock().repositories.keys(), after, limit))
-    }
-
-    fn list_referrers(
-        &self,
-        repository: &str,
-        subject: &Digest,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Page, StoreError> {
-        let state = self.lock();
-        let mut referrers: Vec<String> = state
-            .repositories
-            .get(repository)
-            .map(|r| {
-                r.manifests
-                    .values()
-                    .filter(|m| m.subject.as_ref() == Some(subject))
-                    .map(|m| m.digest.to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        referrers.sort();
-        Ok(page(referrers.iter(), after, limit))
-    }
-
-    fn link_blob(&self, repository: &str, digest: &Digest) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        if !state.blobs.contains_key(digest) {
-            return Err(StoreError::NotFound);
-        }
-        state
-            .repositories
-            .entry(repository.to_string())
-            .or_default()
-            .blobs
-            .insert(digest.to_string());
-        Ok(())
-    }
-
-    fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError> {
-        Ok(self
-            .lock()
-            .repositories
-            .get(repository)
-            .is_some_and(|r| r.blobs.contains(&digest.to_string())))
-    }
-
-    fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        state.check_deletes()?;
-        Ok(state
-            .repositories
-            .get_mut(repository)
-            .is_some_and(|r| r.blobs.remove(&digest.to_string())))
     }
 }
 
@@ -387,67 +566,20 @@ fn page<'a>(keys: impl Iterator<Item = &'a String>, after: Option<&str>, limit: 
     }
 }
 
-/// Allows everything, anonymously.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AllowAll;
-
-impl Auth for AllowAll {
-    fn authorize(&self, _repository: Option<&str>, _action: Action) -> Verdict {
-        Verdict::Allow(None)
-    }
-}
-
-/// Allows what was granted; anything else is challenged (when a challenge
-/// is set, as for an anonymous caller) or denied (as for a known caller).
-#[derive(Debug, Clone, Default)]
-pub struct Rules {
-    challenge: Option<String>,
-    grants: Vec<(Option<String>, Action)>,
-}
-
-impl Rules {
-    /// Deny whatever is not granted.
-    pub fn deny() -> Rules {
-        Rules::default()
-    }
-
-    /// Challenge with this `WWW-Authenticate` value whatever is not granted.
-    pub fn challenge(www_authenticate: &str) -> Rules {
-        Rules {
-            challenge: Some(www_authenticate.to_string()),
-            grants: Vec::new(),
-        }
-    }
-
-    /// Grant `action` on `repository`, or on everything (the registry
-    /// itself included) when `repository` is `None`.
-    pub fn allow(mut self, repository: Option<&str>, action: Action) -> Rules {
-        self.grants.push((repository.map(str::to_string), action));
-        self
-    }
-}
-
-impl Auth for Rules {
-    fn authorize(&self, repository: Option<&str>, action: Action) -> Verdict {
-        let granted = self.grants.iter().any(|(repo, granted)| {
-            *granted == action && (repo.is_none() || repo.as_deref() == repository)
-        });
-        match (&self.challenge, granted) {
-            (_, true) => Verdict::Allow(None),
-            (Some(challenge), false) => Verdict::Challenge(challenge.clone()),
-            (None, false) => Verdict::Deny("not granted".into()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capabilities::{Registry as _, Repository as _};
+
+    fn open(host: &Host<Rules>, name: &str, access: Access) -> Repository<Rules> {
+        host.open_repository(name, access).expect("granted")
+    }
 
     #[test]
     fn finish_verifies_with_the_expected_algorithm_and_always_ends_it() {
-        let store = Store::new();
-        let mut upload = store.start_upload("a", Algorithm::Sha512).unwrap();
+        let host = Host::new(Store::new(), AllowAll);
+        let a = host.open_repository("a", Access::ALL).unwrap();
+        let mut upload = a.start_upload(Algorithm::Sha512).unwrap();
         upload.append(&mut Body(b"abc".to_vec())).unwrap();
         let wrong = Algorithm::Sha512.digest(b"abd");
         let actual = Algorithm::Sha512.digest(b"abc");
@@ -455,47 +587,98 @@ mod tests {
             upload.finish(&wrong),
             Err(StoreError::DigestMismatch(actual.to_string()))
         );
-        assert_eq!(store.sessions(), 0);
-        assert_eq!(store.stat(&wrong), Ok(None));
-        // A sha512 session closed with a sha256 digest is hashed again.
-        let upload = store.start_upload("a", Algorithm::Sha512).unwrap();
+        assert_eq!(host.store.sessions(), 0);
+        assert_eq!(a.stat_blob(&wrong), Ok(None));
+        // A sha512 session closed with a sha256 digest is hashed again, and
+        // the blob is linked into the session's repository.
+        let upload = a.start_upload(Algorithm::Sha512).unwrap();
         let empty = Algorithm::Sha256.digest(b"");
         assert_eq!(upload.finish(&empty), Ok(0));
-        assert_eq!(store.stat(&empty), Ok(Some(0)));
+        assert_eq!(a.stat_blob(&empty), Ok(Some(0)));
     }
 
     #[test]
     fn an_open_session_is_busy_until_its_handle_is_dropped() {
-        let store = Store::new();
-        let upload = store.start_upload("a", Algorithm::Sha256).unwrap();
+        let host = Host::new(Store::new(), AllowAll);
+        let a = host.open_repository("a", Access::PUSH).unwrap();
+        let upload = a.start_upload(Algorithm::Sha256).unwrap();
         let id = upload.id();
-        assert!(matches!(store.open_upload("a", &id), Err(StoreError::Busy)));
+        assert!(matches!(a.open_upload(&id), Err(StoreError::Busy)));
         drop(upload);
-        let reopened = store.open_upload("a", &id).unwrap();
+        let reopened = a.open_upload(&id).unwrap();
         assert_eq!(reopened.offset(), 0);
-        assert!(matches!(
-            store.open_upload("b", &id),
-            Err(StoreError::NotFound)
-        ));
+        let b = host.open_repository("b", Access::PUSH).unwrap();
+        assert!(matches!(b.open_upload(&id), Err(StoreError::NotFound)));
     }
 
     #[test]
-    fn reads_ranges_and_refuses_past_the_end() {
-        let store = Store::new();
-        let mut upload = store.start_upload("a", Algorithm::Sha256).unwrap();
+    fn reads_resolve_ranges_against_the_blob() {
+        let host = Host::new(Store::new(), AllowAll);
+        let a = host.open_repository("a", Access::ALL).unwrap();
+        let mut upload = a.start_upload(Algorithm::Sha256).unwrap();
         upload.append(&mut Body(b"0123".to_vec())).unwrap();
         let digest = Algorithm::Sha256.digest(b"0123");
         assert_eq!(upload.finish(&digest), Ok(4));
-        assert_eq!(store.read(&digest, 1, Some(2)), Ok(b"12".to_vec()));
-        assert_eq!(store.read(&digest, 2, None), Ok(b"23".to_vec()));
+        let read = |range| a.read_blob(&digest, range).unwrap().unwrap();
+        let part = read(Some(RangeRequest::Span(1, 2)));
+        assert_eq!((part.offset, part.length, part.partial), (1, 2, true));
+        assert_eq!(part.content.as_deref(), Some(&b"12"[..]));
+        let whole = read(None);
+        assert_eq!((whole.size, whole.partial), (4, false));
+        assert_eq!(whole.content.as_deref(), Some(&b"0123"[..]));
+        let past = read(Some(RangeRequest::Starting(4)));
+        assert!(past.content.is_none());
+        assert_eq!(past.size, 4);
+    }
+
+    #[test]
+    fn handles_refuse_what_they_were_not_opened_for() {
+        let rules = Rules::deny()
+            .allow(Some("team/a"), Access::PULL)
+            .allow(Some("team/b"), Access::ALL);
+        let host = Host::new(Store::new(), rules);
+        let b = open(&host, "team/b", Access::ALL);
+        let mut upload = b.start_upload(Algorithm::Sha256).unwrap();
+        upload.append(&mut Body(b"x".to_vec())).unwrap();
+        let digest = Algorithm::Sha256.digest(b"x");
+        upload.finish(&digest).unwrap();
+        let upload_of_b = b.start_upload(Algorithm::Sha256).unwrap().id();
+
         assert!(matches!(
-            store.read(&digest, 3, Some(2)),
-            Err(StoreError::Invalid(_))
+            host.open_repository("team/a", Access::PUSH),
+            Err(Refusal::Deny(_))
         ));
         assert!(matches!(
-            store.read(&digest, u64::MAX, Some(u64::MAX)),
-            Err(StoreError::Invalid(_))
+            host.open_repository("../b", Access::PULL),
+            Err(Refusal::Invalid(_))
         ));
+        assert!(matches!(host.open_catalog(), Err(Refusal::Deny(_))));
+        let a = open(&host, "team/a", Access::PULL);
+        assert!(matches!(
+            a.start_upload(Algorithm::Sha256),
+            Err(StoreError::Denied(_))
+        ));
+        assert!(matches!(
+            a.open_upload(&upload_of_b),
+            Err(StoreError::Denied(_))
+        ));
+        assert!(matches!(a.unlink_blob(&digest), Err(StoreError::Denied(_))));
+        assert_eq!(a.stat_blob(&digest), Ok(None));
+        // A pull-only handle of b cannot push into b, nor mount from a
+        // handle opened without pull.
+        let b_pull = open(&host, "team/b", Access::PULL);
+        assert!(matches!(
+            b_pull.mount_blob(&digest, None),
+            Err(StoreError::Denied(_))
+        ));
+        let b_push = open(&host, "team/b", Access::PUSH);
+        let c_host = Host::new(
+            host.store.clone(),
+            Rules::deny().allow(Some("team/c"), Access::PUSH),
+        );
+        let c = c_host.open_repository("team/c", Access::PUSH).unwrap();
+        assert!(matches!(c.mount_blob(&digest, None), Ok(false)));
+        assert_eq!(b_push.mount_blob(&digest, None), Ok(true));
     }
 
     #[test]

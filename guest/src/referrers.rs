@@ -26,12 +26,12 @@
 //! when more follow, `Link: <…?last=<digest>&n=<n>>; rel="next"` points at
 //! the rest (`n` and `last` are accepted as for tags).
 
-use crate::Capabilities;
-use crate::capabilities::{Auth, Blobs, Metadata, Page};
+use crate::capabilities::{ManifestRead, Page, Readable, Registry, Repository};
 use crate::digest::{Digest, DigestError};
 use crate::errors::{Code, Error};
 use crate::http::{Request, Response};
 use crate::manifests::{MAX_MANIFEST_BYTES, OCI_INDEX};
+use crate::names::Reference;
 use crate::paging::Paging;
 use crate::query::Query;
 use crate::routes::Route;
@@ -55,11 +55,12 @@ pub struct Descriptor {
     pub annotations: Option<Map<String, Value>>,
 }
 
-pub fn list<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn list<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let subject = route.param.as_str();
     // A well-formed digest of an algorithm Wharf does not hash with is
     // still a valid subject: only the referrers tag can list its referrers.
@@ -82,13 +83,12 @@ pub fn list<B: Blobs, M: Metadata, A: Auth>(
     let name = route.name.as_str();
     let to_error = |e| Error::store(e, Code::ManifestUnknown, Code::DigestInvalid);
 
-    let tagged = tagged_referrers(caps, name, subject)?;
+    let tagged = tagged_referrers::<R>(repo, subject)?;
     let (entries, mut more) = paging
         .collect(|after, limit| {
             let stored = match &indexed {
-                Some(digest) => caps
-                    .metadata
-                    .list_referrers(name, digest, after, limit)
+                Some(digest) => repo
+                    .list_referrers(digest, after, limit)
                     .map_err(to_error)?,
                 None => Page::default(),
             };
@@ -100,7 +100,7 @@ pub fn list<B: Blobs, M: Metadata, A: Auth>(
     let mut budget = MAX_MANIFEST_BYTES.saturating_sub(256);
     let mut last_considered = None;
     for entry in &entries {
-        let Some(descriptor) = describe(caps, name, entry, subject)? else {
+        let Some(descriptor) = describe::<R>(repo, entry, subject)? else {
             last_considered = Some(entry);
             continue;
         };
@@ -164,9 +164,8 @@ pub fn referrers_tag(digest: &str) -> String {
 
 /// The digests listed by the index under the subject's referrers tag,
 /// sorted; empty when there is no such tag or it is not an index.
-fn tagged_referrers<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    name: &str,
+fn tagged_referrers<R: Registry>(
+    repo: &R::Repository,
     subject: &str,
 ) -> Result<Vec<String>, Error> {
     let tag = referrers_tag(subject);
@@ -174,17 +173,10 @@ fn tagged_referrers<B: Blobs, M: Metadata, A: Auth>(
         return Ok(Vec::new());
     }
     let to_error = |e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid);
-    let Some(digest) = caps.metadata.resolve_tag(name, &tag).map_err(to_error)? else {
+    let Some(index) = read_manifest::<R>(repo, &Reference::Tag(tag)).map_err(to_error)? else {
         return Ok(Vec::new());
     };
-    let Some(index) = caps
-        .metadata
-        .get_manifest(name, &digest)
-        .map_err(to_error)?
-    else {
-        return Ok(Vec::new());
-    };
-    let Some(doc) = top_level_fields(&index.content, &["manifests"]) else {
+    let Some(doc) = top_level_fields(&index.1, &["manifests"]) else {
         return Ok(Vec::new());
     };
     let mut digests: Vec<String> = match doc.get("manifests") {
@@ -198,6 +190,32 @@ fn tagged_referrers<B: Blobs, M: Metadata, A: Auth>(
     digests.sort();
     digests.dedup();
     Ok(digests)
+}
+
+/// A manifest's digest, type and size, and its bytes.
+type ReadManifest = (ManifestRead<()>, Vec<u8>);
+
+/// A manifest and its bytes, read into memory: a referrer must be parsed
+/// to be described. A stored manifest is never larger than
+/// [`MAX_MANIFEST_BYTES`]; one that reads as larger is skipped like a
+/// missing one.
+fn read_manifest<R: Registry>(
+    repo: &R::Repository,
+    reference: &Reference,
+) -> Result<Option<ReadManifest>, crate::capabilities::StoreError> {
+    let Some(mut manifest) = repo.manifest(reference)? else {
+        return Ok(None);
+    };
+    let Ok(content) = manifest.content.read_to_end(MAX_MANIFEST_BYTES) else {
+        return Ok(None);
+    };
+    let head = ManifestRead {
+        digest: manifest.digest,
+        media_type: manifest.media_type,
+        size: manifest.size,
+        content: (),
+    };
+    Ok(Some((head, content)))
 }
 
 /// One page of the store's index merged with the tag-listed digests: the
@@ -231,24 +249,21 @@ fn merge(stored: Page, tagged: &[String], after: Option<&str>, limit: u32) -> Pa
 
 /// The descriptor of referrer `digest`, if it is a manifest of `name` whose
 /// `subject` names `subject`.
-fn describe<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    name: &str,
+fn describe<R: Registry>(
+    repo: &R::Repository,
     digest: &str,
     subject: &str,
 ) -> Result<Option<Descriptor>, Error> {
     let Ok(digest) = Digest::parse(digest) else {
         return Ok(None);
     };
-    let Some(manifest) = caps
-        .metadata
-        .get_manifest(name, &digest)
+    let Some((manifest, content)) = read_manifest::<R>(repo, &Reference::Digest(digest))
         .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?
     else {
         return Ok(None);
     };
     let Some(doc) = top_level_fields(
-        &manifest.content,
+        &content,
         &["subject", "artifactType", "config", "annotations"],
     ) else {
         return Ok(None);
@@ -263,8 +278,8 @@ fn describe<B: Blobs, M: Metadata, A: Auth>(
     }
     Ok(Some(Descriptor {
         media_type: manifest.media_type,
-        digest: digest.to_string(),
-        size: manifest.content.len() as u64,
+        digest: manifest.digest.to_string(),
+        size: manifest.size,
         artifact_type: artifact_type(&doc),
         annotations: match doc.get("annotations") {
             Some(Value::Object(a)) => Some(a.clone()),
@@ -561,14 +576,15 @@ mod tests {
         // As pushed by a registry without the referrers API: no index entry.
         let sig = Algorithm::Sha256.digest(sig_body.as_bytes());
         store
+            .open("a")
             .put_manifest(
-                "a",
                 &crate::StoredManifest {
                     digest: sig.clone(),
                     media_type: OCI_MANIFEST.into(),
                     content: sig_body.into_bytes(),
                     subject: None,
                 },
+                &[],
             )
             .unwrap();
         let unrelated = push(&registry, "a", &image(r#","annotations":{"x":"y"}"#));

@@ -1,5 +1,6 @@
 //! The one router: request path to [`Route`], and the table that pairs each
-//! method and path shape with its handler and the [`Action`] it needs.
+//! method and path shape with its handler and the [`Access`] it opens the
+//! repository with (or the catalog, for the registry-wide routes).
 //!
 //! Repository names have any number of components (`a/b/c/app`), so a path
 //! is matched from the right: the trailing `tags/list`, `manifests/<ref>`,
@@ -13,12 +14,12 @@
 //! known shape with an invalid name is 400 `NAME_INVALID`; a known shape
 //! with a method it does not take is 405 `UNSUPPORTED`.
 
-use crate::capabilities::{Action, Auth, Blobs, Metadata};
+use crate::capabilities::{Access, Registry};
 use crate::errors::{Code, Error};
 use crate::http::{Method, Request, Response};
 use crate::names::is_valid_name;
 use crate::query::percent_decode;
-use crate::{Capabilities, base, blobs, catalog, manifests, referrers, tags, uploads};
+use crate::{base, blobs, catalog, manifests, referrers, tags, uploads};
 
 /// The kinds of resource the API has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,14 +54,6 @@ pub struct Route {
 }
 
 impl Route {
-    /// The repository authorization is asked about; none for the registry.
-    pub fn repository(&self) -> Option<&str> {
-        match self.shape {
-            Shape::Base | Shape::Catalog => None,
-            _ => Some(&self.name),
-        }
-    }
-
     /// Match a raw (still percent-encoded) request path.
     pub fn parse(path: &str) -> Result<Route, Error> {
         let unknown = || {
@@ -111,67 +104,80 @@ impl Route {
     }
 }
 
-/// A request handler: the route is already matched and authorized.
-pub type Handler<B, M, A> = fn(
-    &Capabilities<'_, B, M, A>,
-    &Route,
-    Request<<B as Blobs>::Body>,
-) -> Result<Response<<B as Blobs>::Reader>, Error>;
+/// A request handler. The route is matched, and what the handler may
+/// touch is already open: the catalog for the registry-wide routes, the
+/// route's repository (for the access its row names) for all others. The
+/// registry is passed on for handlers that open a second repository (a
+/// mount's source).
+pub enum Handler<R: Registry> {
+    Registry(RegistryHandler<R>),
+    Repository(Access, RepositoryHandler<R>),
+}
+
+/// What a handler answers: a response whose body may stream from storage.
+pub type Answer<R> = Result<Response<<R as Registry>::Reader>, Error>;
+/// A handler of a registry-wide route.
+pub type RegistryHandler<R> =
+    fn(&<R as Registry>::Catalog, &Route, Request<<R as Registry>::Body>) -> Answer<R>;
+/// A handler of a repository's route.
+pub type RepositoryHandler<R> =
+    fn(&R, &<R as Registry>::Repository, &Route, Request<<R as Registry>::Body>) -> Answer<R>;
 
 /// One row of the routing table.
 pub struct Entry<H> {
     pub method: Method,
     pub shape: Shape,
-    pub action: Action,
     pub handler: H,
 }
 
-/// The routing table. Upload status and cancel need `Push`, like every
+/// The routing table. Upload status and cancel need push, like every
 /// other step of an upload (as in registry:2): a session belongs to a push.
-pub fn table<B: Blobs, M: Metadata, A: Auth>() -> [Entry<Handler<B, M, A>>; 18] {
-    use Action::{Delete, Pull, Push};
+pub fn table<R: Registry>() -> [Entry<Handler<R>>; 18] {
     use Method::{
         Delete as DELETE, Get as GET, Head as HEAD, Patch as PATCH, Post as POST, Put as PUT,
     };
     macro_rules! row {
-        ($method:expr, $shape:ident, $action:expr, $handler:expr) => {
+        ($method:expr, $shape:ident, registry, $handler:expr) => {
             Entry {
                 method: $method,
                 shape: Shape::$shape,
-                action: $action,
-                handler: $handler,
+                handler: Handler::Registry($handler),
+            }
+        };
+        ($method:expr, $shape:ident, $access:expr, $handler:expr) => {
+            Entry {
+                method: $method,
+                shape: Shape::$shape,
+                handler: Handler::Repository($access, $handler),
             }
         };
     }
     [
-        row!(GET, Base, Pull, base::get),
-        row!(HEAD, Base, Pull, base::get),
-        row!(GET, Catalog, Pull, catalog::list),
-        row!(GET, Tags, Pull, tags::list),
-        row!(GET, Manifest, Pull, manifests::get),
-        row!(HEAD, Manifest, Pull, manifests::get),
-        row!(PUT, Manifest, Push, manifests::put),
-        row!(DELETE, Manifest, Delete, manifests::delete),
-        row!(GET, Referrers, Pull, referrers::list),
-        row!(GET, Blob, Pull, blobs::get),
-        row!(HEAD, Blob, Pull, blobs::get),
-        row!(DELETE, Blob, Delete, blobs::delete),
-        row!(POST, Uploads, Push, uploads::start),
-        row!(GET, Upload, Push, uploads::status),
-        row!(PATCH, Upload, Push, uploads::patch),
-        row!(PUT, Upload, Push, uploads::finish),
-        row!(DELETE, Upload, Push, uploads::cancel),
-        row!(HEAD, Upload, Push, uploads::status),
+        row!(GET, Base, registry, base::get::<R>),
+        row!(HEAD, Base, registry, base::get::<R>),
+        row!(GET, Catalog, registry, catalog::list::<R>),
+        row!(GET, Tags, Access::PULL, tags::list::<R>),
+        row!(GET, Manifest, Access::PULL, manifests::get::<R>),
+        row!(HEAD, Manifest, Access::PULL, manifests::get::<R>),
+        row!(PUT, Manifest, Access::PUSH, manifests::put::<R>),
+        row!(DELETE, Manifest, Access::DELETE, manifests::delete::<R>),
+        row!(GET, Referrers, Access::PULL, referrers::list::<R>),
+        row!(GET, Blob, Access::PULL, blobs::get::<R>),
+        row!(HEAD, Blob, Access::PULL, blobs::get::<R>),
+        row!(DELETE, Blob, Access::DELETE, blobs::delete::<R>),
+        row!(POST, Uploads, Access::PUSH, uploads::start::<R>),
+        row!(GET, Upload, Access::PUSH, uploads::status::<R>),
+        row!(PATCH, Upload, Access::PUSH, uploads::patch::<R>),
+        row!(PUT, Upload, Access::PUSH, uploads::finish::<R>),
+        row!(DELETE, Upload, Access::PUSH, uploads::cancel::<R>),
+        row!(HEAD, Upload, Access::PUSH, uploads::status::<R>),
     ]
 }
 
 /// The row for `method` on `shape`: 405 `UNSUPPORTED` when the shape exists
 /// but not with this method.
-pub fn lookup<B: Blobs, M: Metadata, A: Auth>(
-    method: &Method,
-    shape: Shape,
-) -> Result<Entry<Handler<B, M, A>>, Error> {
-    table::<B, M, A>()
+pub fn lookup<R: Registry>(method: &Method, shape: Shape) -> Result<Entry<Handler<R>>, Error> {
+    table::<R>()
         .into_iter()
         .find(|entry| entry.shape == shape && &entry.method == method)
         .ok_or_else(|| Error::new(Code::Unsupported).message("method not allowed on this endpoint"))

@@ -1,25 +1,24 @@
 //! `GET /v2/<name>/tags/list` (end-8a, end-8b): a repository's tags in
 //! lexical order, paginated with `n` and `last`.
 
-use crate::Capabilities;
-use crate::capabilities::{Auth, Blobs, Metadata};
+use crate::capabilities::{Registry, Repository};
 use crate::errors::{Code, Error};
 use crate::http::{Request, Response};
 use crate::paging::Paging;
 use crate::query::Query;
 use crate::routes::Route;
 
-pub fn list<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn list<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let paging = Paging::from_query(&Query::parse(request.query.as_deref()))?;
     let name = route.name.as_str();
     let (tags, more) = paging
         .collect(|after, limit| {
-            caps.metadata
-                .list_tags(name, after, limit)
+            repo.list_tags(after, limit)
                 .map_err(|e| Error::store(e, Code::NameUnknown, Code::Unsupported))
         })?
         .ok_or_else(|| Error::new(Code::NameUnknown).detail(serde_json::json!({ "name": name })))?;

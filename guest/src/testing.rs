@@ -1,11 +1,10 @@
 //! A test harness: a registry on [`crate::memory`] driven through
 //! [`crate::handle`] with requests written as method, path and body.
 
-use crate::capabilities::Auth;
 use crate::digest::{Algorithm, Digest};
+use crate::handle;
 use crate::http::{Body, Method, Request, Response};
-use crate::memory::{self, AllowAll, Store};
-use crate::{Capabilities, handle};
+use crate::memory::{self, AllowAll, Auth, Host, Store};
 
 pub struct Registry<A = AllowAll> {
     pub store: Store,
@@ -55,12 +54,8 @@ impl<A: Auth> Registry<A> {
             headers,
             body: memory::Body(body.to_vec()),
         };
-        let caps = Capabilities {
-            blobs: &self.store,
-            metadata: &self.store,
-            auth: &self.auth,
-        };
-        handle(&caps, request)
+        let host = Host::new(self.store.clone(), self.auth.clone());
+        handle(&host, request)
     }
 
     pub fn get(&self, target: &str) -> Response<Vec<u8>> {

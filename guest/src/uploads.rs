@@ -15,9 +15,8 @@
 //! appended when that is noticed: the answer is 400 `BLOB_UPLOAD_INVALID`
 //! and the client can read the true offset with `GET`.
 
-use crate::Capabilities;
 use crate::blobs::parse_digest;
-use crate::capabilities::{Action, Auth, Blobs, Metadata, StoreError, Upload, Verdict};
+use crate::capabilities::{Access, Registry, Repository, StoreError, Upload};
 use crate::digest::{Algorithm, Digest};
 use crate::errors::{Code, Error};
 use crate::http::{Request, Response};
@@ -25,29 +24,26 @@ use crate::names::is_valid_name;
 use crate::query::Query;
 use crate::routes::Route;
 
-pub fn start<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn start<R: Registry>(
+    registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    mut request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    mut request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let query = Query::parse(request.query.as_deref());
     let name = route.name.as_str();
     if let Some(digest) = query.get("digest") {
         let digest = parse_digest(digest)?;
-        let mut upload = caps
-            .blobs
-            .start_upload(name, digest.algorithm())
-            .map_err(start_error)?;
+        let mut upload = repo.start_upload(digest.algorithm()).map_err(start_error)?;
         if let Err(e) = upload.append(&mut request.body) {
             let _ = upload.cancel();
             return Err(append_error(e));
         }
-        return complete(caps, name, upload, &digest);
+        return complete(name, upload, &digest);
     }
     if let Some(mount) = query.get("mount") {
         let digest = parse_digest(mount)?;
-        if mountable(caps, name, &digest, query.get("from"))? {
-            caps.metadata.link_blob(name, &digest).map_err(link_error)?;
+        if mount_blob(registry, repo, &digest, query.get("from"))? {
             return Ok(created(name, &digest));
         }
     }
@@ -60,115 +56,96 @@ pub fn start<B: Blobs, M: Metadata, A: Auth>(
                 .detail(serde_json::json!({ "algorithm": alg }))
         })?,
     };
-    let upload = caps
-        .blobs
-        .start_upload(name, algorithm)
-        .map_err(start_error)?;
+    let upload = repo.start_upload(algorithm).map_err(start_error)?;
     Ok(session(202, name, &upload))
 }
 
-pub fn status<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn status<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    _request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
-    let upload = open(caps, route)?;
+    _request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
+    let upload = open::<R>(repo, route)?;
     Ok(session(204, &route.name, &upload))
 }
 
-pub fn patch<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn patch<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    mut request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    mut request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let range = content_range(&request)?;
-    let mut upload = open(caps, route)?;
+    let mut upload = open::<R>(repo, route)?;
     append(&route.name, &mut upload, &mut request, range)?;
     Ok(session(202, &route.name, &upload))
 }
 
-pub fn finish<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn finish<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    mut request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
+    mut request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
     let query = Query::parse(request.query.as_deref());
     let digest = query
         .get("digest")
         .ok_or_else(|| Error::new(Code::DigestInvalid).message("digest query parameter required"))
         .and_then(parse_digest)?;
     let range = content_range(&request)?;
-    let mut upload = open(caps, route)?;
+    let mut upload = open::<R>(repo, route)?;
     if request.header("content-length") != Some("0") {
         append(&route.name, &mut upload, &mut request, range)?;
     }
-    complete(caps, &route.name, upload, &digest)
+    complete(&route.name, upload, &digest)
 }
 
-pub fn cancel<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
+pub fn cancel<R: Registry>(
+    _registry: &R,
+    repo: &R::Repository,
     route: &Route,
-    _request: Request<B::Body>,
-) -> Result<Response<B::Reader>, Error> {
-    open(caps, route)?
+    _request: Request<R::Body>,
+) -> Result<Response<R::Reader>, Error> {
+    open::<R>(repo, route)?
         .cancel()
         .map_err(|e| Error::store(e, Code::BlobUploadUnknown, Code::BlobUploadInvalid))?;
     Ok(Response::new(204).header("content-length", "0"))
 }
 
-fn open<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    route: &Route,
-) -> Result<B::Upload, Error> {
-    caps.blobs
-        .open_upload(&route.name, &route.param)
+fn open<R: Registry>(repo: &R::Repository, route: &Route) -> Result<R::Upload, Error> {
+    repo.open_upload(&route.param)
         .map_err(|e| Error::store(e, Code::BlobUploadUnknown, Code::BlobUploadInvalid))
 }
 
-/// Verify and store the session's bytes, then link the blob: 201.
-fn complete<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    name: &str,
-    upload: B::Upload,
-    digest: &Digest,
-) -> Result<Response<B::Reader>, Error> {
+/// Verify and store the session's bytes, which links the blob into the
+/// session's repository: 201.
+fn complete<U: Upload, R>(name: &str, upload: U, digest: &Digest) -> Result<Response<R>, Error> {
     upload
         .finish(digest)
         .map_err(|e| Error::store(e, Code::BlobUploadUnknown, Code::DigestInvalid))?;
-    caps.metadata.link_blob(name, digest).map_err(link_error)?;
     Ok(created(name, digest))
 }
 
-/// Whether `digest` can be mounted into `name`: it is already there, or
-/// `from` names a repository the caller may pull from that has it. Any
-/// other case, including a `from` that is not a valid name, falls back to
-/// an ordinary session, as the spec allows.
-fn mountable<B: Blobs, M: Metadata, A: Auth>(
-    caps: &Capabilities<'_, B, M, A>,
-    name: &str,
+/// Mount `digest` into `repo`: from `from` when it names a repository the
+/// caller may pull from (the host opens it only then), or without `from`
+/// from wherever the caller may pull it. False (fall back to an ordinary
+/// session, as the spec allows) when it is nowhere the caller may see it,
+/// when `from` is not a valid name, or when the caller may not pull from it.
+fn mount_blob<R: Registry>(
+    registry: &R,
+    repo: &R::Repository,
     digest: &Digest,
     from: Option<&str>,
 ) -> Result<bool, Error> {
-    let available = |repository: &str| -> Result<bool, Error> {
-        let to_error = |e| Error::store(e, Code::BlobUnknown, Code::DigestInvalid);
-        Ok(caps
-            .metadata
-            .blob_linked(repository, digest)
-            .map_err(to_error)?
-            && caps.blobs.stat(digest).map_err(to_error)?.is_some())
-    };
-    if available(name)? {
-        return Ok(true);
-    }
+    let to_error = |e| Error::store(e, Code::BlobUnknown, Code::BlobUploadInvalid);
     match from {
-        Some(from) if is_valid_name(from) => {
-            let may_pull = matches!(
-                caps.auth.authorize(Some(from), Action::Pull),
-                Verdict::Allow(_)
-            );
-            Ok(may_pull && available(from)?)
-        }
-        _ => Ok(false),
+        None => repo.mount_blob(digest, None).map_err(to_error),
+        Some(from) if is_valid_name(from) => match registry.open_repository(from, Access::PULL) {
+            Ok(source) => repo.mount_blob(digest, Some(&source)).map_err(to_error),
+            Err(_) => Ok(false),
+        },
+        Some(_) => Ok(false),
     }
 }
 
@@ -274,10 +251,6 @@ fn start_error(e: StoreError) -> Error {
 
 fn append_error(e: StoreError) -> Error {
     Error::store(e, Code::BlobUploadUnknown, Code::BlobUploadInvalid)
-}
-
-fn link_error(e: StoreError) -> Error {
-    Error::store(e, Code::BlobUnknown, Code::BlobUploadInvalid)
 }
 
 #[cfg(test)]
@@ -591,11 +564,11 @@ mod tests {
 
     #[test]
     fn a_session_in_use_is_409() {
-        use crate::capabilities::Blobs;
+        use crate::capabilities::Repository;
         let registry = Registry::new();
         let loc = registry.start_upload("a");
         let id = loc.rsplit('/').next().unwrap();
-        let _held = registry.store.open_upload("a", id).unwrap();
+        let _held = registry.store.open("a").open_upload(id).unwrap();
         let response = patch(&registry, &loc, None, b"x");
         assert_eq!(
             (response.status, code(&response).as_str()),
@@ -662,7 +635,7 @@ mod tests {
             format!("mount={missing}&from=src"),
             format!("mount={d}&from=other"),
             format!("mount={d}&from=..%2Fsrc"),
-            format!("mount={d}"),
+            format!("mount={missing}"),
         ] {
             let response = registry.send(
                 Method::Post,
@@ -677,10 +650,35 @@ mod tests {
     }
 
     #[test]
+    fn mount_without_from_takes_a_blob_the_caller_may_pull_elsewhere() {
+        let store = Store::new();
+        let d = Registry::with_auth(store.clone(), crate::memory::AllowAll).push_blob("src", b"s");
+        let hidden = Registry::with_auth(store.clone(), crate::memory::AllowAll)
+            .push_blob("secret", b"hidden");
+        let rules = Rules::deny()
+            .allow(Some("dst"), Access::ALL)
+            .allow(Some("src"), Access::PULL);
+        let registry = Registry::with_auth(store, rules);
+        let mount = |d: &Digest| {
+            registry.send(
+                Method::Post,
+                &format!("/v2/dst/blobs/uploads/?mount={d}"),
+                &[],
+                b"",
+            )
+        };
+        assert_eq!(mount(&d).status, 201);
+        assert_eq!(bytes(&registry.get(&format!("/v2/dst/blobs/{d}"))), b"s");
+        // Linked only where the caller may not pull: a new session instead.
+        assert_eq!(mount(&hidden).status, 202);
+        assert_eq!(registry.get(&format!("/v2/dst/blobs/{hidden}")).status, 404);
+    }
+
+    #[test]
     fn mount_needs_pull_on_the_source() {
         let rules = Rules::deny()
-            .allow(Some("dst"), Action::Push)
-            .allow(Some("dst"), Action::Pull);
+            .allow(Some("dst"), Access::PUSH)
+            .allow(Some("dst"), Access::PULL);
         let store = Store::new();
         let d =
             Registry::with_auth(store.clone(), crate::memory::AllowAll).push_blob("secret", b"s");

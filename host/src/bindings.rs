@@ -1,8 +1,8 @@
 //! Host bindings of the `wharf:registry/registry` world (`wit/world.wit`).
 //!
-//! `wasi:io` and `wasi:http` are wasmtime's own implementations; the three
-//! `wharf:registry` interfaces are implemented by [`crate::blobs`],
-//! [`crate::metadata`] and [`crate::auth`].
+//! `wasi:io` and `wasi:http` are wasmtime's own implementations;
+//! `wharf:registry/repositories` is implemented by [`crate::repositories`],
+//! whose handle types stand behind the WIT resources.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -12,9 +12,11 @@ wasmtime::component::bindgen!({
     with: {
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-        "wharf:registry/blobs.upload": crate::blobs::UploadHandle,
+        "wharf:registry/repositories.repository": crate::repositories::RepositoryHandle,
+        "wharf:registry/repositories.catalog": crate::repositories::CatalogHandle,
+        "wharf:registry/repositories.upload": crate::repositories::UploadHandle,
     },
     require_store_data_send: true,
 });
 
-pub use wharf::registry::{auth, blobs, metadata, types};
+pub use wharf::registry::{repositories, types};

@@ -163,9 +163,11 @@ impl Sandbox {
             _,
             wasmtime_wasi_http::WasiHttp,
         >(&mut linker, &options.into(), RequestState::http)?;
-        crate::bindings::blobs::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |s| s)?;
-        crate::bindings::metadata::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |s| s)?;
-        crate::bindings::auth::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |s| s)?;
+        crate::bindings::types::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |s| s)?;
+        crate::bindings::repositories::add_to_linker::<_, HasSelf<RequestState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(RegistryPre::new)

@@ -1,11 +1,15 @@
-//! The core's capability traits, implemented by calling the WIT imports.
+//! The core's capability traits, implemented by calling the WIT imports of
+//! `wharf:registry/repositories`. Every handle here is a host resource: the
+//! host decided what it may do when it opened it, and checks each call.
 
 use crate::bindings::wasi::http::types::IncomingBody;
-use crate::bindings::wharf::registry::{auth, blobs, metadata, types};
+use crate::bindings::wharf::registry::{repositories, types};
 use crate::streams::{self, InputStream, ReadFailure, StreamFailure};
+use wharf_guest::names::Reference;
+use wharf_guest::ranges::RangeRequest;
 use wharf_guest::{
-    Action, Algorithm, BodyError, Digest, Page, RequestBody, StoreError, StoredManifest, Upload,
-    Verdict,
+    Access, Algorithm, BlobRead, BodyError, Digest, ManifestRead, Page, Readable, Refusal,
+    StoreError, StoredManifest, Upload,
 };
 
 fn store_error(e: types::Error) -> StoreError {
@@ -13,11 +17,34 @@ fn store_error(e: types::Error) -> StoreError {
         types::Error::NotFound => StoreError::NotFound,
         types::Error::DigestMismatch(d) => StoreError::DigestMismatch(d),
         types::Error::Invalid(m) => StoreError::Invalid(m),
+        types::Error::Denied(m) => StoreError::Denied(m),
         types::Error::LimitExceeded(m) => StoreError::LimitExceeded(m),
         types::Error::Busy => StoreError::Busy,
         types::Error::Unsupported(m) => StoreError::Unsupported(m),
         types::Error::Storage(m) => StoreError::Storage(m),
     }
+}
+
+fn refusal(r: types::Refusal) -> Refusal {
+    match r {
+        types::Refusal::Challenge(c) => Refusal::Challenge(c),
+        types::Refusal::Deny(why) => Refusal::Deny(why),
+        types::Refusal::Invalid(why) => Refusal::Invalid(why),
+    }
+}
+
+fn access(a: Access) -> types::Access {
+    let mut flags = types::Access::empty();
+    if a.pull {
+        flags |= types::Access::PULL;
+    }
+    if a.push {
+        flags |= types::Access::PUSH;
+    }
+    if a.delete {
+        flags |= types::Access::DELETE;
+    }
+    flags
 }
 
 /// A digest the host returned; the host only ever returns canonical ones.
@@ -29,6 +56,15 @@ fn page(p: types::Page) -> Page {
     Page {
         entries: p.entries,
         more: p.more,
+    }
+}
+
+impl Readable for InputStream {
+    fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        streams::read_to_end(self, limit).map_err(|e| match e {
+            ReadFailure::TooLarge => BodyError::TooLarge(limit),
+            ReadFailure::Failed(m) => BodyError::Io(m),
+        })
     }
 }
 
@@ -44,7 +80,7 @@ impl HostBody {
         HostBody { stream: None, body }
     }
 
-    fn stream(&mut self) -> Result<&InputStream, String> {
+    fn stream(&mut self) -> Result<&mut InputStream, String> {
         if self.stream.is_none() {
             let body = self.body.as_ref().ok_or("request body already consumed")?;
             let stream = body
@@ -52,21 +88,17 @@ impl HostBody {
                 .map_err(|()| "request body already consumed")?;
             self.stream = Some(stream);
         }
-        Ok(self.stream.as_ref().expect("set above"))
+        Ok(self.stream.as_mut().expect("set above"))
     }
 }
 
-impl RequestBody for HostBody {
+impl Readable for HostBody {
     fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
-        let stream = self.stream().map_err(BodyError::Io)?;
-        streams::read_to_end(stream, limit).map_err(|e| match e {
-            ReadFailure::TooLarge => BodyError::TooLarge(limit),
-            ReadFailure::Failed(m) => BodyError::Io(m),
-        })
+        self.stream().map_err(BodyError::Io)?.read_to_end(limit)
     }
 }
 
-pub struct HostUpload(blobs::Upload);
+pub struct HostUpload(repositories::Upload);
 
 impl Upload for HostUpload {
     type Body = HostBody;
@@ -98,158 +130,163 @@ impl Upload for HostUpload {
     }
 
     fn finish(self, expected: &Digest) -> Result<u64, StoreError> {
-        blobs::Upload::finish(self.0, &expected.to_string()).map_err(store_error)
+        repositories::Upload::finish(self.0, &expected.to_string()).map_err(store_error)
     }
 
     fn cancel(self) -> Result<(), StoreError> {
-        blobs::Upload::cancel(self.0).map_err(store_error)
+        repositories::Upload::cancel(self.0).map_err(store_error)
     }
 }
 
-pub struct HostBlobs;
+/// Opens handles from the host.
+pub struct HostRegistry;
 
-impl wharf_guest::Blobs for HostBlobs {
+impl wharf_guest::Registry for HostRegistry {
     type Body = HostBody;
-    type Upload = HostUpload;
     type Reader = InputStream;
+    type Upload = HostUpload;
+    type Repository = HostRepository;
+    type Catalog = HostCatalog;
 
-    fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        blobs::stat(&digest.to_string()).map_err(store_error)
+    fn open_catalog(&self) -> Result<HostCatalog, Refusal> {
+        repositories::Catalog::open()
+            .map(HostCatalog)
+            .map_err(refusal)
     }
 
-    fn read(
-        &self,
-        digest: &Digest,
-        offset: u64,
-        length: Option<u64>,
-    ) -> Result<InputStream, StoreError> {
-        blobs::read(&digest.to_string(), offset, length).map_err(store_error)
+    fn open_repository(&self, name: &str, wanted: Access) -> Result<HostRepository, Refusal> {
+        repositories::Repository::open(name, access(wanted))
+            .map(HostRepository)
+            .map_err(refusal)
     }
+}
 
-    fn start_upload(
-        &self,
-        repository: &str,
-        algorithm: Algorithm,
-    ) -> Result<HostUpload, StoreError> {
-        let algorithm = match algorithm {
-            Algorithm::Sha256 => types::Algorithm::Sha256,
-            Algorithm::Sha512 => types::Algorithm::Sha512,
-        };
-        blobs::Upload::start(repository, algorithm)
-            .map(HostUpload)
-            .map_err(store_error)
-    }
+pub struct HostCatalog(repositories::Catalog);
 
-    fn open_upload(&self, repository: &str, id: &str) -> Result<HostUpload, StoreError> {
-        blobs::Upload::open(repository, id)
-            .map(HostUpload)
+impl wharf_guest::Catalog for HostCatalog {
+    fn list(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError> {
+        self.0
+            .list_repositories(after, limit)
+            .map(page)
             .map_err(store_error)
     }
 }
 
-pub struct HostMetadata;
+pub struct HostRepository(repositories::Repository);
 
-impl wharf_guest::Metadata for HostMetadata {
-    fn get_manifest(
+impl wharf_guest::Repository for HostRepository {
+    type Reader = InputStream;
+    type Upload = HostUpload;
+
+    fn manifest(
         &self,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<Option<StoredManifest>, StoreError> {
-        match metadata::get_manifest(repository, &digest.to_string()).map_err(store_error)? {
+        reference: &Reference,
+    ) -> Result<Option<ManifestRead<InputStream>>, StoreError> {
+        let reference = match reference {
+            Reference::Tag(tag) => repositories::Reference::Tag(tag.clone()),
+            Reference::Digest(digest) => repositories::Reference::Digest(digest.to_string()),
+        };
+        match self.0.manifest(&reference).map_err(store_error)? {
             None => Ok(None),
-            Some(m) => Ok(Some(StoredManifest {
+            Some(m) => Ok(Some(ManifestRead {
                 digest: host_digest(m.digest)?,
                 media_type: m.media_type,
+                size: m.size,
                 content: m.content,
-                subject: m.subject.map(host_digest).transpose()?,
             })),
         }
     }
 
-    fn put_manifest(&self, repository: &str, manifest: &StoredManifest) -> Result<(), StoreError> {
-        let m = metadata::Manifest {
+    fn list_tags(&self, after: Option<&str>, limit: u32) -> Result<Option<Page>, StoreError> {
+        Ok(self
+            .0
+            .list_tags(after, limit)
+            .map_err(store_error)?
+            .map(page))
+    }
+
+    fn list_referrers(
+        &self,
+        subject: &Digest,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page, StoreError> {
+        self.0
+            .list_referrers(&subject.to_string(), after, limit)
+            .map(page)
+            .map_err(store_error)
+    }
+
+    fn stat_blob(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        self.0.stat_blob(&digest.to_string()).map_err(store_error)
+    }
+
+    fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<Option<BlobRead<InputStream>>, StoreError> {
+        let range = range.map(|r| match r {
+            RangeRequest::Starting(first) => types::ByteRange::Starting(first),
+            RangeRequest::Span(first, last) => types::ByteRange::Span((first, last)),
+            RangeRequest::Suffix(n) => types::ByteRange::Suffix(n),
+        });
+        let read = self
+            .0
+            .read_blob(&digest.to_string(), range)
+            .map_err(store_error)?;
+        Ok(read.map(|r| BlobRead {
+            size: r.size,
+            offset: r.offset,
+            length: r.length,
+            partial: r.partial,
+            content: r.content,
+        }))
+    }
+
+    fn put_manifest(&self, manifest: &StoredManifest, tags: &[&str]) -> Result<(), StoreError> {
+        let m = repositories::Manifest {
             digest: manifest.digest.to_string(),
             media_type: manifest.media_type.clone(),
             content: manifest.content.clone(),
             subject: manifest.subject.as_ref().map(Digest::to_string),
         };
-        metadata::put_manifest(repository, &m).map_err(store_error)
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        self.0.put_manifest(&m, &tags).map_err(store_error)
     }
 
-    fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError> {
-        metadata::delete_manifest(repository, &digest.to_string()).map_err(store_error)
-    }
-
-    fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>, StoreError> {
-        metadata::resolve_tag(repository, tag)
-            .map_err(store_error)?
-            .map(host_digest)
-            .transpose()
-    }
-
-    fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<(), StoreError> {
-        metadata::set_tag(repository, tag, &digest.to_string()).map_err(store_error)
-    }
-
-    fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, StoreError> {
-        metadata::delete_tag(repository, tag).map_err(store_error)
-    }
-
-    fn list_tags(
-        &self,
-        repository: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Option<Page>, StoreError> {
-        Ok(metadata::list_tags(repository, after, limit)
-            .map_err(store_error)?
-            .map(page))
-    }
-
-    fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page, StoreError> {
-        metadata::list_repositories(after, limit)
-            .map(page)
+    fn mount_blob(&self, digest: &Digest, source: Option<&Self>) -> Result<bool, StoreError> {
+        self.0
+            .mount_blob(&digest.to_string(), source.map(|s| &s.0))
             .map_err(store_error)
     }
 
-    fn list_referrers(
-        &self,
-        repository: &str,
-        subject: &Digest,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Page, StoreError> {
-        metadata::list_referrers(repository, &subject.to_string(), after, limit)
-            .map(page)
-            .map_err(store_error)
-    }
-
-    fn link_blob(&self, repository: &str, digest: &Digest) -> Result<(), StoreError> {
-        metadata::link_blob(repository, &digest.to_string()).map_err(store_error)
-    }
-
-    fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError> {
-        metadata::blob_linked(repository, &digest.to_string()).map_err(store_error)
-    }
-
-    fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool, StoreError> {
-        metadata::unlink_blob(repository, &digest.to_string()).map_err(store_error)
-    }
-}
-
-pub struct HostAuth;
-
-impl wharf_guest::Auth for HostAuth {
-    fn authorize(&self, repository: Option<&str>, action: Action) -> Verdict {
-        let action = match action {
-            Action::Pull => auth::Action::Pull,
-            Action::Push => auth::Action::Push,
-            Action::Delete => auth::Action::Delete,
+    fn start_upload(&self, algorithm: Algorithm) -> Result<HostUpload, StoreError> {
+        let algorithm = match algorithm {
+            Algorithm::Sha256 => types::Algorithm::Sha256,
+            Algorithm::Sha512 => types::Algorithm::Sha512,
         };
-        match auth::authorize(repository, action) {
-            auth::Verdict::Allow(who) => Verdict::Allow(who),
-            auth::Verdict::Challenge(c) => Verdict::Challenge(c),
-            auth::Verdict::Deny(why) => Verdict::Deny(why),
-        }
+        self.0
+            .start_upload(algorithm)
+            .map(HostUpload)
+            .map_err(store_error)
+    }
+
+    fn open_upload(&self, id: &str) -> Result<HostUpload, StoreError> {
+        self.0.open_upload(id).map(HostUpload).map_err(store_error)
+    }
+
+    fn delete_manifest(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.0
+            .delete_manifest(&digest.to_string())
+            .map_err(store_error)
+    }
+
+    fn delete_tag(&self, tag: &str) -> Result<bool, StoreError> {
+        self.0.delete_tag(tag).map_err(store_error)
+    }
+
+    fn unlink_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.0.unlink_blob(&digest.to_string()).map_err(store_error)
     }
 }

@@ -21,7 +21,6 @@ mod streams;
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
-use wharf_guest::Capabilities;
 
 struct Component;
 
@@ -30,11 +29,9 @@ bindings::export!(Component with_types_in bindings);
 impl Guest for Component {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = http::translate_request(request);
-        let caps = Capabilities {
-            blobs: &capabilities::HostBlobs,
-            metadata: &capabilities::HostMetadata,
-            auth: &capabilities::HostAuth,
-        };
-        http::send(wharf_guest::handle(&caps, request), out);
+        http::send(
+            wharf_guest::handle(&capabilities::HostRegistry, request),
+            out,
+        );
     }
 }

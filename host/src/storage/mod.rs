@@ -1,7 +1,7 @@
 //! Storage backends behind the `blobs` and `metadata` capabilities.
 //!
 //! [`BlobStore`] and [`MetadataStore`] are what a backend implements; the WIT
-//! layer (`crate::blobs`, `crate::metadata`) only translates to them. The
+//! layer (`crate::repositories`) checks access and translates to them. The
 //! filesystem backend ([`fs::FsStorage`]) is the one that exists today; an
 //! object-storage backend implements the same two traits.
 //!

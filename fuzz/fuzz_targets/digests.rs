@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_guest::{Algorithm, Digest};
+use wharf_spec::{Algorithm, Digest};
 
 fuzz_target!(|input: &str| {
     if let Ok(digest) = Digest::parse(input) {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_guest::names::{MAX_NAME_LEN, MAX_TAG_LEN, Reference, is_valid_name, is_valid_tag};
+use wharf_spec::names::{MAX_NAME_LEN, MAX_TAG_LEN, Reference, is_valid_name, is_valid_tag};
 
 fuzz_target!(|input: &str| {
     if is_valid_name(input) {

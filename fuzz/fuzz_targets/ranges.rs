@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_guest::ranges::{RangeRequest, Resolved};
 use wharf_guest::uploads::parse_content_range;
+use wharf_spec::ranges::{RangeRequest, Resolved};
 
 fuzz_target!(|input: (&str, u64)| {
     let (header, size) = input;

@@ -1,96 +1,17 @@
-//! OCI error codes and their JSON rendering.
+//! The core's failures, as OCI error responses.
 //!
-//! Every failure the core reports is an [`Error`]: a [`Code`] (whose HTTP
-//! status and default message are defined once, in [`Code::status`] and
-//! [`Code::message`]), an optional message, detail and status override, and
-//! any headers the response needs (`www-authenticate`, `content-range`, ...).
-//! [`Error::into_response`] renders the distribution-spec body
-//! `{"errors":[{"code":…,"message":…,"detail":…}]}`.
-//!
-//! Codes outside the spec table: `RANGE_INVALID` (registry:2's code for an
-//! unsatisfiable range, always 416), `TAG_INVALID` (registry:2's code for a
-//! tag it cannot set, 400: Wharf's answer to a push setting more tags than
-//! [`crate::manifests::MAX_TAGS_PER_PUSH`]) and `UNKNOWN` (registry:2's code
-//! for a server-side failure, always 500; clients treat unknown codes as
-//! `UNKNOWN`).
+//! Every failure the core reports is an [`Error`]: a [`Code`] (defined with
+//! its status and default message in `wharf-spec`, which the host answers
+//! its own errors from too), an optional message, detail and status
+//! override, and any headers the response needs (`www-authenticate`,
+//! `content-range`, ...). [`Error::into_response`] renders the
+//! distribution-spec body with `wharf_spec::errors::body`. `TAG_INVALID`
+//! is Wharf's answer to a push setting more tags than
+//! [`crate::manifests::MAX_TAGS_PER_PUSH`].
 
 use crate::capabilities::StoreError;
 use crate::http::Response;
-use serde::Serialize;
-
-/// An error code of the distribution-spec's table (plus the two extensions
-/// documented at the module level).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    BlobUnknown,
-    BlobUploadInvalid,
-    BlobUploadUnknown,
-    DigestInvalid,
-    ManifestBlobUnknown,
-    ManifestInvalid,
-    ManifestUnknown,
-    NameInvalid,
-    NameUnknown,
-    SizeInvalid,
-    Unauthorized,
-    Denied,
-    Unsupported,
-    TooManyRequests,
-    RangeInvalid,
-    TagInvalid,
-    Unknown,
-}
-
-impl Code {
-    /// The identifier as it appears in the `code` field.
-    pub fn as_str(self) -> &'static str {
-        self.definition().0
-    }
-
-    /// The HTTP status this code is answered with unless overridden.
-    pub fn status(self) -> u16 {
-        self.definition().1
-    }
-
-    /// The default human-readable message (the spec table's description).
-    pub fn message(self) -> &'static str {
-        self.definition().2
-    }
-
-    fn definition(self) -> (&'static str, u16, &'static str) {
-        match self {
-            Code::BlobUnknown => ("BLOB_UNKNOWN", 404, "blob unknown to registry"),
-            Code::BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", 400, "blob upload invalid"),
-            Code::BlobUploadUnknown => (
-                "BLOB_UPLOAD_UNKNOWN",
-                404,
-                "blob upload unknown to registry",
-            ),
-            Code::DigestInvalid => (
-                "DIGEST_INVALID",
-                400,
-                "provided digest did not match uploaded content",
-            ),
-            Code::ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", 404, "blob unknown to registry"),
-            Code::ManifestInvalid => ("MANIFEST_INVALID", 400, "manifest invalid"),
-            Code::ManifestUnknown => ("MANIFEST_UNKNOWN", 404, "manifest unknown"),
-            Code::NameInvalid => ("NAME_INVALID", 400, "invalid repository name"),
-            Code::NameUnknown => ("NAME_UNKNOWN", 404, "repository name not known to registry"),
-            Code::SizeInvalid => (
-                "SIZE_INVALID",
-                400,
-                "provided length did not match content length",
-            ),
-            Code::Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
-            Code::Denied => ("DENIED", 403, "requested access to the resource is denied"),
-            Code::Unsupported => ("UNSUPPORTED", 405, "the operation is unsupported"),
-            Code::TooManyRequests => ("TOOMANYREQUESTS", 429, "too many requests"),
-            Code::RangeInvalid => ("RANGE_INVALID", 416, "requested range not satisfiable"),
-            Code::TagInvalid => ("TAG_INVALID", 400, "manifest tag did not match URI"),
-            Code::Unknown => ("UNKNOWN", 500, "internal server error"),
-        }
-    }
-}
+pub use wharf_spec::errors::Code;
 
 /// A failed request, ready to be rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,27 +93,10 @@ impl Error {
     }
 
     pub fn into_response<R>(self) -> Response<R> {
-        #[derive(Serialize)]
-        struct Entry<'a> {
-            code: &'a str,
-            message: &'a str,
-            detail: &'a serde_json::Value,
-        }
-        #[derive(Serialize)]
-        struct Errors<'a> {
-            errors: [Entry<'a>; 1],
-        }
-        let body = Errors {
-            errors: [Entry {
-                code: self.code.as_str(),
-                message: &self.message,
-                detail: &self.detail,
-            }],
-        };
-        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[]}".to_vec());
+        let bytes = wharf_spec::errors::body(self.code, &self.message, &self.detail);
         let mut response = Response::new(self.status);
         response.headers = self.headers;
-        response.bytes("application/json", bytes)
+        response.bytes("application/json", bytes.into_bytes())
     }
 }
 

@@ -15,15 +15,12 @@ pub mod base;
 pub mod blobs;
 pub mod capabilities;
 pub mod catalog;
-pub mod digest;
 pub mod errors;
 pub mod http;
 pub mod manifests;
 pub mod memory;
-pub mod names;
 pub mod paging;
 pub mod query;
-pub mod ranges;
 pub mod referrers;
 pub mod routes;
 pub mod tags;
@@ -32,9 +29,10 @@ mod testing;
 pub mod uploads;
 
 pub use capabilities::*;
-pub use digest::{Algorithm, Digest, DigestError};
 pub use errors::{Code, Error};
 pub use http::{Body, Method, Request, Response};
+pub use wharf_spec::{Algorithm, Digest, DigestError};
+pub use wharf_spec::{digest, names, ranges};
 
 /// Answer one request. Every response, errors included, carries
 /// `docker-distribution-api-version: registry/2.0`; a `HEAD` response never

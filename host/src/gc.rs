@@ -22,14 +22,14 @@
 //! blobs before the manifest that names them.
 
 use crate::storage::{FsStorage, MetadataStore};
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use wharf_guest::Digest;
+use wharf_spec::Digest;
+use wharf_spec::references::references;
 
 /// What a collection removed (or, in a dry run, would remove).
 #[derive(Debug, Default)]
@@ -99,21 +99,6 @@ fn stored_blobs(blobs: &Path) -> io::Result<Vec<(Digest, PathBuf, u64)>> {
         }
     }
     Ok(found)
-}
-
-/// The digests a manifest's JSON names in `field` (a descriptor or an
-/// array of them).
-fn named(doc: &Value, field: &str) -> Vec<Digest> {
-    let one = |d: &Value| {
-        d.get("digest")
-            .and_then(Value::as_str)
-            .and_then(|s| Digest::parse(s).ok())
-    };
-    match doc.get(field) {
-        Some(Value::Array(items)) => items.iter().filter_map(one).collect(),
-        Some(d @ Value::Object(_)) => one(d).into_iter().collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// What one manifest points at: blobs, index children, subject.
@@ -186,12 +171,8 @@ fn mark(store: &FsStorage, delete_untagged: bool) -> anyhow::Result<Marked> {
             let Some(manifest) = store.get_manifest(repository, &digest)? else {
                 continue;
             };
-            let doc: Value = serde_json::from_slice(&manifest.content).unwrap_or(Value::Null);
-            let mut blobs = named(&doc, "config");
-            blobs.extend(named(&doc, "layers"));
-            blobs.extend(named(&doc, "blobs"));
-            let children = named(&doc, "manifests");
-            manifests.insert(digest, (blobs, children, manifest.subject));
+            let named = references(&manifest.content);
+            manifests.insert(digest, (named.blobs, named.manifests, manifest.subject));
         }
         let mut kept: HashSet<Digest> = if delete_untagged {
             let mut tagged = HashSet::new();
@@ -378,7 +359,7 @@ mod tests {
     use super::*;
     use crate::storage::files::write_atomic;
     use crate::storage::{BlobStore, Manifest};
-    use wharf_guest::Algorithm;
+    use wharf_spec::Algorithm;
 
     /// A stored blob, as a finished upload leaves it, last modified `age` ago.
     fn blob(store: &FsStorage, bytes: &[u8], age: Duration) -> Digest {

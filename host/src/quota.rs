@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime_wasi::p2::{
     DynInputStream, DynOutputStream, OutputStream, Pollable, StreamError, StreamResult,
 };
-use wharf_guest::{Algorithm, Digest};
+use wharf_spec::{Algorithm, Digest};
 
 /// A store held to its tenant's `storage_bytes` and `concurrent_uploads`.
 pub struct Quota<S> {

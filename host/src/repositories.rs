@@ -20,8 +20,8 @@ use crate::storage::{self, StorageError, UploadSession};
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
-use wharf_guest::Digest;
-use wharf_guest::ranges::{RangeRequest, Resolved};
+use wharf_spec::Digest;
+use wharf_spec::ranges::{RangeRequest, Resolved};
 
 /// The host side of a `repository` resource: a checked name and the
 /// access the caller was granted on it.
@@ -64,7 +64,7 @@ fn digest_arg(digest: &str) -> Result<Digest, Error> {
 
 /// A tag as it enters the host: it becomes a directory name.
 fn tag_arg(tag: &str) -> Result<(), Error> {
-    if wharf_guest::names::is_valid_tag(tag) {
+    if wharf_spec::names::is_valid_tag(tag) {
         Ok(())
     } else {
         Err(Error::Invalid(format!("invalid tag {tag:?}")))
@@ -195,7 +195,7 @@ impl HostRepository for RequestState {
         name: String,
         access: Access,
     ) -> wasmtime::Result<Result<Resource<RepositoryHandle>, Refusal>> {
-        if !wharf_guest::names::is_valid_name(&name) {
+        if !wharf_spec::names::is_valid_name(&name) {
             return Ok(Err(Refusal::Invalid(format!(
                 "invalid repository name {name:?}"
             ))));
@@ -437,8 +437,8 @@ impl HostRepository for RequestState {
     ) -> Answer<Resource<UploadHandle>> {
         let name = check!(self.granted(&repo, Access::PUSH)?);
         let algorithm = match algorithm {
-            Algorithm::Sha256 => wharf_guest::Algorithm::Sha256,
-            Algorithm::Sha512 => wharf_guest::Algorithm::Sha512,
+            Algorithm::Sha256 => wharf_spec::Algorithm::Sha256,
+            Algorithm::Sha512 => wharf_spec::Algorithm::Sha512,
         };
         let store = self.capabilities.blobs.clone();
         let repository = name.clone();
@@ -558,7 +558,7 @@ mod tests {
     use futures::future::BoxFuture;
     use std::sync::Arc;
     use std::time::Duration;
-    use wharf_guest::Algorithm as Hash;
+    use wharf_spec::Algorithm as Hash;
 
     /// Pull on `team/a`, nothing else.
     struct PullTeamA;

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wharf_spec::Code;
 
 pub struct Server {
     /// The component serving new requests (replaced by a reload).
@@ -325,7 +326,7 @@ impl Server {
             tracing::info!(%method, %path, "HTTP/1.1 request without a Host header refused");
             return oci_error(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                Code::Unsupported,
                 "HTTP/1.1 request without a Host header: send the registry's host name in Host",
             );
         }
@@ -335,7 +336,7 @@ impl Server {
                 tracing::info!(%method, %path, host, sni, reason = %refused, "request for no tenant refused");
                 return oci_error(
                     StatusCode::MISDIRECTED_REQUEST,
-                    "DENIED",
+                    Code::Denied,
                     &format!("{refused}: check the registry host name in the image reference"),
                 );
             }
@@ -361,7 +362,7 @@ impl Server {
             Err(refused) => {
                 let mut response = oci_error(
                     StatusCode::UNAUTHORIZED,
-                    "UNAUTHORIZED",
+                    Code::Unauthorized,
                     "authentication required",
                 );
                 if let Ok(value) = HeaderValue::try_from(refused.challenge) {
@@ -388,14 +389,14 @@ impl Server {
             tracing::warn!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request refused: guest memory budget exhausted");
             return retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
+                Code::Unavailable,
                 &overloaded.to_string(),
             );
         }
         tracing::error!(tenant = tenant.name, %method, %path, error = format!("{e:#}"), "request failed in the component");
         oci_error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
+            Code::Unknown,
             "internal server error: the request failed inside the registry; see the server log",
         )
     }
@@ -405,15 +406,15 @@ impl Server {
 fn refused(tenant: &str, line: &Line, refusal: &Refusal) -> Response<HyperOutgoingBody> {
     tracing::warn!(tenant, peer = %line.peer, method = %line.method, path = line.path, reason = %refusal, "request not admitted");
     let (status, code) = match refusal {
-        Refusal::Client(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
-        Refusal::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        Refusal::Client(_) => (StatusCode::TOO_MANY_REQUESTS, Code::TooManyRequests),
+        Refusal::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
     };
     retry_later(status, code, &refusal.to_string())
 }
 
 /// An OCI error with `Retry-After`: the registry is at capacity, or the
 /// client past its share, not broken.
-fn retry_later(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
+fn retry_later(status: StatusCode, code: Code, message: &str) -> Response<HyperOutgoingBody> {
     let mut response = oci_error(status, code, message);
     response
         .headers_mut()
@@ -453,15 +454,9 @@ enum Transport {
 
 /// A response with an OCI error body, made by the host itself: a request
 /// for no tenant, a malformed request, or one the component failed.
-fn oci_error(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
+fn oci_error(status: StatusCode, code: Code, message: &str) -> Response<HyperOutgoingBody> {
     use http_body_util::BodyExt;
-    // In registry:2's key order (serde_json's maps would sort them).
-    let quote = |text: &str| serde_json::Value::from(text).to_string();
-    let body = format!(
-        r#"{{"errors":[{{"code":{},"message":{},"detail":null}}]}}"#,
-        quote(code),
-        quote(message)
-    );
+    let body = wharf_spec::errors::body(code, message, &serde_json::Value::Null);
     let length = body.len();
     let mut response = Response::new(
         http_body_util::Full::new(Bytes::from(body))

@@ -17,7 +17,7 @@
 
 use super::files::{self, read_optional, remove_tree, write_atomic};
 use super::layout::Layout;
-use super::pins::{Pins, references};
+use super::pins::Pins;
 use super::streams::FileRange;
 use super::uploads::{Purged, Sessions, is_stillborn};
 use super::{
@@ -29,7 +29,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime_wasi::p2::DynInputStream;
-use wharf_guest::{Algorithm, Digest};
+use wharf_spec::references::references;
+use wharf_spec::{Algorithm, Digest};
 
 pub struct FsStorage {
     layout: Layout,
@@ -440,7 +441,7 @@ impl MetadataStore for FsStorage {
         if actual != manifest.digest {
             return Err(StorageError::DigestMismatch(actual));
         }
-        let mut named = references(&manifest.content);
+        let mut named: Vec<Digest> = references(&manifest.content).all().cloned().collect();
         named.push(manifest.digest.clone());
         self.pins
             .referencing(&named, || self.write_manifest(repository, manifest, &named))

@@ -35,7 +35,7 @@
 //! should not.
 
 use std::path::{Path, PathBuf};
-use wharf_guest::Digest;
+use wharf_spec::Digest;
 
 #[derive(Debug, Clone)]
 pub struct Layout {

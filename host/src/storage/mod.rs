@@ -17,7 +17,7 @@ mod upload_stream;
 mod uploads;
 
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
-use wharf_guest::{Algorithm, Digest};
+use wharf_spec::{Algorithm, Digest};
 
 pub use fs::FsStorage;
 

@@ -16,7 +16,7 @@
 //! writes files on.
 
 use super::streams::failed;
-use super::uploads::{Active, Hasher, Slot};
+use super::uploads::{Active, Slot};
 use bytes::Bytes;
 use std::fs::File;
 use std::io::{self, Write};
@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::Semaphore;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wharf_spec::Hasher;
 
 /// Bytes each thread of an upload may have waiting.
 pub const MAX_PENDING: usize = 4 << 20;
@@ -328,7 +329,7 @@ mod tests {
     use crate::storage::{BlobStore, StorageError};
     use bytes::Bytes;
     use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
-    use wharf_guest::Algorithm;
+    use wharf_spec::Algorithm;
 
     /// Bytes that differ at every offset, so a misplaced chunk shows.
     fn pattern(len: usize, seed: u32) -> Vec<u8> {

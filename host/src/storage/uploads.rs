@@ -11,7 +11,6 @@ use super::layout::Layout;
 use super::pins::Pins;
 use super::upload_stream::UploadWriter;
 use super::{Result, StorageError, UploadSession};
-use sha2::{Digest as _, Sha256, Sha512};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -19,49 +18,20 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi::p2::DynOutputStream;
-use wharf_guest::{Algorithm, Digest};
+use wharf_spec::{Algorithm, Digest, Hasher};
 
-pub enum Hasher {
-    Sha256(Sha256),
-    Sha512(Sha512),
-}
-
-impl Hasher {
-    pub fn new(algorithm: Algorithm) -> Hasher {
-        match algorithm {
-            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+/// Hash a whole file.
+pub fn hash_file(algorithm: Algorithm, file: &mut File) -> io::Result<(Hasher, u64)> {
+    let mut hasher = Hasher::new(algorithm);
+    let mut buf = vec![0u8; super::streams::BATCH];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((hasher, total));
         }
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
-    }
-
-    pub fn finish(self) -> Digest {
-        let (algorithm, hex) = match self {
-            Hasher::Sha256(h) => ("sha256", hex::encode(h.finalize())),
-            Hasher::Sha512(h) => ("sha512", hex::encode(h.finalize())),
-        };
-        Digest::parse(&format!("{algorithm}:{hex}")).expect("a hash is a valid digest")
-    }
-
-    /// Hash a whole file.
-    pub fn file(algorithm: Algorithm, file: &mut File) -> io::Result<(Hasher, u64)> {
-        let mut hasher = Hasher::new(algorithm);
-        let mut buf = vec![0u8; super::streams::BATCH];
-        let mut total = 0u64;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok((hasher, total));
-            }
-            hasher.update(&buf[..n]);
-            total += n as u64;
-        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
     }
 }
 
@@ -323,7 +293,7 @@ impl FsUpload {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let (hasher, written) = Hasher::file(self.slot.algorithm, &mut file)?;
+            let (hasher, written) = hash_file(self.slot.algorithm, &mut file)?;
             self.slot.set_written(written);
             *active = Some(Active {
                 file,
@@ -409,7 +379,7 @@ impl UploadSession for FsUpload {
             // Started with another algorithm: hash what is on disk.
             use std::io::Seek;
             file.seek(io::SeekFrom::Start(0))?;
-            Hasher::file(expected.algorithm(), &mut file)?.0.finish()
+            hash_file(expected.algorithm(), &mut file)?.0.finish()
         };
         if &actual != expected {
             self.end()?;

@@ -177,7 +177,7 @@ mod tests {
             Reference::parse("latest"),
             Ok(Reference::Tag("latest".into()))
         );
-        let d = crate::Algorithm::Sha256.digest(b"x");
+        let d = crate::digest::Algorithm::Sha256.digest(b"x");
         assert_eq!(Reference::parse(&d.to_string()), Ok(Reference::Digest(d)));
         assert!(matches!(
             Reference::parse("sha256:zz"),

@@ -50,6 +50,38 @@ impl Algorithm {
     }
 }
 
+/// A hash computed incrementally, as upload bytes arrive: the host's
+/// check that content is what its digest says.
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Hasher {
+        match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest of everything given to [`Hasher::update`].
+    pub fn finish(self) -> Digest {
+        let (algorithm, hex) = match self {
+            Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
+            Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
+        };
+        Digest { algorithm, hex }
+    }
+}
+
 /// A validated digest in canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Digest {
@@ -127,6 +159,17 @@ mod tests {
 
     const EMPTY_SHA256: &str =
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn the_incremental_hash_is_the_whole_hash() {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut hasher = Hasher::new(algorithm);
+            hasher.update(b"hello, ");
+            hasher.update(b"");
+            hasher.update(b"world");
+            assert_eq!(hasher.finish(), algorithm.digest(b"hello, world"));
+        }
+    }
 
     #[test]
     fn parses_and_prints_canonical_digests() {

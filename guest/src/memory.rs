@@ -236,6 +236,11 @@ impl<A: Auth> capabilities::Registry for Host<A> {
                 "invalid repository name {name:?}"
             )));
         }
+        if access == Access::default() {
+            return Err(Refusal::Invalid(
+                "a repository is opened for some access: pull, push or delete".into(),
+            ));
+        }
         self.auth.authorize(Some(name), access)?;
         Ok(Repository {
             host: self.clone(),
@@ -290,6 +295,9 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
         };
         let digest = match reference {
             Reference::Digest(digest) => Some(digest),
+            Reference::Tag(tag) if !is_valid_tag(tag) => {
+                return Err(StoreError::Invalid(format!("invalid tag {tag:?}")));
+            }
             Reference::Tag(tag) => repo.tags.get(tag),
         };
         Ok(digest
@@ -471,6 +479,9 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
 
     fn delete_tag(&self, tag: &str) -> Result<bool, StoreError> {
         let mut state = self.state(Access::DELETE)?;
+        if !is_valid_tag(tag) {
+            return Err(StoreError::Invalid(format!("invalid tag {tag:?}")));
+        }
         state.check_deletes()?;
         Ok(state
             .repositories
@@ -653,6 +664,10 @@ mod tests {
             Err(Refusal::Invalid(_))
         ));
         assert!(matches!(host.open_catalog(), Err(Refusal::Deny(_))));
+        assert!(matches!(
+            host.open_repository("team/a", Access::default()),
+            Err(Refusal::Invalid(_))
+        ));
         let a = open(&host, "team/a", Access::PULL);
         assert!(matches!(
             a.start_upload(Algorithm::Sha256),

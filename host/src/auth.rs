@@ -1,4 +1,4 @@
-//! `wharf:registry/auth`: who the caller is and what they may do.
+//! Who the caller is and what they may do.
 //!
 //! Authentication happens in the server, before any component instance
 //! exists: the server strips the `Authorization` header from each request,

@@ -200,6 +200,11 @@ impl HostRepository for RequestState {
                 "invalid repository name {name:?}"
             ))));
         }
+        if actions(access).next().is_none() {
+            return Ok(Err(Refusal::Invalid(
+                "a repository is opened for some access: pull, push or delete".into(),
+            )));
+        }
         for action in actions(access) {
             if let Err(refusal) = self.verdict(Some(&name), action) {
                 return Ok(Err(refusal));
@@ -316,7 +321,7 @@ impl HostRepository for RequestState {
             let (offset, length, partial) = match range.and_then(|r| r.resolve(size)) {
                 None => (0, size, false),
                 Some(Resolved::Satisfiable { first, last }) => (first, last - first + 1, true),
-                Some(Resolved::Unsatisfiable) => return Ok(Some((size, 0, 0, false, None))),
+                Some(Resolved::Unsatisfiable) => return Ok(Some((size, 0, size, false, None))),
             };
             let stream = caps.blobs.read(&digest, offset, Some(length))?;
             Ok(Some((size, offset, length, partial, Some(stream))))
@@ -393,7 +398,9 @@ impl HostRepository for RequestState {
             let found = match source {
                 Some(source) => linked(&source)?,
                 // Anywhere the caller may pull it from: the first
-                // repository, in order, that has it linked.
+                // repository, in order, that has it linked. One listing
+                // (a walk of the repository tree), then a link look-up per
+                // repository the caller may pull.
                 None => {
                     let may_pull = |repository: &str| {
                         matches!(
@@ -402,24 +409,15 @@ impl HostRepository for RequestState {
                             Verdict::Allow(_)
                         )
                     };
-                    let mut after: Option<String> = None;
-                    loop {
-                        let batch = metadata.list_repositories(after.as_deref(), 1000)?;
-                        let mut hit = false;
-                        for repository in &batch.entries {
-                            if repository != &name && may_pull(repository) && linked(repository)? {
-                                hit = true;
-                                break;
-                            }
+                    let all = metadata.list_repositories(None, u32::MAX)?;
+                    let mut found = false;
+                    for repository in &all.entries {
+                        if repository != &name && may_pull(repository) && linked(repository)? {
+                            found = true;
+                            break;
                         }
-                        if hit {
-                            break true;
-                        }
-                        if !batch.more {
-                            break false;
-                        }
-                        after = batch.entries.last().cloned();
                     }
+                    found
                 }
             };
             if found {
@@ -649,6 +647,8 @@ mod tests {
             assert!(matches!(opened, Err(Refusal::Deny(_))), "{access:?}");
         }
         let opened = HostRepository::open(s, "team/../team/b".into(), Access::PULL);
+        assert!(matches!(opened.await.unwrap(), Err(Refusal::Invalid(_))));
+        let opened = HostRepository::open(s, "team/a".into(), Access::PULL & Access::PUSH);
         assert!(matches!(opened.await.unwrap(), Err(Refusal::Invalid(_))));
         assert!(matches!(
             HostCatalog::open(s).await.unwrap(),

@@ -10,7 +10,7 @@ use crate::digest::Digest;
 /// read: a 4 MiB manifest costs its digests, not a tree of all its values.
 pub fn references(content: &[u8]) -> References {
     let Ok(doc) = serde_json::from_slice::<Named>(content) else {
-        return References::default();
+        return named_in_tree(content);
     };
     let digests = |fields: &[&Descriptors]| -> Vec<Digest> {
         fields
@@ -28,6 +28,37 @@ pub fn references(content: &[u8]) -> References {
         blobs: digests(&[&doc.config, &doc.layers, &doc.blobs]),
         manifests: digests(&[&doc.manifests]),
         subject: digests(&[&doc.subject]).into_iter().next(),
+    }
+}
+
+/// The same, for JSON the field-by-field reading refuses: a manifest with
+/// a duplicate key (Wharf refuses such pushes, but a registry:2 data
+/// directory may hold one) is read as a tree of values, where the last of
+/// the duplicates counts, so that its blobs are still found.
+fn named_in_tree(content: &[u8]) -> References {
+    use serde_json::Value;
+    let Ok(doc) = serde_json::from_slice::<Value>(content) else {
+        return References::default();
+    };
+    let named = |field: &str| -> Vec<Digest> {
+        let one = |d: &Value| {
+            d.get("digest")
+                .and_then(Value::as_str)
+                .and_then(|s| Digest::parse(s).ok())
+        };
+        match doc.get(field) {
+            Some(Value::Array(items)) => items.iter().filter_map(one).collect(),
+            Some(d @ Value::Object(_)) => one(d).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    };
+    References {
+        blobs: ["config", "layers", "blobs"]
+            .iter()
+            .flat_map(|f| named(f))
+            .collect(),
+        manifests: named("manifests"),
+        subject: named("subject").into_iter().next(),
     }
 }
 
@@ -148,6 +179,17 @@ mod tests {
         assert_eq!(named.manifests.len(), 1);
         assert_eq!(named.subject.map(|s| s.to_string()), Some(d('f')));
         assert_eq!(references(b"not json"), References::default());
+        // A duplicate key: still read, the last one counting.
+        let twice = format!(
+            r#"{{"config":{{"digest":"{}"}},"layers":[],"layers":[{{"digest":"{}"}}]}}"#,
+            d('a'),
+            d('b')
+        );
+        let all: Vec<String> = references(twice.as_bytes())
+            .all()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(all, [d('a'), d('b')]);
         assert_eq!(references(b"[1,2]"), References::default());
     }
 }

@@ -1,4 +1,4 @@
-//! Storage backends behind the `blobs` and `metadata` capabilities.
+//! Storage backends behind the repository capabilities.
 //!
 //! [`BlobStore`] and [`MetadataStore`] are what a backend implements; the WIT
 //! layer (`crate::repositories`) checks access and translates to them. The

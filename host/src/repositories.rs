@@ -15,7 +15,7 @@ use crate::bindings::repositories::{
     BlobRead, Host, HostCatalog, HostRepository, HostUpload, Manifest, Reference, StoredManifest,
 };
 use crate::bindings::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
-use crate::state::RequestState;
+use crate::state::{Capabilities, RequestState};
 use crate::storage::{self, StorageError, UploadSession};
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -117,6 +117,19 @@ fn names(access: Access) -> String {
         })
         .collect();
     names.join(", ")
+}
+
+/// The size of `digest` if `repository` may see it: linked there and
+/// still stored. What a pull of a blob asks first, whatever it then reads.
+fn linked_size(
+    caps: &Capabilities,
+    repository: &str,
+    digest: &Digest,
+) -> storage::Result<Option<u64>> {
+    if !caps.metadata.blob_linked(repository, digest)? {
+        return Ok(None);
+    }
+    caps.blobs.stat(digest)
 }
 
 impl RequestState {
@@ -286,13 +299,7 @@ impl HostRepository for RequestState {
     ) -> Answer<Option<u64>> {
         let name = check!(self.granted(&repo, Access::PULL)?);
         let digest = check!(digest_arg(&digest));
-        let caps = &self.capabilities;
-        inline(|| {
-            if !caps.metadata.blob_linked(&name, &digest)? {
-                return Ok(None);
-            }
-            caps.blobs.stat(&digest)
-        })
+        inline(|| linked_size(&self.capabilities, &name, &digest))
     }
 
     async fn read_blob(
@@ -307,10 +314,7 @@ impl HostRepository for RequestState {
         // Checks the link, finds the size and opens the file; the bytes
         // are read later, on the blocking pool, as the stream is polled.
         let found = check!(inline(|| {
-            if !caps.metadata.blob_linked(&name, &digest)? {
-                return Ok(None);
-            }
-            let Some(size) = caps.blobs.stat(&digest)? else {
+            let Some(size) = linked_size(caps, &name, &digest)? else {
                 return Ok(None);
             };
             let range = range.map(|r| match r {
@@ -551,7 +555,6 @@ mod tests {
     use super::*;
     use crate::auth::{Authenticator, Caller, Identity, Refused};
     use crate::guest_memory::{InstanceLimiter, MemoryBudget};
-    use crate::state::Capabilities;
     use crate::storage::{FsStorage, MetadataStore};
     use futures::future::BoxFuture;
     use std::sync::Arc;

@@ -155,8 +155,10 @@ pub fn put<R: Registry>(
             .collect::<Vec<_>>(),
         Reference::Digest(_) => extra_tags.iter().map(String::as_str).collect(),
     };
+    // Storing never finds nothing; setting a tag does when the manifest was
+    // deleted meanwhile: MANIFEST_UNKNOWN, as registry:2 answers.
     repo.put_manifest(&manifest, &tags)
-        .map_err(|e| Error::store(e, Code::NameUnknown, Code::ManifestInvalid))?;
+        .map_err(|e| Error::store(e, Code::ManifestUnknown, Code::ManifestInvalid))?;
     let mut response = Response::new(201)
         .header("location", format!("/v2/{name}/manifests/{digest}"))
         .header("docker-content-digest", digest.to_string())

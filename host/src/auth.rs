@@ -10,7 +10,8 @@
 //! (`repositories.rs`), [`Authenticator::authorize`] decides from it at
 //! once which access the handle may have.
 //! [`AllowAll`] when no authentication is configured,
-//! [`crate::htpasswd::Htpasswd`] for `auth.htpasswd`.
+//! [`crate::htpasswd::Htpasswd`] for `auth.htpasswd`; [`ReadOnly`] around
+//! either in read-only maintenance mode.
 
 use futures::future::BoxFuture;
 use std::net::{IpAddr, SocketAddr};
@@ -30,10 +31,8 @@ pub enum Verdict {
     Allow(Option<String>),
     /// No valid credentials: answer 401 with this `WWW-Authenticate` value.
     Challenge(String),
-    /// Authenticated, but not allowed; the text says why. No authenticator
-    /// answers it yet (htpasswd users may do everything, as in registry:2);
-    /// the contract and the tests already do.
-    #[cfg_attr(not(test), expect(dead_code, reason = "no authenticator denies yet"))]
+    /// Not allowed, whoever asks; the text says why (the registry is in
+    /// read-only mode, say).
     Deny(String),
 }
 
@@ -108,5 +107,49 @@ impl Authenticator for AllowAll {
 
     fn authorize(&self, identity: &Identity, _: Option<&str>, _: Action) -> Verdict {
         Verdict::Allow(identity.user().map(str::to_string))
+    }
+}
+
+/// `storage.maintenance.readonly`: whatever `inner` allows, only pulls.
+/// The host refuses a push or delete before a component runs (405, as
+/// registry:2); this makes the capabilities refuse them too, whatever a
+/// component asks for.
+pub struct ReadOnly<A>(pub A);
+
+/// Why a push or delete is refused in read-only mode.
+pub const READ_ONLY: &str = "the registry is in read-only maintenance mode \
+    (storage.maintenance.readonly.enabled): pushes and deletes are refused until it is turned off";
+
+impl<A: Authenticator> Authenticator for ReadOnly<A> {
+    fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
+        self.0.authenticate(caller)
+    }
+
+    fn authorize(&self, identity: &Identity, repository: Option<&str>, action: Action) -> Verdict {
+        match (self.0.authorize(identity, repository, action), action) {
+            (Verdict::Allow(_), Action::Push | Action::Delete) => Verdict::Deny(READ_ONLY.into()),
+            (verdict, _) => verdict,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_allows_pulls_and_denies_the_rest() {
+        let ro = ReadOnly(AllowAll);
+        let who = Identity::User("alice".into());
+        assert_eq!(
+            ro.authorize(&who, Some("a"), Action::Pull),
+            Verdict::Allow(Some("alice".into()))
+        );
+        for action in [Action::Push, Action::Delete] {
+            assert!(matches!(
+                ro.authorize(&who, Some("a"), action),
+                Verdict::Deny(_)
+            ));
+        }
     }
 }

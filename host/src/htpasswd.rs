@@ -24,6 +24,7 @@
 //! registries: an authenticated user may do everything, as with registry:2.
 
 use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict, client_of as client};
+use crate::metrics::METRICS;
 use base64::Engine as _;
 use futures::future::BoxFuture;
 use sha2::Digest as _;
@@ -99,6 +100,8 @@ pub struct Htpasswd {
 
 struct Shared {
     path: PathBuf,
+    /// The tenant whose credentials these are, for metrics.
+    tenant: String,
     /// `Basic realm="<realm>"`.
     challenge: String,
     file: RwLock<Loaded>,
@@ -227,6 +230,16 @@ fn verifications() -> &'static tokio::sync::Semaphore {
 
 impl Htpasswd {
     /// Reads `path`; an error if it is missing, malformed or has no users.
+    /// The same credentials, counted in metrics as `tenant`'s.
+    pub fn for_tenant(self, tenant: &str) -> Htpasswd {
+        let mut shared = Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| unreachable!("called before the file is shared"));
+        shared.tenant = tenant.to_string();
+        Htpasswd {
+            shared: Arc::new(shared),
+        }
+    }
+
     pub fn open(path: &Path, realm: &str) -> Result<Htpasswd, HtpasswdError> {
         let stamp = Stamp::of(path).map_err(|source| HtpasswdError::Read {
             path: path.to_path_buf(),
@@ -242,6 +255,7 @@ impl Htpasswd {
         Ok(Htpasswd {
             shared: Arc::new(Shared {
                 path: path.to_path_buf(),
+                tenant: String::from("default"),
                 challenge: format!("Basic realm=\"{}\"", realm.replace(['"', '\\'], "")),
                 file: RwLock::new(Loaded {
                     users,
@@ -290,10 +304,12 @@ impl Shared {
         };
         let generation = self.refresh();
         let Some((user, password)) = basic_credentials(credentials) else {
+            METRICS.credential(&self.tenant, "failed");
             return Err(self.refused());
         };
         let key = self.cache_key(&user, &password);
         if self.cached(&key, generation) {
+            METRICS.credential(&self.tenant, "cached");
             return Ok(Identity::User(user));
         }
         let ip = caller.peer.map(|p| p.ip());
@@ -321,6 +337,7 @@ impl Shared {
             .map(|r| r.unwrap_or(false))
             .unwrap_or(false);
         if verified && known {
+            METRICS.credential(&self.tenant, "verified");
             self.remember(key, &user, generation);
             if let Some(ip) = ip {
                 // Only this user's count: the client's stays, or an attacker
@@ -330,6 +347,7 @@ impl Shared {
             }
             Ok(Identity::User(user))
         } else {
+            METRICS.credential(&self.tenant, "failed");
             tracing::info!(user, peer = ?caller.peer, "authentication failed");
             if let Some(ip) = ip {
                 self.record_failure(ip, user);

@@ -8,9 +8,12 @@ mod bindings;
 mod capacity;
 mod cert;
 mod config;
+mod debug;
 mod gc;
 mod guest_memory;
 mod htpasswd;
+mod metrics;
+mod notifications;
 mod open_files;
 mod progress;
 mod quota;
@@ -109,7 +112,7 @@ fn main() -> anyhow::Result<()> {
             delete_untagged,
         } => {
             let config = config::Config::load(config.as_deref(), std::env::vars())?;
-            init_logging(config.log.level);
+            init_logging(&config.log);
             gc::run(
                 &config,
                 gc::Options {
@@ -127,22 +130,25 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(level: Option<config::LogLevel>) {
-    let default = level.map_or("info", config::LogLevel::directive);
-    tracing_subscriber::fmt()
+fn init_logging(log: &config::Log) {
+    let default = log.level.map_or("info", config::LogLevel::directive);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| default.into());
+    let logger = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-                .unwrap_or_else(|_| default.into()),
-        )
-        .init();
+        .with_env_filter(filter);
+    match log.formatter {
+        Some(config::LogFormatter::Json) => logger.json().flatten_event(true).init(),
+        Some(config::LogFormatter::Text) | None => {
+            logger.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+    }
 }
 
 fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()> {
     allocator::tune_for_streaming();
     let config = config::Config::load(file.as_deref(), std::env::vars())?;
-    init_logging(config.log.level);
+    init_logging(&config.log);
     match open_files::raise_to_hard_limit() {
         Ok((before, after)) if before != after => {
             tracing::debug!("open file limit raised from {before} to {after}");
@@ -155,7 +161,21 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
     }
     let addr = config.addr();
     let delete_enabled = config.storage.delete.enabled;
-    let tenants = open_tenants(&config)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let events = {
+        // The delivery tasks run on the runtime.
+        let _runtime = tokio.enter();
+        notifications::Notifier::start(&config.notifications, addr)?
+    };
+    let tenants = Arc::new(open_tenants(&config, events)?);
+    let answers = server::Answers::new(&config)?;
+    if answers.read_only {
+        tracing::warn!(
+            "read-only mode (storage.maintenance.readonly.enabled): pushes and deletes are refused"
+        );
+    }
     let tls = match &config.http.tls {
         None => None,
         Some(t) => Some(tls::Tls::load(&t.certificate, &t.key, &t.clientcas)?),
@@ -203,14 +223,26 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         None => reload::Source::Embedded,
     };
     let runtime = Arc::new(runtime::Current::new(source.load(&sandbox)?));
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
+    let drain = config
+        .http
+        .draintimeout
+        .unwrap_or(config::DEFAULT_DRAIN_TIMEOUT);
+    let served = tokio.block_on(async move {
+        let listener = bind(addr).await?;
         let addr = listener.local_addr()?;
+        if let Some(debug) = &config.http.debug {
+            let listener = bind(debug.addr).await.context("http.debug.addr")?;
+            let metrics_path = debug.prometheus.enabled.then(|| debug.prometheus.path.clone());
+            let debug_addr = listener.local_addr()?;
+            tracing::info!(addr = %debug_addr, metrics = metrics_path.as_deref().unwrap_or("off"), "debug listener (health: /debug/health)");
+            // Before `listening on`, so that whoever waits for that line
+            // has this one too.
+            let mut stdout = std::io::stdout();
+            writeln!(stdout, "debug listening on {debug_addr}")?;
+            stdout.flush()?;
+            let debug = Arc::new(debug::Debug { tenants: tenants.clone(), metrics_path });
+            tokio::spawn(debug.serve(listener));
+        }
         let names: Vec<&str> = tenants.all().iter().map(|t| t.name.as_str()).collect();
         if config.tenants.is_some() {
             // Each tenant's storage was logged as it opened.
@@ -230,20 +262,58 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
             admission: capacity::Admission::new(capacity.instances, capacity.queue_timeout),
             idle_timeout: capacity.idle_timeout,
             http2_streams: capacity.http2_streams,
+            answers,
+            stop: tokio::sync::watch::channel(false).0,
         });
         tokio::select! {
-            served = server.serve(listener) => served,
-            _ = shutdown_signal() => {
-                tracing::info!("shutting down");
-                Ok(())
-            }
+            served = server.clone().serve(listener) => served?,
+            _ = shutdown_signal() => {}
         }
+        // Stop accepting; let each connection finish its request in flight.
+        server.stop.send_replace(true);
+        let open = server.stop.receiver_count();
+        tracing::info!(connections = open, ?drain, "shutting down: finishing the requests in flight");
+        match tokio::time::timeout(drain, server.stop.closed()).await {
+            Ok(()) => tracing::info!("every request in flight finished; stopped"),
+            Err(_) => tracing::warn!(
+                connections = server.stop.receiver_count(),
+                ?drain,
+                "http.draintimeout passed with requests still in flight; they are cut"
+            ),
+        }
+        anyhow::Ok(())
+    });
+    // Background work (purging, online GC, reload) does not hold the exit.
+    tokio.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
+}
+
+/// A listener on `addr`, or an error that says what to do.
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "port {} is already in use (another registry running?): stop it, or listen \
+                 elsewhere with http.addr / REGISTRY_HTTP_ADDR",
+                addr.port()
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "not allowed to listen on port {} (ports below 1024 need privileges): pick \
+                 another with http.addr / REGISTRY_HTTP_ADDR",
+                addr.port()
+            ),
+            _ => e.to_string(),
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {hint}")
     })
 }
 
 /// The registries to serve: each configured tenant, or the single registry
 /// of `storage` and `auth`.
-fn open_tenants(config: &config::Config) -> anyhow::Result<tenants::Tenants> {
+fn open_tenants(
+    config: &config::Config,
+    events: Option<Arc<notifications::Notifier>>,
+) -> anyhow::Result<tenants::Tenants> {
     let Some(list) = &config.tenants else {
         let tenant = open_tenant(
             "default",
@@ -252,6 +322,7 @@ fn open_tenants(config: &config::Config) -> anyhow::Result<tenants::Tenants> {
             &config.auth,
             config.limits,
             &config.storage.maintenance,
+            events,
         )?;
         return Ok(tenants::Tenants::single(tenant));
     };
@@ -269,6 +340,7 @@ fn open_tenants(config: &config::Config) -> anyhow::Result<tenants::Tenants> {
             &t.auth,
             t.limits.or(config.limits),
             &config.storage.maintenance,
+            events.clone(),
         )
         .with_context(|| format!("tenant {}", t.name))?;
         tracing::info!(tenant = t.name, hosts = ?t.hosts, rootdirectory = %t.storage.filesystem.rootdirectory.display(), delete_enabled = delete, "tenant");
@@ -284,6 +356,7 @@ fn open_tenant(
     auth: &config::Auth,
     limits: config::Limits,
     maintenance: &config::Maintenance,
+    events: Option<Arc<notifications::Notifier>>,
 ) -> anyhow::Result<tenants::Tenant> {
     let storage = Arc::new(
         storage::FsStorage::open(rootdirectory, delete_enabled).context("opening storage")?,
@@ -292,7 +365,12 @@ fn open_tenant(
     if purging.enabled {
         storage.start_upload_purging(purging.age, purging.interval, purging.dryrun);
     }
-    if maintenance.gc.enabled {
+    if maintenance.gc.enabled && maintenance.readonly.enabled {
+        tracing::info!(
+            tenant = name,
+            "online garbage collection is off in read-only mode: run `wharf gc` now"
+        );
+    } else if maintenance.gc.enabled {
         gc::start_online(storage.clone(), maintenance.gc, name);
     }
     let concurrent_uploads = limits
@@ -309,13 +387,19 @@ fn open_tenant(
         .context("counting the tenant's storage")?,
     );
     let (blobs, metadata): (Arc<dyn storage::BlobStore>, Arc<dyn storage::MetadataStore>) =
-        (held.clone(), held);
-    let auth: Arc<dyn auth::Authenticator> = match &auth.htpasswd {
-        None => Arc::new(auth::AllowAll),
-        Some(h) => {
-            let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm)?;
+        (held.clone(), held.clone());
+    let read_only = maintenance.readonly.enabled;
+    let auth: Arc<dyn auth::Authenticator> = match (&auth.htpasswd, read_only) {
+        (None, false) => Arc::new(auth::AllowAll),
+        (None, true) => Arc::new(auth::ReadOnly(auth::AllowAll)),
+        (Some(h), read_only) => {
+            let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm)?.for_tenant(name);
             tracing::info!(tenant = name, path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
-            Arc::new(htpasswd)
+            if read_only {
+                Arc::new(auth::ReadOnly(htpasswd))
+            } else {
+                Arc::new(htpasswd)
+            }
         }
     };
     Ok(tenants::Tenant {
@@ -324,8 +408,10 @@ fn open_tenant(
             blobs,
             metadata,
             auth,
+            events,
         },
         limits,
+        held,
         gate: capacity::TenantGate::new(
             limits
                 .concurrent_requests

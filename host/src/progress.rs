@@ -44,6 +44,8 @@ pub struct RequestBody {
     /// Running while the reader waits for bytes; reset by each frame.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
+    /// Counts the bytes received, once the request's tenant is known.
+    received: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl RequestBody {
@@ -53,7 +55,13 @@ impl RequestBody {
             idle,
             timer: None,
             ended: false,
+            received: None,
         }
+    }
+
+    /// Count the bytes received from now on in `counter`.
+    pub fn count_into(&mut self, counter: prometheus_client::metrics::counter::Counter) {
+        self.received = Some(counter);
     }
 }
 
@@ -74,7 +82,11 @@ impl Body for RequestBody {
                 this.timer = None;
                 match &frame {
                     None | Some(Err(_)) => this.ended = true,
-                    Some(Ok(_)) => {}
+                    Some(Ok(frame)) => {
+                        if let (Some(counter), Some(data)) = (&this.received, frame.data_ref()) {
+                            counter.inc_by(data.len() as u64);
+                        }
+                    }
                 }
                 Poll::Ready(frame.map(|r| r.map_err(wasmtime_wasi_http::Error::from)))
             }

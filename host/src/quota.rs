@@ -65,6 +65,8 @@ struct Shared {
     held: Mutex<Held>,
     /// Upload sessions open.
     open: Mutex<u32>,
+    /// Bytes held as last counted from disk for [`Quota::usage`], and when.
+    usage: Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 /// What the tenant holds, as far as this process knows.
@@ -82,6 +84,9 @@ struct Held {
 /// How often at most a refusal counts the store again from disk: a tenant
 /// at its quota must not make every write walk the whole store.
 const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often at most [`Quota::usage`] counts the store from disk.
+pub const USAGE_RECOUNT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl<S: BlobStore + MetadataStore> Quota<S> {
     /// Hold `inner`, whose data lives under `rootdirectory`, to the limits;
@@ -125,8 +130,34 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
                     counted: None,
                 }),
                 open: Mutex::new(open),
+                usage: Mutex::new(None),
             }),
         })
+    }
+
+    /// The storage held to the limits.
+    pub fn storage(&self) -> &Arc<S> {
+        &self.inner
+    }
+
+    /// Upload sessions open and bytes held, for metrics. The bytes are
+    /// counted from disk, at most every [`USAGE_RECOUNT`]: without a quota
+    /// nothing else counts them, and deletes and garbage collection give
+    /// space back behind the running count's back.
+    pub fn usage(&self) -> io::Result<(u32, u64)> {
+        let shared = &self.shared;
+        let open = *shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut usage = shared.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = match *usage {
+            Some((at, bytes)) if at.elapsed() < USAGE_RECOUNT => bytes,
+            _ => {
+                let writing = shared.held().writing.clone();
+                let bytes = held_bytes(&shared.blobs, &shared.repositories, &writing)?;
+                *usage = Some((std::time::Instant::now(), bytes));
+                bytes
+            }
+        };
+        Ok((open, bytes))
     }
 
     fn session(&self, inner: Box<dyn UploadSession>, repository: &str) -> Box<dyn UploadSession> {

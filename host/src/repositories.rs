@@ -15,6 +15,7 @@ use crate::bindings::repositories::{
     BlobRead, Host, HostCatalog, HostRepository, HostUpload, Manifest, Reference, StoredManifest,
 };
 use crate::bindings::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
+use crate::notifications as events;
 use crate::state::{Capabilities, RequestState};
 use crate::storage::{self, StorageError, UploadSession};
 use wasmtime::component::Resource;
@@ -119,6 +120,30 @@ fn names(access: Access) -> String {
     names.join(", ")
 }
 
+/// What a mount found.
+enum Mount {
+    /// The blob is not stored, or not where the caller may take it from.
+    Absent,
+    AlreadyLinked,
+    Linked {
+        name: String,
+        digest: Digest,
+        size: u64,
+        from: String,
+    },
+}
+
+/// An event's target for a blob of `repository`.
+fn blob_target(repository: String, digest: &Digest, size: Option<u64>) -> events::Target {
+    events::Target {
+        repository,
+        digest: digest.to_string(),
+        media_type: BLOB_MEDIA_TYPE.to_string(),
+        size,
+        ..Default::default()
+    }
+}
+
 /// The size of `digest` if `repository` may see it: linked there and
 /// still stored. What a pull of a blob asks first, whatever it then reads.
 fn linked_size(
@@ -132,7 +157,22 @@ fn linked_size(
     caps.blobs.stat(digest)
 }
 
+/// What events call a blob's media type, as registry:2 does.
+const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
+
 impl RequestState {
+    /// Tell the notification endpoints, if any, what this request did.
+    fn notify(&self, action: events::Action, target: impl FnOnce() -> events::Target) {
+        if let (Some(notifier), Some(request)) = (&self.capabilities.events, &self.request) {
+            notifier.emit(action, target(), request);
+        }
+    }
+
+    /// Whether anyone listens for events (to keep what they need).
+    fn listened(&self) -> bool {
+        self.capabilities.events.is_some()
+    }
+
     /// May the caller have `action` on `repository` (none: the registry)?
     fn verdict(&self, repository: Option<&str>, action: Action) -> Result<(), Refusal> {
         match self
@@ -237,12 +277,12 @@ impl HostRepository for RequestState {
     ) -> Answer<Option<StoredManifest>> {
         let name = check!(self.granted(&repo, Access::PULL)?);
         let store = self.capabilities.metadata.clone();
-        let digest = match reference {
-            Reference::Digest(digest) => check!(digest_arg(&digest)),
+        let (digest, tag) = match reference {
+            Reference::Digest(digest) => (check!(digest_arg(&digest)), None),
             Reference::Tag(tag) => {
                 check!(tag_arg(&tag));
                 match check!(inline(|| store.resolve_tag(&name, &tag))?) {
-                    Some(digest) => digest,
+                    Some(digest) => (digest, Some(tag)),
                     None => return Ok(Ok(None)),
                 }
             }
@@ -251,6 +291,15 @@ impl HostRepository for RequestState {
             return Ok(Ok(None));
         };
         let size = manifest.content.len() as u64;
+        self.notify(events::Action::Pull, || events::Target {
+            repository: name,
+            digest: manifest.digest.to_string(),
+            media_type: manifest.media_type.clone(),
+            size: Some(size),
+            tag,
+            from_repository: None,
+            manifest: Some(manifest.content.clone()),
+        });
         let content: DynInputStream = Box::new(MemoryInputPipe::new(manifest.content));
         Ok(Ok(Some(StoredManifest {
             digest: manifest.digest.to_string(),
@@ -333,6 +382,11 @@ impl HostRepository for RequestState {
         let Some((size, offset, length, partial, stream)) = found else {
             return Ok(Ok(None));
         };
+        if stream.is_some() {
+            self.notify(events::Action::Pull, || {
+                blob_target(name, &digest, Some(size))
+            });
+        }
         let content = match stream {
             Some(stream) => Some(self.table.push(stream)?),
             None => None,
@@ -366,14 +420,36 @@ impl HostRepository for RequestState {
             },
         };
         let store = self.capabilities.metadata.clone();
-        blocking(move || {
-            store.put_manifest(&name, &stored)?;
-            for tag in &tags {
-                store.set_tag(&name, tag, &stored.digest)?;
+        let listened = self.listened();
+        let pushed = check!(
+            blocking(move || {
+                store.put_manifest(&name, &stored)?;
+                for tag in &tags {
+                    store.set_tag(&name, tag, &stored.digest)?;
+                }
+                Ok(listened.then_some((name, stored, tags)))
+            })
+            .await?
+        );
+        if let Some((name, stored, tags)) = pushed {
+            let tags: Vec<Option<String>> = if tags.is_empty() {
+                vec![None]
+            } else {
+                tags.into_iter().map(Some).collect()
+            };
+            for tag in tags {
+                self.notify(events::Action::Push, || events::Target {
+                    repository: name.clone(),
+                    digest: stored.digest.to_string(),
+                    media_type: stored.media_type.clone(),
+                    size: Some(stored.content.len() as u64),
+                    tag,
+                    from_repository: None,
+                    manifest: Some(stored.content.clone()),
+                });
             }
-            Ok(())
-        })
-        .await
+        }
+        Ok(Ok(()))
     }
 
     async fn mount_blob(
@@ -390,46 +466,70 @@ impl HostRepository for RequestState {
         };
         let caps = self.capabilities.clone();
         let identity = self.identity.clone();
-        blocking(move || {
-            let metadata = &caps.metadata;
-            let linked = |repository: &str| metadata.blob_linked(repository, &digest);
-            if caps.blobs.stat(&digest)?.is_none() {
-                return Ok(false);
-            }
-            if linked(&name)? {
-                return Ok(true);
-            }
-            let found = match source {
-                Some(source) => linked(&source)?,
-                // Anywhere the caller may pull it from: the first
-                // repository, in order, that has it linked. One listing
-                // (a walk of the repository tree), then a link look-up per
-                // repository the caller may pull.
-                None => {
-                    let may_pull = |repository: &str| {
-                        matches!(
-                            caps.auth
-                                .authorize(&identity, Some(repository), Action::Pull),
-                            Verdict::Allow(_)
-                        )
-                    };
-                    let all = metadata.list_repositories(None, u32::MAX)?;
-                    let mut found = false;
-                    for repository in &all.entries {
-                        if repository != &name && may_pull(repository) && linked(repository)? {
-                            found = true;
-                            break;
-                        }
-                    }
-                    found
+        let mounted = check!(
+            blocking(move || {
+                let metadata = &caps.metadata;
+                let linked = |repository: &str| metadata.blob_linked(repository, &digest);
+                let Some(size) = caps.blobs.stat(&digest)? else {
+                    return Ok(Mount::Absent);
+                };
+                if linked(&name)? {
+                    return Ok(Mount::AlreadyLinked);
                 }
-            };
-            if found {
+                let found = match source {
+                    Some(source) => linked(&source)?.then_some(source),
+                    // Anywhere the caller may pull it from: the first
+                    // repository, in order, that has it linked. One listing
+                    // (a walk of the repository tree), then a link look-up per
+                    // repository the caller may pull.
+                    None => {
+                        let may_pull = |repository: &str| {
+                            matches!(
+                                caps.auth
+                                    .authorize(&identity, Some(repository), Action::Pull),
+                                Verdict::Allow(_)
+                            )
+                        };
+                        let all = metadata.list_repositories(None, u32::MAX)?;
+                        let mut found = None;
+                        for repository in all.entries {
+                            if repository != name && may_pull(&repository) && linked(&repository)? {
+                                found = Some(repository);
+                                break;
+                            }
+                        }
+                        found
+                    }
+                };
+                let Some(from) = found else {
+                    return Ok(Mount::Absent);
+                };
                 metadata.link_blob(&name, &digest)?;
+                Ok(Mount::Linked {
+                    name,
+                    digest,
+                    size,
+                    from,
+                })
+            })
+            .await?
+        );
+        Ok(Ok(match mounted {
+            Mount::Absent => false,
+            Mount::AlreadyLinked => true,
+            Mount::Linked {
+                name,
+                digest,
+                size,
+                from,
+            } => {
+                self.notify(events::Action::Mount, || events::Target {
+                    from_repository: Some(from),
+                    ..blob_target(name, &digest, Some(size))
+                });
+                true
             }
-            Ok(found)
-        })
-        .await
+        }))
     }
 
     async fn start_upload(
@@ -474,14 +574,32 @@ impl HostRepository for RequestState {
         let name = check!(self.granted(&repo, Access::DELETE)?);
         let digest = check!(digest_arg(&digest));
         let store = self.capabilities.metadata.clone();
-        blocking(move || store.delete_manifest(&name, &digest)).await
+        let (repository, deleted) = (name.clone(), digest.clone());
+        let done = check!(blocking(move || store.delete_manifest(&name, &digest)).await?);
+        if done {
+            self.notify(events::Action::Delete, || events::Target {
+                repository,
+                digest: deleted.to_string(),
+                ..Default::default()
+            });
+        }
+        Ok(Ok(done))
     }
 
     async fn delete_tag(&mut self, repo: Resource<RepositoryHandle>, tag: String) -> Answer<bool> {
         let name = check!(self.granted(&repo, Access::DELETE)?);
         check!(tag_arg(&tag));
         let store = self.capabilities.metadata.clone();
-        blocking(move || store.delete_tag(&name, &tag)).await
+        let (repository, deleted) = (name.clone(), tag.clone());
+        let done = check!(blocking(move || store.delete_tag(&name, &tag)).await?);
+        if done {
+            self.notify(events::Action::Delete, || events::Target {
+                repository,
+                tag: Some(deleted),
+                ..Default::default()
+            });
+        }
+        Ok(Ok(done))
     }
 
     async fn unlink_blob(
@@ -492,7 +610,14 @@ impl HostRepository for RequestState {
         let name = check!(self.granted(&repo, Access::DELETE)?);
         let digest = check!(digest_arg(&digest));
         let store = self.capabilities.metadata.clone();
-        blocking(move || store.unlink_blob(&name, &digest)).await
+        let (repository, deleted) = (name.clone(), digest.clone());
+        let done = check!(blocking(move || store.unlink_blob(&name, &digest)).await?);
+        if done {
+            self.notify(events::Action::Delete, || {
+                blob_target(repository, &deleted, None)
+            });
+        }
+        Ok(Ok(done))
     }
 
     async fn drop(&mut self, repo: Resource<RepositoryHandle>) -> wasmtime::Result<()> {
@@ -527,12 +652,19 @@ impl HostUpload for RequestState {
         } = self.table.delete(upload)?;
         let expected = check!(digest_arg(&expected));
         let metadata = self.capabilities.metadata.clone();
-        blocking(move || {
-            let size = session.finish(&expected)?;
-            metadata.link_blob(&repository, &expected)?;
-            Ok(size)
-        })
-        .await
+        let (name, digest) = (repository.clone(), expected.clone());
+        let size = check!(
+            blocking(move || {
+                let size = session.finish(&expected)?;
+                metadata.link_blob(&repository, &expected)?;
+                Ok(size)
+            })
+            .await?
+        );
+        self.notify(events::Action::Push, || {
+            blob_target(name, &digest, Some(size))
+        });
+        Ok(Ok(size))
     }
 
     async fn cancel(&mut self, upload: Resource<UploadHandle>) -> Answer<()> {
@@ -631,9 +763,10 @@ mod tests {
             blobs: store.clone(),
             metadata: store.clone(),
             auth: Arc::new(PullTeamA),
+            events: None,
         };
         let limiter = InstanceLimiter::new(MemoryBudget::new(1 << 30), 1 << 30, Duration::ZERO);
-        let mut state = RequestState::new(caps, Identity::User("reader".into()), limiter);
+        let mut state = RequestState::new(caps, Identity::User("reader".into()), limiter, None);
         let s = &mut state;
         let all = Access::PULL | Access::PUSH | Access::DELETE;
 

@@ -29,10 +29,12 @@ use crate::auth::Identity;
 use crate::bindings::{Registry, RegistryPre};
 use crate::capacity::Slots;
 use crate::guest_memory::{InstanceLimiter, MemoryBudget};
+use crate::metrics::METRICS;
 use crate::progress::{Progress, RequestBody};
 use crate::state::RequestState;
 use crate::tenants::Tenant;
 use anyhow::Context as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -244,20 +246,34 @@ impl Current {
     }
 }
 
+/// Who sent a request, and how.
+pub struct Origin {
+    /// Who the caller proved to be.
+    pub identity: Identity,
+    /// Received over TLS.
+    pub https: bool,
+    /// The request as events describe it, when someone listens for them.
+    pub event: Option<crate::notifications::Request>,
+}
+
 impl Runtime {
-    /// Serve one request from `identity` (received over TLS when `https`)
-    /// in a fresh instance lent `tenant`'s capabilities and held to its
-    /// limits. `slots` are held until the instance is gone; `progress`
-    /// tells how the client takes the response body.
+    /// Serve one request from `origin` in a fresh instance lent `tenant`'s
+    /// capabilities and held to its limits. `slots` are held until the
+    /// instance is gone; `progress` tells how the client takes the
+    /// response body.
     pub async fn handle(
         &self,
         request: hyper::Request<RequestBody>,
         tenant: &Arc<Tenant>,
-        identity: Identity,
-        https: bool,
+        origin: Origin,
         slots: Slots,
         progress: Arc<Progress>,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+        let Origin {
+            identity,
+            https,
+            event,
+        } = origin;
         let limits = &tenant.limits;
         let memory = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
         let limiter = InstanceLimiter::new(
@@ -265,15 +281,22 @@ impl Runtime {
             usize::try_from(memory).unwrap_or(usize::MAX),
             self.queue_timeout,
         );
-        let state = RequestState::new(tenant.capabilities.clone(), identity, limiter);
+        let state = RequestState::new(tenant.capabilities.clone(), identity, limiter, event);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter_async(|state| &mut state.limiter);
         let deadline = limits.request_timeout.map(|t| Instant::now() + t);
+        // Set when the deadline stops the guest, to count it as a timeout
+        // rather than a trap.
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let stopped = timed_out.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| match deadline {
-            Some(deadline) if Instant::now() >= deadline => Err(wasmtime::Error::msg(
-                "the request ran past its request_timeout and was stopped",
-            )),
+            Some(deadline) if Instant::now() >= deadline => {
+                stopped.store(true, Ordering::Relaxed);
+                Err(wasmtime::Error::msg(
+                    "the request ran past its request_timeout and was stopped",
+                ))
+            }
             // Give the thread to other requests at every tick.
             _ => Ok(UpdateDeadline::Yield(1)),
         });
@@ -303,21 +326,31 @@ impl Runtime {
             let store = &mut held.store;
             let run = async {
                 let registry: Registry = pre.instantiate_async(&mut *store).await?;
+                METRICS.instantiations.inc();
                 registry
                     .wasi_http_incoming_handler()
                     .call_handle(&mut *store, req, out)
                     .await
             };
-            match deadline {
+            let ended = match deadline {
                 None => run.await,
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), run)
                     .await
                     .unwrap_or_else(|_| {
+                        timed_out.store(true, Ordering::Relaxed);
                         Err(wasmtime::Error::msg(
                             "the request ran past its request_timeout while waiting in a host call and was stopped",
                         ))
                     }),
+            };
+            if ended.is_err() {
+                if timed_out.load(Ordering::Relaxed) {
+                    METRICS.timeouts.inc();
+                } else {
+                    METRICS.traps.inc();
+                }
             }
+            ended
         });
 
         let mut receiver = receiver;

@@ -32,8 +32,8 @@ use crate::tls::Tls;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{
-    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, USER_AGENT,
-    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, LOCATION, RETRY_AFTER,
+    USER_AGENT, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -53,7 +53,7 @@ pub struct Server {
     /// The component serving new requests (replaced by a reload).
     pub runtime: Arc<Current>,
     /// The registries served, chosen per request by host.
-    pub tenants: Tenants,
+    pub tenants: Arc<Tenants>,
     /// Serve HTTPS only, with this certificate; `None`: plain HTTP.
     pub tls: Option<Tls>,
     /// The process's instance slots.
@@ -63,6 +63,65 @@ pub struct Server {
     pub idle_timeout: Duration,
     /// Requests one HTTP/2 connection may carry at once.
     pub http2_streams: u32,
+    /// What the host adds to or changes in every answer.
+    pub answers: Answers,
+    /// Set to true to stop: no new connections, and each open one closes
+    /// once its request in flight is answered. Every connection holds a
+    /// receiver, so the sender's `closed()` tells when all have ended.
+    pub stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Operator settings for every answer, whoever makes it.
+pub struct Answers {
+    /// `storage.maintenance.readonly`: pushes and deletes are refused.
+    pub read_only: bool,
+    /// `http.headers`: added to every response that lacks them.
+    pub headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
+    /// How `Location` headers are written.
+    pub locations: Locations,
+    /// `log.accesslog.disabled` unset: a line per request.
+    pub access_log: bool,
+}
+
+/// `Location` headers as the component writes them (paths), or absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locations {
+    Relative,
+    /// Under this base (`http.host`), or with none under the request's
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` (or `Host`).
+    Absolute(Option<String>),
+}
+
+impl Answers {
+    /// From the configuration; a header that HTTP cannot carry is an
+    /// error naming it.
+    pub fn new(config: &crate::config::Config) -> anyhow::Result<Answers> {
+        let mut headers = Vec::new();
+        for (name, values) in &config.http.headers {
+            let header = hyper::header::HeaderName::try_from(name.as_str()).map_err(|_| {
+                anyhow::anyhow!("http.headers: {name:?} is not a valid HTTP header name")
+            })?;
+            for value in values.values() {
+                let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
+                    anyhow::anyhow!("http.headers.{name}: {value:?} is not a valid header value")
+                })?;
+                headers.push((header.clone(), value));
+            }
+        }
+        let http = &config.http;
+        let locations = match (&http.host, http.relativeurls) {
+            (_, Some(true)) | (None, None) => Locations::Relative,
+            (host, _) => {
+                Locations::Absolute(host.as_ref().map(|h| h.trim_end_matches('/').to_string()))
+            }
+        };
+        Ok(Answers {
+            read_only: config.storage.maintenance.readonly.enabled,
+            headers,
+            locations,
+            access_log: !config.log.accesslog.disabled,
+        })
+    }
 }
 
 /// Limits on what one connection may hold.
@@ -107,8 +166,13 @@ impl Server {
     /// Serve connections from `listener` until the process ends.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
         let limits = ConnectionLimits::from_env();
+        let mut stopping = self.stop.subscribe();
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+            };
+            let (stream, peer) = match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -125,11 +189,12 @@ impl Server {
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let ends = Ends { peer, local };
             let server = self.clone();
+            let stopping = self.stop.subscribe();
             tokio::spawn(async move {
                 match server.tls.clone() {
                     None => {
                         server
-                            .serve_connection(stream, ends, Transport::Plain, limits)
+                            .serve_connection(stream, ends, Transport::Plain, limits, stopping)
                             .await
                     }
                     Some(tls) => {
@@ -138,7 +203,7 @@ impl Server {
                                 let sni = stream.get_ref().1.server_name().map(Arc::<str>::from);
                                 let transport = Transport::Tls { sni };
                                 server
-                                    .serve_connection(stream, ends, transport, limits)
+                                    .serve_connection(stream, ends, transport, limits, stopping)
                                     .await
                             }
                             Ok(Err(e)) => tracing::info!(%peer, error = %e, "connection refused"),
@@ -156,6 +221,7 @@ impl Server {
         ends: Ends,
         transport: Transport,
         limits: ConnectionLimits,
+        mut stopping: tokio::sync::watch::Receiver<bool>,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -205,15 +271,24 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
-        let result = tokio::select! {
-            result = &mut connection => result,
-            () = cut.notified() => {
-                tracing::info!(peer = %ends.peer, "closing the connection of a client that stopped reading");
-                return;
-            }
-            () = silent => {
-                tracing::info!(peer = %ends.peer, "closing a connection that sent no request in time");
-                return;
+        tokio::pin!(silent);
+        let mut draining = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut connection => break result,
+                () = cut.notified() => {
+                    tracing::info!(peer = %ends.peer, "closing the connection of a client that stopped reading");
+                    return;
+                }
+                () = &mut silent => {
+                    tracing::info!(peer = %ends.peer, "closing a connection that sent no request in time");
+                    return;
+                }
+                // Shutting down: finish the request in flight, take no more.
+                _ = stopping.wait_for(|stop| *stop), if !draining => {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
             }
         };
         if let Err(e) = result {
@@ -248,6 +323,14 @@ impl Server {
                 .map(str::to_string),
         };
         let head = req.method() == hyper::Method::HEAD;
+        let base = match &self.answers.locations {
+            Locations::Relative => None,
+            Locations::Absolute(Some(host)) => Some(host.clone()),
+            Locations::Absolute(None) => Some(request_base(
+                &req,
+                matches!(transport, Transport::Tls { .. }),
+            )),
+        };
         let credentials = req
             .headers_mut()
             .remove(AUTHORIZATION)
@@ -270,6 +353,7 @@ impl Server {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let access_log = self.answers.access_log;
         let mut response = response.map(|inner| {
             let expected = declared.or(inner.size_hint().exact());
             LoggedBody {
@@ -282,13 +366,28 @@ impl Server {
                 status,
                 progress,
                 logged: false,
+                access_log,
             }
         });
+        let headers = response.headers_mut();
         // Manifests and blobs are served with the type they were pushed
         // with: never let a browser guess another.
-        response
-            .headers_mut()
-            .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if let Some(base) = base
+            && let Some(path) = headers.get(LOCATION).and_then(|v| v.to_str().ok())
+            && path.starts_with('/')
+            && let Ok(absolute) = HeaderValue::try_from(format!("{base}{path}"))
+        {
+            headers.insert(LOCATION, absolute);
+        }
+        // The operator's headers, unless the answer set its own.
+        let mut added = Vec::new();
+        for (name, value) in &self.answers.headers {
+            if added.contains(&name) || !headers.contains_key(name) {
+                headers.append(name.clone(), value.clone());
+                added.push(name);
+            }
+        }
         response
     }
 
@@ -329,6 +428,10 @@ impl Server {
                 Code::Unsupported,
                 "HTTP/1.1 request without a Host header: send the registry's host name in Host",
             );
+        }
+        // registry:2 answers its root; orchestrators probe it.
+        if path == "/" && (method == hyper::Method::GET || method == hyper::Method::HEAD) {
+            return empty(StatusCode::OK);
         }
         let tenant = match self.tenants.select(host.as_deref(), sni) {
             Ok(tenant) => tenant,
@@ -373,13 +476,70 @@ impl Server {
         };
         drop(caller);
         line.user = identity.user().map(str::to_string);
+        // In read-only mode a push or delete is refused here, as
+        // registry:2 refuses it, once the caller may use the registry at
+        // all (an anonymous caller is asked to log in first, by the
+        // component, as for any request).
+        if self.answers.read_only
+            && path.starts_with("/v2/")
+            && !matches!(method, hyper::Method::GET | hyper::Method::HEAD)
+            && matches!(
+                tenant
+                    .capabilities
+                    .auth
+                    .authorize(&identity, None, crate::auth::Action::Pull),
+                crate::auth::Verdict::Allow(_)
+            )
+        {
+            // As registry:2 answers: the method is not allowed here now.
+            let mut response = oci_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::Unsupported,
+                crate::auth::READ_ONLY,
+            );
+            response
+                .headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        req.body_mut()
+            .count_into(crate::metrics::METRICS.received(&tenant.name));
         let slots = match self.admission.admit(&tenant.gate, client).await {
             Ok(slots) => slots,
             Err(refusal) => return refused(&tenant.name, line, &refusal),
         };
+        // Only built when someone listens for events.
+        let event = tenant
+            .capabilities
+            .events
+            .as_ref()
+            .map(|_| crate::notifications::Request {
+                id: uuid::Uuid::new_v4().to_string(),
+                addr: ends.peer.to_string(),
+                host: req
+                    .headers()
+                    .get(HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+                method: method.to_string(),
+                user_agent: line.user_agent.clone().unwrap_or_default(),
+                https,
+                user: line.user.clone(),
+            });
         let runtime = self.runtime.get();
         let e = match runtime
-            .handle(req, &tenant, identity, https, slots, progress)
+            .handle(
+                req,
+                &tenant,
+                crate::runtime::Origin {
+                    identity,
+                    https,
+                    event,
+                },
+                slots,
+                progress,
+            )
             .await
         {
             Ok(response) => return response,
@@ -452,6 +612,46 @@ enum Transport {
     },
 }
 
+/// A response with no body.
+fn empty(status: StatusCode) -> Response<HyperOutgoingBody> {
+    use http_body_util::BodyExt;
+    let mut response = Response::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_LENGTH, 0.into());
+    response
+}
+
+/// The scheme and host a client used, as a proxy in front reports them
+/// (`X-Forwarded-Proto`, `X-Forwarded-Host`; the first of each when
+/// several proxies added theirs), or else as the request says.
+fn request_base<B>(req: &Request<B>, tls: bool) -> String {
+    let first = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = first("x-forwarded-proto")
+        .filter(|p| p == "http" || p == "https")
+        .unwrap_or_else(|| if tls { "https".into() } else { "http".into() });
+    let host = first("x-forwarded-host")
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    format!("{scheme}://{host}")
+}
+
 /// A response with an OCI error body, made by the host itself: a request
 /// for no tenant, a malformed request, or one the component failed.
 fn oci_error(status: StatusCode, code: Code, message: &str) -> Response<HyperOutgoingBody> {
@@ -486,6 +686,8 @@ pub struct LoggedBody {
     status: StatusCode,
     progress: Arc<Progress>,
     logged: bool,
+    /// Whether to write the access log line (metrics count it either way).
+    access_log: bool,
 }
 
 impl LoggedBody {
@@ -495,6 +697,18 @@ impl LoggedBody {
         }
         self.logged = true;
         let line = &self.line;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        crate::metrics::METRICS.request(
+            &line.tenant,
+            &line.method,
+            &line.path,
+            self.status.as_u16(),
+            elapsed,
+            self.bytes,
+        );
+        if !self.access_log {
+            return;
+        }
         tracing::info!(
             tenant = line.tenant,
             peer = %line.peer,
@@ -504,7 +718,7 @@ impl LoggedBody {
             query = line.query.as_deref().unwrap_or(""),
             status = self.status.as_u16(),
             bytes = self.bytes,
-            ms = format!("{:.3}", self.started.elapsed().as_secs_f64() * 1e3),
+            ms = format!("{:.3}", elapsed * 1e3),
             complete,
             user_agent = line.user_agent.as_deref().unwrap_or("-"),
             "request"

@@ -16,6 +16,8 @@ pub struct Capabilities {
     pub blobs: Arc<dyn BlobStore>,
     pub metadata: Arc<dyn MetadataStore>,
     pub auth: Arc<dyn Authenticator>,
+    /// Where events about what the requests did go, if anywhere.
+    pub events: Option<Arc<crate::notifications::Notifier>>,
 }
 
 pub struct RequestState {
@@ -31,6 +33,8 @@ pub struct RequestState {
     /// as the store's limiter.
     pub limiter: InstanceLimiter,
     pub hooks: BodyHooks,
+    /// The request, as events describe it; `None` when no endpoint listens.
+    pub request: Option<crate::notifications::Request>,
 }
 
 /// wasi-http's defaults, except that a response body takes writes of up to
@@ -51,6 +55,7 @@ impl RequestState {
         capabilities: Capabilities,
         identity: Identity,
         limiter: InstanceLimiter,
+        request: Option<crate::notifications::Request>,
     ) -> RequestState {
         RequestState {
             table: ResourceTable::new(),
@@ -63,6 +68,7 @@ impl RequestState {
             identity,
             limiter,
             hooks: BodyHooks,
+            request,
         }
     }
 }

@@ -10,7 +10,9 @@
 
 use crate::capacity::TenantGate;
 use crate::config::Limits;
+use crate::quota::Quota;
 use crate::state::Capabilities;
+use crate::storage::FsStorage;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ pub struct Tenant {
     pub limits: Limits,
     /// Its share of the process's instances, and each client's share of it.
     pub gate: TenantGate,
+    /// Its storage as the quota counts it: for health and metrics.
+    pub held: Arc<Quota<FsStorage>>,
 }
 
 /// Why a request has no tenant.
@@ -131,19 +135,22 @@ fn strip_port(host: &str) -> &str {
 mod tests {
     use super::*;
     use crate::auth::AllowAll;
-    use crate::storage::FsStorage;
 
     fn tenant(name: &str, dir: &std::path::Path) -> Tenant {
-        let storage = Arc::new(FsStorage::open(&dir.join(name), false).unwrap());
+        let root = dir.join(name);
+        let storage = Arc::new(FsStorage::open(&root, false).unwrap());
+        let held = Arc::new(Quota::new(storage, &root, name, None, None).unwrap());
         Tenant {
             name: name.into(),
             capabilities: Capabilities {
-                blobs: storage.clone(),
-                metadata: storage,
+                blobs: held.clone(),
+                metadata: held.clone(),
                 auth: Arc::new(AllowAll),
+                events: None,
             },
             limits: Limits::default(),
             gate: TenantGate::new(4, 4),
+            held,
         }
     }
 

@@ -307,6 +307,8 @@ pub fn wharf_run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::proce
 pub struct Served {
     child: Option<Child>,
     addr: SocketAddr,
+    /// The debug listener's address, when `http.debug.addr` is set.
+    debug_addr: Option<SocketAddr>,
     stderr_path: PathBuf,
     _logs: TempDir,
 }
@@ -335,18 +337,21 @@ impl Served {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut debug = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("listening on ")
+                if let Some(rest) = line.strip_prefix("debug listening on ") {
+                    debug = rest.trim().parse::<SocketAddr>().ok();
+                } else if let Some(rest) = line.strip_prefix("listening on ")
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(rest.trim().to_string());
+                    let _ = tx.send((rest.trim().to_string(), debug));
                 }
             }
         });
-        let addr = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(text) => text.parse::<SocketAddr>().ok(),
-            Err(_) => None,
+        let (addr, debug_addr) = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok((text, debug)) => (text.parse::<SocketAddr>().ok(), debug),
+            Err(_) => (None, None),
         };
         let Some(addr) = addr else {
             let _ = child.kill();
@@ -361,6 +366,7 @@ impl Served {
         let served = Served {
             child: Some(child),
             addr,
+            debug_addr,
             stderr_path,
             _logs: logs,
         };
@@ -384,6 +390,29 @@ impl Served {
     /// The server process's id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("wharf is running").id()
+    }
+
+    /// The debug listener's address (`http.debug.addr` must be set).
+    pub fn debug_addr(&self) -> SocketAddr {
+        self.debug_addr
+            .expect("wharf printed no `debug listening on` line: is http.debug.addr set?")
+    }
+
+    /// Waits up to `within` for the server to exit by itself (after a
+    /// signal the test sent), and returns how it exited; `None` if it
+    /// did not exit in time (it is then killed).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("wharf is running");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 }
 

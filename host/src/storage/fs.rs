@@ -200,6 +200,27 @@ impl FsStorage {
     }
 
     /// The layout, for garbage collection, which walks it.
+    /// Whether the storage answers: its repositories can be listed and a
+    /// file written to and removed from its temporary directory. The error
+    /// says which failed, for `/debug/health`.
+    pub fn check_health(&self) -> io::Result<()> {
+        let repositories = self.layout.repositories();
+        fs::read_dir(&repositories).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot list {}: {e}", repositories.display()),
+            )
+        })?;
+        let probe = self
+            .layout
+            .tmp()
+            .join(format!("health-{}", uuid::Uuid::new_v4()));
+        let written = fs::write(&probe, b"ok");
+        let _ = fs::remove_file(&probe);
+        written
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", probe.display())))
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }

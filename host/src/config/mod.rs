@@ -4,17 +4,24 @@
 //! sets `http.tls.certificate`). Defaults live here and only here.
 //!
 //! Nothing is silently ignored: a key Wharf does not support, in the file or
-//! as a `REGISTRY_*` variable, is an error naming it. The exceptions are the
-//! keys in [`IGNORED_KEYS`] (registry:2 internals that have no meaning for
-//! Wharf; each is logged as a warning) and the variables Docker links and
-//! Kubernetes services inject for a container or service named `registry`
-//! (see [`is_injected_variable`]).
+//! as a `REGISTRY_*` variable, is an error naming it, and the file and the
+//! variables accept the same keys (`variables.rs` describes them once).
+//! Every key that changes what is stored or who may do what is honoured.
+//! Three registry:2 keys that change neither are accepted with a warning,
+//! so that registry:2's own `config.yml` starts: `log.fields`,
+//! `storage.cache` (a cache Wharf does not need) and `health` (Wharf checks
+//! storage on each `/debug/health` request instead). Variables Docker links
+//! and Kubernetes services inject for a container or service named
+//! `registry` are not configuration (see [`is_injected_variable`]).
 //!
 //! This module only reads and checks values; it opens no file but the
 //! configuration itself.
 
+mod variables;
+
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_yaml_ng::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +43,10 @@ pub enum ConfigError {
          (supported: {supported}); unset it"
     )]
     UnknownVariable { name: String, supported: String },
+    #[error(
+        "configuration key {key} is not one Wharf supports; remove it (README, \"Configuration\", lists the keys)"
+    )]
+    UnknownKey { key: String },
     #[error("{key}={value:?}: {reason}")]
     BadValue {
         key: String,
@@ -61,6 +72,8 @@ pub struct Config {
     pub auth: Auth,
     /// `health`: registry:2's storage health checks. Ignored (warned).
     pub health: Option<IgnoredAny>,
+    /// `notifications`: registry:2's events, sent to webhooks.
+    pub notifications: Notifications,
     /// `limits` (Wharf only): what one request of the registry may spend,
     /// and how much it may store. Each tenant's `limits` default to these,
     /// field by field.
@@ -74,6 +87,61 @@ pub struct Config {
     /// Warnings found while reading, logged once logging is set up.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `notifications`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    pub events: Events,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// `notifications.events`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Events {
+    /// `includereferences`: manifest events list the descriptors the
+    /// manifest references.
+    pub includereferences: bool,
+}
+
+/// One of `notifications.endpoints`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// How logs name it. Required.
+    pub name: String,
+    /// `http://` or `https://` URL events are POSTed to. Required.
+    pub url: String,
+    #[serde(default)]
+    pub disabled: bool,
+    /// Headers sent with each POST (`Authorization: [Bearer …]`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, HeaderValues>,
+    /// How long one POST may take. Default `1s`, as registry:2.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub timeout: Option<Duration>,
+    /// Failures in a row before waiting `backoff` between tries. Default 10.
+    #[serde(default)]
+    pub threshold: Option<u32>,
+    /// The wait between tries once `threshold` failed. Default `1s`.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub backoff: Option<Duration>,
+    /// Events whose target has one of these media types are not sent.
+    #[serde(default)]
+    pub ignoredmediatypes: Vec<String>,
+    #[serde(default)]
+    pub ignore: Ignore,
+}
+
+/// An endpoint's `ignore`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ignore {
+    pub mediatypes: Vec<String>,
+    /// `push`, `pull`, `mount`, `delete`.
+    pub actions: Vec<String>,
 }
 
 /// `version`, a string or a number in YAML (`version: 0.1`).
@@ -90,11 +158,25 @@ pub struct Log {
     /// `log.level`: `error`, `warn`, `info` (default) or `debug`; `WHARF_LOG`
     /// (a tracing filter) takes precedence when set.
     pub level: Option<LogLevel>,
-    /// `log.fields`, `log.formatter`, `log.accesslog`: registry:2's logging
-    /// details. Ignored (warned).
+    /// `log.formatter`: `text` (default) or `json`, one object per line.
+    pub formatter: Option<LogFormatter>,
+    /// `log.accesslog.disabled`: no line per request.
+    pub accesslog: AccessLog,
+    /// `log.fields`: registry:2 adds these to every line. Ignored (warned).
     pub fields: Option<IgnoredAny>,
-    pub formatter: Option<IgnoredAny>,
-    pub accesslog: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatter {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -125,12 +207,20 @@ pub struct Storage {
     pub filesystem: Filesystem,
     /// `storage.delete`.
     pub delete: Delete,
-    /// `storage.maintenance`: upload purging (`readonly` is ignored, warned).
+    /// `storage.maintenance`: upload purging, online GC, read-only mode.
     pub maintenance: Maintenance,
-    /// `storage.cache`, `storage.redirect`: registry:2 internals. Ignored
-    /// (warned).
+    /// `storage.cache`: registry:2's blob descriptor cache. Ignored (warned).
     pub cache: Option<IgnoredAny>,
-    pub redirect: Option<IgnoredAny>,
+    /// `storage.redirect.disable`: registry:2 redirects blob GETs only on
+    /// object storage; on the filesystem neither it nor Wharf ever does, so
+    /// either value serves blobs directly.
+    pub redirect: Redirect,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Redirect {
+    pub disable: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,16 +254,78 @@ pub struct Http {
     /// interfaces). Default `:5000`.
     #[serde(deserialize_with = "de_addr")]
     pub addr: SocketAddr,
-    /// `http.host`: the registry's external URL. Accepted for compatibility;
-    /// Wharf's `Location` headers are relative paths, so it changes nothing.
+    /// `http.host`: the registry's external URL (`https://registry.example`).
+    /// When set, `Location` headers are absolute URLs under it.
     pub host: Option<String>,
+    /// `http.relativeurls`: `Location` headers are paths (`/v2/...`), the
+    /// default; `false` makes them absolute, from `http.host` or else the
+    /// request's `X-Forwarded-Proto`, `X-Forwarded-Host` and `Host`.
+    pub relativeurls: Option<bool>,
     /// `http.tls`: serve HTTPS only. No section: plain HTTP.
     pub tls: Option<Tls>,
-    /// `http.secret`, `http.headers`, `http.debug`, `http.prefix`... not
-    /// supported: `http.secret` and `http.headers` are ignored (warned) since
-    /// the registry:2 image's own config.yml sets them.
-    pub secret: Option<IgnoredAny>,
-    pub headers: Option<IgnoredAny>,
+    /// `http.secret`: registry:2 signs the upload state it hands clients
+    /// with it. Wharf keeps upload state on the server and hands out only
+    /// a random session id, so it has nothing to sign: accepted, unused.
+    pub secret: Option<String>,
+    /// `http.headers`: headers added to every response (a list of values
+    /// per name, as registry:2 writes them; one value may be a plain text).
+    pub headers: std::collections::BTreeMap<String, HeaderValues>,
+    /// `http.draintimeout`: on SIGTERM or SIGINT, how long requests in
+    /// flight may take to finish before the process exits. Default `5s`.
+    #[serde(deserialize_with = "de_duration")]
+    pub draintimeout: Option<Duration>,
+    /// `http.debug`: a second listener for health and metrics.
+    pub debug: Option<DebugListener>,
+}
+
+/// The drain time when `http.draintimeout` is not set: less than the 10 s
+/// `docker stop` waits before it kills.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The values of one `http.headers` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValues {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl HeaderValues {
+    pub fn values(&self) -> &[String] {
+        match self {
+            HeaderValues::Many(v) => v,
+            HeaderValues::One(v) => std::slice::from_ref(v),
+        }
+    }
+}
+
+/// `http.debug`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugListener {
+    /// `http.debug.addr`: where the debug listener listens (`:5001`).
+    #[serde(deserialize_with = "de_addr")]
+    pub addr: SocketAddr,
+    /// `http.debug.prometheus`: serve metrics.
+    #[serde(default)]
+    pub prometheus: Prometheus,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prometheus {
+    pub enabled: bool,
+    /// Default `/metrics`, as registry:2.
+    pub path: String,
+}
+
+impl Default for Prometheus {
+    fn default() -> Prometheus {
+        Prometheus {
+            enabled: false,
+            path: "/metrics".to_string(),
+        }
+    }
 }
 
 impl Default for Http {
@@ -181,9 +333,12 @@ impl Default for Http {
         Http {
             addr: SocketAddr::from(([0, 0, 0, 0], 5000)),
             host: None,
+            relativeurls: None,
             tls: None,
             secret: None,
-            headers: None,
+            headers: Default::default(),
+            draintimeout: None,
+            debug: None,
         }
     }
 }
@@ -359,8 +514,15 @@ pub struct Maintenance {
     pub uploadpurging: UploadPurging,
     /// `storage.maintenance.gc` (Wharf only): online garbage collection.
     pub gc: OnlineGc,
-    /// `storage.maintenance.readonly`: ignored (warned).
-    pub readonly: Option<IgnoredAny>,
+    /// `storage.maintenance.readonly.enabled`: pushes and deletes are
+    /// refused (405 UNSUPPORTED, as registry:2), pulls served.
+    pub readonly: ReadOnly,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadOnly {
+    pub enabled: bool,
 }
 
 /// `storage.maintenance.uploadpurging`: remove upload sessions idle for
@@ -420,19 +582,41 @@ fn de_required_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Durati
     de_duration(d).map(|d| d.unwrap_or_default())
 }
 
-/// A duration written as a number and a unit: `500ms`, `30s`, `2m`, `1h`.
+/// A positive duration as Go (and so registry:2) writes one: numbers, each
+/// with a unit, `ns`, `us` (or `µs`), `ms`, `s`, `m` or `h`: `500ms`,
+/// `30s`, `1.5h`, `1h30m`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let duration = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    };
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_end);
+        if number.is_empty() || number.starts_with('.') && number.len() == 1 {
+            return None;
+        }
+        let n: f64 = number.parse().ok()?;
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_end);
+        let seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * seconds;
+        rest = after;
+    }
+    let duration = Duration::try_from_secs_f64(total).ok()?;
     (!duration.is_zero()).then_some(duration)
 }
 
@@ -440,77 +624,10 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
     let s = String::deserialize(d)?;
     parse_duration(&s).map(Some).ok_or_else(|| {
         serde::de::Error::custom(format!(
-            "duration {s:?} is not a positive number with a unit: 500ms, 30s, 2m or 1h"
+            "duration {s:?} is not a positive duration with units: 500ms, 30s, 2m, 1h30m"
         ))
     })
 }
-
-/// Keys registry:2 knows that mean nothing to Wharf: accepted with a warning,
-/// so that registry:2's own default `config.yml` starts.
-pub const IGNORED_KEYS: &[&str] = &[
-    "log.fields",
-    "log.formatter",
-    "log.accesslog",
-    "storage.cache",
-    "storage.maintenance.readonly",
-    "storage.redirect",
-    "http.secret",
-    "http.headers",
-    "health",
-];
-
-/// The `REGISTRY_*` variables Wharf reads, each with the key it sets.
-const VARIABLES: &[(&str, &str)] = &[
-    ("REGISTRY_VERSION", "version"),
-    ("REGISTRY_LOG_LEVEL", "log.level"),
-    ("REGISTRY_STORAGE", "storage"),
-    (
-        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
-        "storage.filesystem.rootdirectory",
-    ),
-    ("REGISTRY_STORAGE_DELETE_ENABLED", "storage.delete.enabled"),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED",
-        "storage.maintenance.uploadpurging.enabled",
-    ),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE",
-        "storage.maintenance.uploadpurging.age",
-    ),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_INTERVAL",
-        "storage.maintenance.uploadpurging.interval",
-    ),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_DRYRUN",
-        "storage.maintenance.uploadpurging.dryrun",
-    ),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_GC_ENABLED",
-        "storage.maintenance.gc.enabled",
-    ),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_GC_INTERVAL",
-        "storage.maintenance.gc.interval",
-    ),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_GC_GRACE",
-        "storage.maintenance.gc.grace",
-    ),
-    (
-        "REGISTRY_STORAGE_MAINTENANCE_GC_DRYRUN",
-        "storage.maintenance.gc.dryrun",
-    ),
-    ("REGISTRY_HTTP_ADDR", "http.addr"),
-    ("REGISTRY_HTTP_HOST", "http.host"),
-    ("REGISTRY_HTTP_SECRET", "http.secret"),
-    ("REGISTRY_HTTP_TLS_CERTIFICATE", "http.tls.certificate"),
-    ("REGISTRY_HTTP_TLS_KEY", "http.tls.key"),
-    ("REGISTRY_HTTP_TLS_CLIENTCAS", "http.tls.clientcas"),
-    ("REGISTRY_AUTH", "auth"),
-    ("REGISTRY_AUTH_HTPASSWD_REALM", "auth.htpasswd.realm"),
-    ("REGISTRY_AUTH_HTPASSWD_PATH", "auth.htpasswd.path"),
-];
 
 /// Variables that are not configuration although they start with
 /// `REGISTRY_`: Docker links to a container named `registry` inject
@@ -533,28 +650,63 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut config = match file {
+        let mut tree = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_path_buf(),
                     source,
                 })?;
-                Config::parse(&text).map_err(|message| ConfigError::File {
+                let file_error = |message: String| ConfigError::File {
                     path: path.to_path_buf(),
                     message,
-                })?
+                };
+                // Read once as it is, for errors that name the line.
+                Config::parse(&text).map_err(file_error)?;
+                let tree: Value =
+                    serde_yaml_ng::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+                variables::check(&tree).map_err(|e| file_error(e.to_string()))?;
+                tree
             }
-            None => Config::default(),
+            None => Value::Null,
         };
         let mut vars: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("REGISTRY_"))
+            .filter(|(k, _)| k.starts_with("REGISTRY_") && !is_injected_variable(k))
             .collect();
         // REGISTRY_AUTH (the auth type) before REGISTRY_AUTH_HTPASSWD_*.
         vars.sort();
-        for (name, value) in vars {
-            config.set_variable(&name, &value)?;
+        let mut set = Vec::new();
+        for (name, value) in &vars {
+            set.push((variables::apply(&mut tree, name, value)?, name, value));
         }
+        if tree.is_null() {
+            tree = Value::Mapping(Default::default());
+        }
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            // The file alone was read above: a variable made this wrong.
+            let at = e.path().to_string();
+            let culprit = set
+                .iter()
+                .filter(|(path, _, _)| {
+                    let path = variables::display(path);
+                    at == path
+                        || at.starts_with(&format!("{path}."))
+                        || at.starts_with(&format!("{path}["))
+                })
+                .max_by_key(|(path, _, _)| path.len());
+            match culprit {
+                Some((_, name, value)) => ConfigError::BadValue {
+                    key: name.to_string(),
+                    value: value.to_string(),
+                    reason: e.inner().to_string(),
+                },
+                None => ConfigError::BadValue {
+                    key: at,
+                    value: String::new(),
+                    reason: e.inner().to_string(),
+                },
+            }
+        })?;
         config.check()?;
         config.collect_warnings();
         Ok(config)
@@ -566,120 +718,6 @@ impl Config {
             return Ok(Config::default());
         }
         serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
-    }
-
-    fn set_variable(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        if is_injected_variable(name) {
-            return Ok(());
-        }
-        let Some((_, key)) = VARIABLES.iter().find(|(n, _)| *n == name) else {
-            return Err(ConfigError::UnknownVariable {
-                name: name.to_string(),
-                supported: VARIABLES
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
-        let bad = |reason: &str| ConfigError::BadValue {
-            key: name.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
-        match *key {
-            "version" => self.version = Some(Version::Text(value.to_string())),
-            "log.level" => {
-                self.log.level = Some(
-                    serde_yaml_ng::from_str(value)
-                        .map_err(|_| bad("expected error, warn, info or debug"))?,
-                )
-            }
-            "storage" => {
-                if value != "filesystem" {
-                    return Err(bad("the only storage driver Wharf has is `filesystem`"));
-                }
-            }
-            "storage.filesystem.rootdirectory" => {
-                self.storage.filesystem.rootdirectory = PathBuf::from(value)
-            }
-            "storage.delete.enabled" => {
-                self.storage.delete.enabled =
-                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
-            }
-            "storage.maintenance.uploadpurging.enabled" => {
-                self.storage.maintenance.uploadpurging.enabled =
-                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
-            }
-            "storage.maintenance.uploadpurging.dryrun" => {
-                self.storage.maintenance.uploadpurging.dryrun =
-                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
-            }
-            "storage.maintenance.uploadpurging.age" => {
-                self.storage.maintenance.uploadpurging.age = parse_duration(value)
-                    .ok_or_else(|| bad("expected a duration like 168h, 30m or 10s"))?
-            }
-            "storage.maintenance.uploadpurging.interval" => {
-                self.storage.maintenance.uploadpurging.interval = parse_duration(value)
-                    .ok_or_else(|| bad("expected a duration like 24h, 30m or 10s"))?
-            }
-            "storage.maintenance.gc.enabled" => {
-                self.storage.maintenance.gc.enabled =
-                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
-            }
-            "storage.maintenance.gc.dryrun" => {
-                self.storage.maintenance.gc.dryrun =
-                    parse_bool(value).ok_or_else(|| bad("expected true or false"))?
-            }
-            "storage.maintenance.gc.interval" => {
-                self.storage.maintenance.gc.interval = parse_duration(value)
-                    .ok_or_else(|| bad("expected a duration like 24h, 30m or 10s"))?
-            }
-            "storage.maintenance.gc.grace" => {
-                self.storage.maintenance.gc.grace = parse_duration(value)
-                    .ok_or_else(|| bad("expected a duration like 1h, 30m or 10s"))?
-            }
-            "http.addr" => {
-                self.http.addr = parse_addr(value).ok_or_else(|| {
-                    bad("expected an address like 0.0.0.0:5000, 127.0.0.1:5000 or :5000")
-                })?
-            }
-            "http.host" => self.http.host = Some(value.to_string()),
-            "http.secret" => self.http.secret = Some(IgnoredAny),
-            "http.tls.certificate" => self.tls_mut().certificate = PathBuf::from(value),
-            "http.tls.key" => self.tls_mut().key = PathBuf::from(value),
-            "http.tls.clientcas" => {
-                // registry:2 reads list values as YAML (`[/a.pem, /b.pem]`);
-                // a bare path is one CA file.
-                let cas = match serde_yaml_ng::from_str::<Vec<PathBuf>>(value) {
-                    Ok(cas) => cas,
-                    Err(_) if !value.trim_start().starts_with('[') => vec![PathBuf::from(value)],
-                    Err(_) => return Err(bad("expected a path or a YAML list of paths")),
-                };
-                self.tls_mut().clientcas = cas;
-            }
-            "auth" => {
-                if value.eq_ignore_ascii_case("htpasswd") {
-                    self.htpasswd_mut();
-                } else {
-                    return Err(bad(
-                        "the only auth type Wharf supports is `htpasswd` (silly and token are not)",
-                    ));
-                }
-            }
-            "auth.htpasswd.realm" => self.htpasswd_mut().realm = value.to_string(),
-            "auth.htpasswd.path" => self.htpasswd_mut().path = PathBuf::from(value),
-            other => unreachable!("VARIABLES lists {other} but it is not handled"),
-        }
-        Ok(())
-    }
-
-    fn tls_mut(&mut self) -> &mut Tls {
-        self.http.tls.get_or_insert_with(Tls::default)
-    }
-
-    fn htpasswd_mut(&mut self) -> &mut Htpasswd {
-        self.auth.htpasswd.get_or_insert_with(Htpasswd::default)
     }
 
     /// What must hold once file and variables are combined.
@@ -759,6 +797,48 @@ impl Config {
         }
         if let Some(tenants) = &self.tenants {
             self.check_tenants(tenants)?;
+        }
+        self.check_endpoints()
+    }
+
+    /// Each endpoint needs a name of its own and a URL Wharf can POST to.
+    fn check_endpoints(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, endpoint) in self.notifications.endpoints.iter().enumerate() {
+            let bad = |field: &str, value: &str, reason: &str| ConfigError::BadValue {
+                key: format!("notifications.endpoints[{i}].{field}"),
+                value: value.to_string(),
+                reason: reason.to_string(),
+            };
+            if endpoint.name.trim().is_empty() {
+                return Err(bad("name", &endpoint.name, "an endpoint needs a name"));
+            }
+            if !names.insert(endpoint.name.as_str()) {
+                return Err(bad("name", &endpoint.name, "two endpoints have this name"));
+            }
+            let url = endpoint.url.trim();
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                return Err(bad(
+                    "url",
+                    url,
+                    "expected an http:// or https:// URL with a host",
+                ));
+            }
+            if endpoint.threshold == Some(0) {
+                return Err(bad("threshold", "0", "must be at least 1"));
+            }
+            for action in &endpoint.ignore.actions {
+                if !["push", "pull", "mount", "delete"].contains(&action.as_str()) {
+                    return Err(bad(
+                        "ignore.actions",
+                        action,
+                        "the actions are push, pull, mount and delete",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -862,24 +942,25 @@ impl Config {
 
     fn collect_warnings(&mut self) {
         let present = [
-            ("log.fields", self.log.fields.is_some()),
-            ("log.formatter", self.log.formatter.is_some()),
-            ("log.accesslog", self.log.accesslog.is_some()),
-            ("storage.cache", self.storage.cache.is_some()),
             (
-                "storage.maintenance.readonly",
-                self.storage.maintenance.readonly.is_some(),
+                "log.fields",
+                self.log.fields.is_some(),
+                "log lines carry no extra fields",
             ),
-            ("storage.redirect", self.storage.redirect.is_some()),
-            ("http.secret", self.http.secret.is_some()),
-            ("http.headers", self.http.headers.is_some()),
-            ("health", self.health.is_some()),
+            (
+                "storage.cache",
+                self.storage.cache.is_some(),
+                "Wharf needs no blob descriptor cache",
+            ),
+            (
+                "health",
+                self.health.is_some(),
+                "Wharf checks storage on each /debug/health request (http.debug.addr)",
+            ),
         ];
-        debug_assert_eq!(present.len(), IGNORED_KEYS.len());
-        for (key, _) in present.iter().filter(|(_, set)| *set) {
-            self.warnings.push(format!(
-                "configuration key {key} has no meaning for Wharf and is ignored"
-            ));
+        for (key, _, why) in present.iter().filter(|(_, set, _)| *set) {
+            self.warnings
+                .push(format!("configuration key {key} is ignored: {why}"));
         }
     }
 
@@ -1234,7 +1315,10 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["30", "s", "0s", "-1s", "1.5s", "3d"] {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Some(Duration::from_micros(250)));
+        for bad in ["30", "s", "0s", "-1s", "3d", "1h30", ".s", ""] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
@@ -1247,7 +1331,11 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert_eq!(
+            c.http.headers["X-Content-Type-Options"].values(),
+            ["nosniff"]
+        );
         assert!(c.warnings.iter().any(|w| w.contains("storage.cache")));
     }
 }

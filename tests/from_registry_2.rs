@@ -16,12 +16,12 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
-use dockerd::{Dockerd, show};
+use dockerd::Dockerd;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Served, random_bytes, terminate};
+use support::{Served, terminate};
 
 /// Debian's build of CNCF Distribution, as `tests/install` installs it.
 const DISTRIBUTION: &str = "/usr/bin/docker-registry";
@@ -103,26 +103,6 @@ fn wharf(data: &Path, addr: SocketAddr) -> Served {
     );
     assert_eq!(served.addr(), addr);
     served
-}
-
-/// A `FROM scratch` image of a few random files, imported as `name`.
-fn import_image(docker: &Dockerd, dir: &Path, name: &str) -> String {
-    let content = dir.join(format!("content-{}", name.replace(['/', ':'], "-")));
-    std::fs::create_dir_all(&content).unwrap();
-    std::fs::write(content.join("big.bin"), random_bytes(3 << 20)).unwrap();
-    std::fs::write(content.join("small.bin"), random_bytes(5000)).unwrap();
-    let tarball = content.with_extension("tar");
-    let out = Command::new("tar")
-        .arg("-cf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&content)
-        .args(["big.bin", "small.bin"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    docker.docker_ok(&["import", tarball.to_str().unwrap(), name]);
-    image_id(docker, name)
 }
 
 fn image_id(docker: &Dockerd, image: &str) -> String {
@@ -230,7 +210,7 @@ fn a_data_directory_moves_between_registry_2_and_wharf_both_ways() {
 
     // registry:2 writes.
     let old = format!("{addr}/team/old:v1");
-    let old_id = import_image(&docker, dir.path(), &old);
+    let old_id = docker.import_random(dir.path(), &old, &[3 << 20, 5000]);
     let second_tag = format!("{addr}/team/old:stable");
     docker.docker_ok(&["tag", &old, &second_tag]);
     let first = Distribution::start(dir.path(), &data, addr);
@@ -247,7 +227,7 @@ fn a_data_directory_moves_between_registry_2_and_wharf_both_ways() {
     pull_back(&docker, &old, &old_id);
     // And writes its own next to it.
     let new = format!("{addr}/team/new:v1");
-    let new_id = import_image(&docker, dir.path(), &new);
+    let new_id = docker.import_random(dir.path(), &new, &[3 << 20, 5000]);
     docker.docker_ok(&["push", &new]);
     let by_wharf = read_image(addr, "team/new", "v1");
     drop(served);

@@ -272,6 +272,30 @@ fn events_reach_an_endpoint_that_fails_at_first_once_it_recovers() {
         b"",
     );
     assert_eq!(mount.status, 201);
+    // A referrer of the image; listing referrers reads it, but pulls
+    // nothing: no pull event.
+    let referrer = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_TYPE}","artifactType":"application/example","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{config}","size":2}},"layers":[],"subject":{{"mediaType":"{MANIFEST_TYPE}","digest":"{digest}","size":{}}}}}"#,
+        manifest.len()
+    );
+    let referrer_digest = sha256_digest(referrer.as_bytes());
+    let put = send(
+        addr,
+        "PUT",
+        &format!("/v2/team/app/manifests/{referrer_digest}"),
+        &[("Content-Type", MANIFEST_TYPE)],
+        referrer.as_bytes(),
+    );
+    assert_eq!(put.status, 201);
+    let referrers = send(
+        addr,
+        "GET",
+        &format!("/v2/team/app/referrers/{digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(referrers.status, 200);
+    assert!(String::from_utf8_lossy(&referrers.body).contains(&referrer_digest));
     assert_eq!(
         send(
             addr,
@@ -284,7 +308,7 @@ fn events_reach_an_endpoint_that_fails_at_first_once_it_recovers() {
         202
     );
 
-    let events = receiver.wait_for("/events", 7);
+    let events = receiver.wait_for("/events", 8);
     let summary: Vec<(String, String, String)> = events
         .iter()
         .map(|e| {
@@ -305,6 +329,7 @@ fn events_reach_an_endpoint_that_fails_at_first_once_it_recovers() {
         ("pull", "team/app", &digest),
         ("pull", "team/app", &layer),
         ("mount", "team/other", &layer),
+        ("push", "team/app", &referrer_digest),
         ("delete", "team/app", &digest),
     ]
     .iter()
@@ -339,6 +364,11 @@ fn events_reach_an_endpoint_that_fails_at_first_once_it_recovers() {
     assert_eq!(events[1]["target"]["mediaType"], "application/octet-stream");
     assert_eq!(events[1]["target"]["size"], 1000);
     assert_eq!(events[5]["target"]["fromRepository"], "team/app");
+    assert!(events[6]["target"].get("tag").is_none());
+    assert_eq!(
+        events[7]["target"]["url"],
+        format!("http://{addr}/v2/team/app/manifests/{digest}")
+    );
 
     // The three failures were retried; the envelope and the headers are
     // registry:2's.
@@ -363,12 +393,12 @@ fn events_reach_an_endpoint_that_fails_at_first_once_it_recovers() {
     }
 
     // The other endpoint ignores blobs and pulls; the disabled one gets nothing.
-    let manifests = receiver.wait_for("/manifests", 2);
+    let manifests = receiver.wait_for("/manifests", 3);
     let actions: Vec<&str> = manifests
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["push", "delete"], "{manifests:#?}");
+    assert_eq!(actions, ["push", "push", "delete"], "{manifests:#?}");
     assert!(receiver.received().iter().all(|r| r.path != "/off"));
 }
 

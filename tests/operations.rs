@@ -15,7 +15,7 @@ use http::{Reply, request};
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-use support::{Served, random_bytes, sha256_digest, wharf_run};
+use support::{Served, htpasswd_file, localhost_certs, random_bytes, sha256_digest, wharf_run};
 
 /// A data directory and `wharf serve` environment on a free loopback port.
 struct Setup {
@@ -207,13 +207,7 @@ fn read_only_mode_refuses_pushes_and_deletes_and_serves_pulls() {
 fn read_only_mode_still_asks_anonymous_callers_to_log_in() {
     let setup = Setup::new();
     let htpasswd = setup.dir.path().join("htpasswd");
-    let line = wharf_run(
-        &["htpasswd", "alice", "--password-stdin", "--cost", "4"],
-        &[],
-        "secret\n",
-    );
-    assert!(line.status.success());
-    std::fs::write(&htpasswd, &line.stdout).unwrap();
+    htpasswd_file(&htpasswd, "alice", "secret");
     let wharf = setup.serve(&[
         ("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", "true"),
         ("REGISTRY_AUTH", "htpasswd"),
@@ -442,12 +436,7 @@ fn the_debug_listener_reports_health_and_metrics() {
 fn credential_checks_are_counted() {
     let setup = Setup::new();
     let htpasswd = setup.dir.path().join("htpasswd");
-    let line = wharf_run(
-        &["htpasswd", "alice", "--password-stdin", "--cost", "4"],
-        &[],
-        "secret\n",
-    );
-    std::fs::write(&htpasswd, &line.stdout).unwrap();
+    htpasswd_file(&htpasswd, "alice", "secret");
     let wharf = setup.serve(&[
         ("REGISTRY_AUTH", "htpasswd"),
         ("REGISTRY_AUTH_HTPASSWD_PATH", htpasswd.to_str().unwrap()),
@@ -633,4 +622,71 @@ fn the_file_and_the_variables_refuse_the_same_unknown_keys() {
     assert!(e.contains("prefix"), "{e}");
     let e = refused(&["serve"], &[("REGISTRY_HTTP_PREFIX", "/registry")]);
     assert!(e.contains("REGISTRY_HTTP_PREFIX"), "{e}");
+}
+
+#[test]
+fn wharf_health_asks_the_registry_it_is_configured_for() {
+    let setup = Setup::new();
+    let health = |env: &[(&str, &str)]| {
+        let out = wharf_run(&["health"], env, "");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let wharf = setup.serve(&[]);
+    let addr = wharf.addr().to_string();
+    let (code, said) = health(&[("REGISTRY_HTTP_ADDR", &addr)]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("healthy"), "{said}");
+    drop(wharf);
+    let (code, said) = health(&[("REGISTRY_HTTP_ADDR", &addr)]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("cannot connect"), "{said}");
+
+    // With a debug listener, its /debug/health: storage counts too.
+    let wharf = setup.serve(&[("REGISTRY_HTTP_DEBUG_ADDR", "127.0.0.1:0")]);
+    let debug = wharf.debug_addr().to_string();
+    let env = [("REGISTRY_HTTP_DEBUG_ADDR", debug.as_str())];
+    assert_eq!(health(&env).0, Some(0));
+    std::fs::rename(setup.data(), setup.dir.path().join("gone")).unwrap();
+    let (code, said) = health(&env);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("503") && said.contains("cannot list"),
+        "{said}"
+    );
+}
+
+#[test]
+fn wharf_health_speaks_tls_and_takes_a_client_certificate_demand_as_alive() {
+    let setup = Setup::new();
+    let certs = localhost_certs(&setup.dir.path().join("certs"));
+    let cert = certs.certificate.display().to_string();
+    let key = certs.key.display().to_string();
+    let ca = certs.ca.display().to_string();
+    for clientcas in [None, Some(ca.as_str())] {
+        let mut env = vec![
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", cert.as_str()),
+            ("REGISTRY_HTTP_TLS_KEY", key.as_str()),
+        ];
+        if let Some(ca) = clientcas {
+            env.push(("REGISTRY_HTTP_TLS_CLIENTCAS", ca));
+        }
+        let wharf = setup.serve(&env);
+        let addr = wharf.addr().to_string();
+        env.push(("REGISTRY_HTTP_ADDR", addr.as_str()));
+        let out = wharf_run(&["health"], &env, "");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{clientcas:?}: {said}");
+        assert!(said.contains("https://"), "{said}");
+        if clientcas.is_some() {
+            assert!(said.contains("client certificate"), "{said}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod config;
 mod debug;
 mod gc;
 mod guest_memory;
+mod health;
 mod htpasswd;
 mod metrics;
 mod notifications;
@@ -25,6 +26,11 @@ mod state;
 mod storage;
 mod tenants;
 mod tls;
+
+/// The static (musl) build's allocator: see `allocator.rs`.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -55,6 +61,11 @@ enum Command {
     Serve {
         /// A registry:2 configuration file (config.yml).
         config: Option<PathBuf>,
+        /// Read this configuration file if it exists, and start on defaults
+        /// if it does not (the container image passes registry:2's
+        /// /etc/docker/registry/config.yml).
+        #[arg(long, value_name = "PATH", conflicts_with = "config")]
+        config_if_exists: Option<PathBuf>,
         /// Serve with this component (a `wasm32-wasip2` component built for
         /// the `wharf:registry/registry` world) instead of the built-in one;
         /// it is reloaded when the file changes and on SIGHUP.
@@ -76,6 +87,17 @@ enum Command {
         /// Also remove manifests that no tag reaches.
         #[arg(long)]
         delete_untagged: bool,
+    },
+    /// Ask the registry configured as for `serve` (same file and
+    /// REGISTRY_* variables) whether it is well: /debug/health on
+    /// http.debug.addr when set, else GET / on http.addr. Exits 0 if it is,
+    /// 1 if not; the container image's HEALTHCHECK.
+    Health {
+        /// A registry:2 configuration file (config.yml).
+        config: Option<PathBuf>,
+        /// Read this configuration file if it exists.
+        #[arg(long, value_name = "PATH", conflicts_with = "config")]
+        config_if_exists: Option<PathBuf>,
     },
     /// Print an htpasswd line with a bcrypt hash for USER, as
     /// `htpasswd -Bbn USER PASSWORD` does: `wharf htpasswd alice >> auth/htpasswd`.
@@ -105,7 +127,30 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve { config, component } => serve(config, component),
+        Command::Serve {
+            config,
+            config_if_exists,
+            component,
+        } => serve(existing(config, config_if_exists), component),
+        Command::Health {
+            config,
+            config_if_exists,
+        } => {
+            let config = config::Config::load(
+                existing(config, config_if_exists).as_deref(),
+                std::env::vars(),
+            )?;
+            match health::check(&config) {
+                Ok(answer) => {
+                    println!("healthy: {answer}");
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e:#}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Gc {
             config,
             dry_run,
@@ -128,6 +173,12 @@ fn main() -> anyhow::Result<()> {
         } => htpasswd_line(&user, password_stdin, cost),
         Command::Cert { hosts, port, out } => make_cert(&hosts, port, &out),
     }
+}
+
+/// The configuration file to read: the one given, or `if_exists` when it
+/// exists.
+fn existing(config: Option<PathBuf>, if_exists: Option<PathBuf>) -> Option<PathBuf> {
+    config.or_else(|| if_exists.filter(|path| path.exists()))
 }
 
 fn init_logging(log: &config::Log) {
@@ -169,7 +220,7 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         let _runtime = tokio.enter();
         notifications::Notifier::start(&config.notifications, addr)?
     };
-    let tenants = Arc::new(open_tenants(&config, events)?);
+    let tenants = Arc::new(open_tenants(&config, events.clone())?);
     let answers = server::Answers::new(&config)?;
     if answers.read_only {
         tracing::warn!(
@@ -251,6 +302,8 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
             tracing::info!(%addr, rootdirectory = %config.storage.filesystem.rootdirectory.display(), delete_enabled, tls = tls.is_some(), "wharf serving");
         }
         tokio::spawn(reload::watch(sandbox, runtime.clone(), source));
+        // Before the line below: a SIGTERM from then on drains.
+        let stopped = shutdown_signal()?;
         // Tests and scripts wait for this line to know the port.
         let mut stdout = std::io::stdout();
         writeln!(stdout, "listening on {addr}")?;
@@ -267,20 +320,27 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         });
         tokio::select! {
             served = server.clone().serve(listener) => served?,
-            _ = shutdown_signal() => {}
+            () = stopped => {}
         }
         // Stop accepting; let each connection finish its request in flight.
+        let deadline = tokio::time::Instant::now() + drain;
         server.stop.send_replace(true);
         let open = server.stop.receiver_count();
         tracing::info!(connections = open, ?drain, "shutting down: finishing the requests in flight");
-        match tokio::time::timeout(drain, server.stop.closed()).await {
-            Ok(()) => tracing::info!("every request in flight finished; stopped"),
+        match tokio::time::timeout_at(deadline, server.stop.closed()).await {
+            Ok(()) => tracing::info!("every request in flight finished"),
             Err(_) => tracing::warn!(
                 connections = server.stop.receiver_count(),
                 ?drain,
                 "http.draintimeout passed with requests still in flight; they are cut"
             ),
         }
+        // What they did is told to the notification endpoints, in the
+        // time left.
+        if let Some(events) = &events {
+            events.flush(deadline).await;
+        }
+        tracing::info!("stopped");
         anyhow::Ok(())
     });
     // Background work (purging, online GC, reload) does not hold the exit.
@@ -471,11 +531,16 @@ fn make_cert(hosts: &[String], port: u16, out: &std::path::Path) -> anyhow::Resu
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, whichever comes first; the handlers are in place
+/// when this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }

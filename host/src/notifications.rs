@@ -14,6 +14,7 @@
 //! log.
 
 use crate::config::{self, Endpoint};
+use anyhow::Context as _;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -56,15 +57,27 @@ pub struct Request {
     pub host: String,
     pub method: String,
     pub user_agent: String,
+    /// The request's path: a pull is told only of what it names.
+    pub path: String,
     pub https: bool,
     /// Who the caller proved to be, if anyone.
     pub user: Option<String>,
 }
 
+/// What kind of thing a target is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    #[default]
+    Manifest,
+    Blob,
+}
+
 /// What an event is about.
 #[derive(Debug, Clone, Default)]
 pub struct Target {
+    pub kind: Kind,
     pub repository: String,
+    /// Empty for a tag delete, which names no digest.
     pub digest: String,
     pub media_type: String,
     pub size: Option<u64>,
@@ -86,6 +99,8 @@ pub struct Notifier {
 struct Sink {
     endpoint: Endpoint,
     client: reqwest::Client,
+    /// The endpoint's `headers`, checked at start.
+    headers: reqwest::header::HeaderMap,
     queue: Mutex<VecDeque<Value>>,
     wake: Notify,
 }
@@ -99,6 +114,26 @@ impl Notifier {
     ) -> anyhow::Result<Option<Arc<Notifier>>> {
         let mut sinks = Vec::new();
         for endpoint in config.endpoints.iter().filter(|e| !e.disabled) {
+            let context = || format!("notifications endpoint {}", endpoint.name);
+            reqwest::Url::parse(&endpoint.url)
+                .map_err(|e| anyhow::anyhow!("url {:?}: {e}", endpoint.url))
+                .with_context(context)?;
+            let mut headers = reqwest::header::HeaderMap::new();
+            for (name, values) in &endpoint.headers {
+                let header = reqwest::header::HeaderName::try_from(name.as_str())
+                    .map_err(|_| anyhow::anyhow!("{name:?} is not a valid HTTP header name"))
+                    .with_context(context)?;
+                // One entry per header, whatever the case it was written in.
+                headers.remove(&header);
+                for value in values.values() {
+                    let value = reqwest::header::HeaderValue::try_from(value.as_str())
+                        .map_err(|_| {
+                            anyhow::anyhow!("header {name}: {value:?} is not a valid value")
+                        })
+                        .with_context(context)?;
+                    headers.append(header.clone(), value);
+                }
+            }
             let client = reqwest::Client::builder()
                 .timeout(endpoint.timeout.unwrap_or(Duration::from_secs(1)))
                 .build()?;
@@ -110,6 +145,7 @@ impl Notifier {
             sinks.push(Arc::new(Sink {
                 endpoint: endpoint.clone(),
                 client,
+                headers,
                 queue: Mutex::new(VecDeque::new()),
                 wake: Notify::new(),
             }));
@@ -129,6 +165,29 @@ impl Notifier {
                 "instanceID": uuid::Uuid::new_v4().to_string(),
             }),
         })))
+    }
+
+    /// Wait until every endpoint has taken its queue, or `deadline`; the
+    /// events still queued then are lost with the process, and logged.
+    pub async fn flush(&self, deadline: tokio::time::Instant) {
+        loop {
+            let queued: usize = self
+                .sinks
+                .iter()
+                .map(|s| s.queue.lock().unwrap_or_else(|e| e.into_inner()).len())
+                .sum();
+            if queued == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    events = queued,
+                    "stopping with notification events not delivered"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Queue an event for every endpoint that does not ignore it.
@@ -160,21 +219,23 @@ impl Notifier {
 
     /// registry:2's event object.
     fn event(&self, action: Action, target: &Target, request: &Request) -> Value {
-        let kind = if target.manifest.is_some()
-            || target.tag.is_some()
-            || is_manifest_type(&target.media_type)
-        {
-            "manifests"
-        } else {
-            "blobs"
+        let kind = match target.kind {
+            Kind::Manifest => "manifests",
+            Kind::Blob => "blobs",
         };
         let scheme = if request.https { "https" } else { "http" };
-        let mut t = json!({
-            "mediaType": target.media_type,
-            "digest": target.digest,
-            "repository": target.repository,
-            "url": format!("{scheme}://{}/v2/{}/{kind}/{}", request.host, target.repository, target.digest),
-        });
+        let mut t = json!({ "repository": target.repository });
+        if !target.media_type.is_empty() {
+            t["mediaType"] = target.media_type.clone().into();
+        }
+        if !target.digest.is_empty() {
+            t["digest"] = target.digest.clone().into();
+            t["url"] = format!(
+                "{scheme}://{}/v2/{}/{kind}/{}",
+                request.host, target.repository, target.digest
+            )
+            .into();
+        }
         if let Some(size) = target.size {
             t["size"] = size.into();
             t["length"] = size.into();
@@ -219,10 +280,13 @@ impl Sink {
         let threshold = endpoint.threshold.unwrap_or(10);
         let backoff = endpoint.backoff.unwrap_or(Duration::from_secs(1));
         let mut failures: u32 = 0;
+        // Halved after each failure, down to one event, in case the batch
+        // itself is what the endpoint refuses (too large, one bad event).
+        let mut batch_size = BATCH;
         loop {
             let batch: Vec<Value> = {
                 let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                queue.iter().take(BATCH).cloned().collect()
+                queue.iter().take(batch_size).cloned().collect()
             };
             if batch.is_empty() {
                 self.wake.notified().await;
@@ -238,11 +302,13 @@ impl Sink {
                         );
                     }
                     failures = 0;
+                    batch_size = BATCH;
                     let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                     queue.drain(..batch.len());
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
+                    batch_size = (batch.len() / 2).max(1);
                     if failures == 1 || failures.is_multiple_of(threshold) {
                         tracing::warn!(endpoint = endpoint.name, failures, events = batch.len(), error = %e, "notification delivery failed; retrying");
                     }
@@ -258,16 +324,12 @@ impl Sink {
     }
 
     async fn send(&self, events: &[Value]) -> anyhow::Result<()> {
-        let mut request = self
+        let request = self
             .client
             .post(&self.endpoint.url)
             .header(reqwest::header::CONTENT_TYPE, EVENTS_MEDIA_TYPE)
+            .headers(self.headers.clone())
             .body(json!({ "events": events }).to_string());
-        for (name, values) in &self.endpoint.headers {
-            for value in values.values() {
-                request = request.header(name.as_str(), value.as_str());
-            }
-        }
         let response = request.send().await?;
         let status = response.status();
         // registry:2 takes any 2xx or 3xx as delivered.
@@ -277,10 +339,6 @@ impl Sink {
         );
         Ok(())
     }
-}
-
-fn is_manifest_type(media_type: &str) -> bool {
-    media_type.contains("manifest") || media_type.contains("image.index")
 }
 
 /// The descriptors a manifest references (config, layers, index

@@ -136,6 +136,7 @@ enum Mount {
 /// An event's target for a blob of `repository`.
 fn blob_target(repository: String, digest: &Digest, size: Option<u64>) -> events::Target {
     events::Target {
+        kind: events::Kind::Blob,
         repository,
         digest: digest.to_string(),
         media_type: BLOB_MEDIA_TYPE.to_string(),
@@ -166,6 +167,21 @@ impl RequestState {
         if let (Some(notifier), Some(request)) = (&self.capabilities.events, &self.request) {
             notifier.emit(action, target(), request);
         }
+    }
+
+    /// Tell of a pull: once per request, and only of the manifest or blob
+    /// at `path`, the request's own. A component reads manifests for other
+    /// reasons too (a referrers listing reads each referrer), and cannot
+    /// make pulls up.
+    fn notify_pull(&mut self, path: &str, target: impl FnOnce() -> events::Target) {
+        let Some(request) = &self.request else {
+            return;
+        };
+        if self.pull_told || request.path != path {
+            return;
+        }
+        self.pull_told = true;
+        self.notify(events::Action::Pull, target);
     }
 
     /// Whether anyone listens for events (to keep what they need).
@@ -277,6 +293,9 @@ impl HostRepository for RequestState {
     ) -> Answer<Option<StoredManifest>> {
         let name = check!(self.granted(&repo, Access::PULL)?);
         let store = self.capabilities.metadata.clone();
+        let path = match &reference {
+            Reference::Digest(r) | Reference::Tag(r) => format!("/v2/{name}/manifests/{r}"),
+        };
         let (digest, tag) = match reference {
             Reference::Digest(digest) => (check!(digest_arg(&digest)), None),
             Reference::Tag(tag) => {
@@ -291,7 +310,8 @@ impl HostRepository for RequestState {
             return Ok(Ok(None));
         };
         let size = manifest.content.len() as u64;
-        self.notify(events::Action::Pull, || events::Target {
+        self.notify_pull(&path, || events::Target {
+            kind: events::Kind::Manifest,
             repository: name,
             digest: manifest.digest.to_string(),
             media_type: manifest.media_type.clone(),
@@ -383,9 +403,8 @@ impl HostRepository for RequestState {
             return Ok(Ok(None));
         };
         if stream.is_some() {
-            self.notify(events::Action::Pull, || {
-                blob_target(name, &digest, Some(size))
-            });
+            let path = format!("/v2/{name}/blobs/{digest}");
+            self.notify_pull(&path, || blob_target(name, &digest, Some(size)));
         }
         let content = match stream {
             Some(stream) => Some(self.table.push(stream)?),
@@ -439,6 +458,7 @@ impl HostRepository for RequestState {
             };
             for tag in tags {
                 self.notify(events::Action::Push, || events::Target {
+                    kind: events::Kind::Manifest,
                     repository: name.clone(),
                     digest: stored.digest.to_string(),
                     media_type: stored.media_type.clone(),

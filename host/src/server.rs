@@ -96,11 +96,13 @@ impl Answers {
     /// From the configuration; a header that HTTP cannot carry is an
     /// error naming it.
     pub fn new(config: &crate::config::Config) -> anyhow::Result<Answers> {
-        let mut headers = Vec::new();
+        let mut headers: Vec<(hyper::header::HeaderName, HeaderValue)> = Vec::new();
         for (name, values) in &config.http.headers {
             let header = hyper::header::HeaderName::try_from(name.as_str()).map_err(|_| {
                 anyhow::anyhow!("http.headers: {name:?} is not a valid HTTP header name")
             })?;
+            // One entry per header, whatever the case it was written in.
+            headers.retain(|(h, _)| *h != header);
             for value in values.values() {
                 let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
                     anyhow::anyhow!("http.headers.{name}: {value:?} is not a valid header value")
@@ -326,10 +328,9 @@ impl Server {
         let base = match &self.answers.locations {
             Locations::Relative => None,
             Locations::Absolute(Some(host)) => Some(host.clone()),
-            Locations::Absolute(None) => Some(request_base(
-                &req,
-                matches!(transport, Transport::Tls { .. }),
-            )),
+            Locations::Absolute(None) => {
+                request_base(&req, matches!(transport, Transport::Tls { .. }))
+            }
         };
         let credentials = req
             .headers_mut()
@@ -524,6 +525,7 @@ impl Server {
                     .to_string(),
                 method: method.to_string(),
                 user_agent: line.user_agent.clone().unwrap_or_default(),
+                path: path.clone(),
                 https,
                 user: line.user.clone(),
             });
@@ -627,8 +629,9 @@ fn empty(status: StatusCode) -> Response<HyperOutgoingBody> {
 
 /// The scheme and host a client used, as a proxy in front reports them
 /// (`X-Forwarded-Proto`, `X-Forwarded-Host`; the first of each when
-/// several proxies added theirs), or else as the request says.
-fn request_base<B>(req: &Request<B>, tls: bool) -> String {
+/// several proxies added theirs), or else as the request says; `None` for
+/// a request that names no host (its `Location`s stay paths).
+fn request_base<B>(req: &Request<B>, tls: bool) -> Option<String> {
     let first = |name: &str| {
         req.headers()
             .get(name)
@@ -648,8 +651,8 @@ fn request_base<B>(req: &Request<B>, tls: bool) -> String {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         })
-        .unwrap_or_default();
-    format!("{scheme}://{host}")
+        .filter(|host| !host.is_empty())?;
+    Some(format!("{scheme}://{host}"))
 }
 
 /// A response with an OCI error body, made by the host itself: a request

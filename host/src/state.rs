@@ -35,6 +35,8 @@ pub struct RequestState {
     pub hooks: BodyHooks,
     /// The request, as events describe it; `None` when no endpoint listens.
     pub request: Option<crate::notifications::Request>,
+    /// Whether the request's pull event was raised (once per request).
+    pub pull_told: bool,
 }
 
 /// wasi-http's defaults, except that a response body takes writes of up to
@@ -69,6 +71,7 @@ impl RequestState {
             limiter,
             hooks: BodyHooks,
             request,
+            pull_told: false,
         }
     }
 }

@@ -136,6 +136,53 @@ impl Dockerd {
         )
     }
 
+    /// The engine's address, for tools that take `DOCKER_HOST`.
+    #[allow(dead_code)] // not every test binary that includes dockerd uses it
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    /// Runs `program args` with `DOCKER_HOST` (and the CLI configuration)
+    /// pointing at this engine: docker-compose, scripts/image.
+    #[allow(dead_code)]
+    pub fn run_with(&self, program: &Path, args: &[&str]) -> Output {
+        Command::new(program)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("config"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `{} {}`: {e}", program.display(), args.join(" "))
+            })
+    }
+
+    /// Imports a `FROM scratch` image of random files of these sizes (one
+    /// layer) as `name`, working in `dir`; its image id.
+    #[allow(dead_code)]
+    pub fn import_random(&self, dir: &Path, name: &str, sizes: &[usize]) -> String {
+        let content = dir.join(format!("content-{}", name.replace(['/', ':'], "-")));
+        std::fs::create_dir_all(&content).expect("create the image's content directory");
+        let files: Vec<String> = (0..sizes.len()).map(|i| format!("file{i}.bin")).collect();
+        for (file, size) in files.iter().zip(sizes) {
+            std::fs::write(content.join(file), crate::support::random_bytes(*size)).unwrap();
+        }
+        let tarball = content.with_extension("tar");
+        let out = Command::new("tar")
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&content)
+            .args(&files)
+            .output()
+            .expect("run tar");
+        assert!(out.status.success(), "tar failed\n{}", show(&out));
+        self.docker_ok(&["import", tarball.to_str().unwrap(), name]);
+        self.docker_ok(&["image", "inspect", "-f", "{{.Id}}", name])
+            .trim()
+            .to_string()
+    }
+
     /// dockerd's own log so far.
     pub fn log(&self) -> String {
         read_lossy(&self.dir.path().join("dockerd.log"))

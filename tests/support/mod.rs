@@ -300,6 +300,57 @@ pub fn wharf_run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::proce
         .unwrap_or_else(|e| panic!("waiting for wharf {}: {e}", args.join(" ")))
 }
 
+/// A CA and a certificate for `localhost` (and 127.0.0.1), made by
+/// `wharf cert` in `dir`.
+#[allow(dead_code)]
+pub struct Certs {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub fn localhost_certs(dir: &Path) -> Certs {
+    let out = wharf_run(
+        &[
+            "cert",
+            "--host",
+            "localhost",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "wharf cert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Certs {
+        certificate: dir.join("localhost.pem"),
+        key: dir.join("localhost-key.pem"),
+        ca: dir.join("ca.crt"),
+    }
+}
+
+/// An htpasswd file at `path` with one user, made by `wharf htpasswd`
+/// (bcrypt cost 4: fast, for tests).
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub fn htpasswd_file(path: &Path, user: &str, password: &str) {
+    let out = wharf_run(
+        &["htpasswd", user, "--password-stdin", "--cost", "4"],
+        &[],
+        &format!("{password}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "wharf htpasswd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(path, &out.stdout).unwrap();
+}
+
 /// A `wharf serve <args>` started with exactly the given extra environment
 /// (no address or data directory chosen by this helper: the test's
 /// configuration says them), stopped on drop.

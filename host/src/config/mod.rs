@@ -282,20 +282,51 @@ pub struct Http {
 /// `docker stop` waits before it kills.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The values of one `http.headers` entry.
+/// The values of one `http.headers` entry: a list, or one value; numbers
+/// and booleans as written (`Access-Control-Max-Age: [600]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum HeaderValues {
-    Many(Vec<String>),
-    One(String),
-}
+#[serde(from = "RawHeaderValues")]
+pub struct HeaderValues(Vec<String>);
 
 impl HeaderValues {
     pub fn values(&self) -> &[String] {
+        &self.0
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawHeaderValues {
+    Many(Vec<Scalar>),
+    One(Scalar),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Bool(bool),
+    Integer(i64),
+    Number(f64),
+}
+
+impl Scalar {
+    fn text(self) -> String {
         match self {
-            HeaderValues::Many(v) => v,
-            HeaderValues::One(v) => std::slice::from_ref(v),
+            Scalar::Text(s) => s,
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Integer(i) => i.to_string(),
+            Scalar::Number(n) => n.to_string(),
         }
+    }
+}
+
+impl From<RawHeaderValues> for HeaderValues {
+    fn from(raw: RawHeaderValues) -> HeaderValues {
+        HeaderValues(match raw {
+            RawHeaderValues::Many(v) => v.into_iter().map(Scalar::text).collect(),
+            RawHeaderValues::One(v) => vec![v.text()],
+        })
     }
 }
 
@@ -673,10 +704,16 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with("REGISTRY_") && !is_injected_variable(k))
             .collect();
-        // REGISTRY_AUTH (the auth type) before REGISTRY_AUTH_HTPASSWD_*.
+        // By key path, indices as numbers: REGISTRY_AUTH (the auth type)
+        // before REGISTRY_AUTH_HTPASSWD_*, TENANTS_2 before TENANTS_10.
         vars.sort();
+        let mut ordered = Vec::new();
+        for (name, value) in vars {
+            ordered.push((variables::path_of(&name)?, name, value));
+        }
+        ordered.sort();
         let mut set = Vec::new();
-        for (name, value) in &vars {
+        for (_, name, value) in &ordered {
             set.push((variables::apply(&mut tree, name, value)?, name, value));
         }
         if tree.is_null() {
@@ -798,7 +835,37 @@ impl Config {
         if let Some(tenants) = &self.tenants {
             self.check_tenants(tenants)?;
         }
+        self.check_host()?;
         self.check_endpoints()
+    }
+
+    /// `http.host` is a base URL, one for the whole process.
+    fn check_host(&self) -> Result<(), ConfigError> {
+        let Some(host) = &self.http.host else {
+            return Ok(());
+        };
+        let bad = |reason: &str| ConfigError::BadValue {
+            key: "http.host".into(),
+            value: host.clone(),
+            reason: reason.into(),
+        };
+        let rest = host
+            .strip_prefix("https://")
+            .or_else(|| host.strip_prefix("http://"))
+            .ok_or_else(|| bad("expected a URL like https://registry.example.com"))?;
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains(['/', '?', '#', ' ']) {
+            return Err(bad(
+                "expected a scheme and host (and port) only, like https://registry.example.com:5000",
+            ));
+        }
+        if self.tenants.is_some() {
+            return Err(bad(
+                "with tenants, each has hosts of its own: leave http.host unset and set \
+                 http.relativeurls: false to make Location headers absolute per request",
+            ));
+        }
+        Ok(())
     }
 
     /// Each endpoint needs a name of its own and a URL Wharf can POST to.
@@ -1337,5 +1404,73 @@ mod tests {
             ["nosniff"]
         );
         assert!(c.warnings.iter().any(|w| w.contains("storage.cache")));
+    }
+
+    #[test]
+    fn headers_take_plain_values_and_a_variable_replaces_the_files_entry() {
+        let c = load(
+            "http:\n  headers:\n    Access-Control-Allow-Origin: ['https://ui.example']\n    Access-Control-Allow-Credentials: [true]\n    Access-Control-Max-Age: [600]\n    X-One: plain\n",
+            &[("REGISTRY_HTTP_HEADERS_ACCESS-CONTROL-ALLOW-ORIGIN", "*")],
+        )
+        .unwrap();
+        let h = &c.http.headers;
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert_eq!(h["Access-Control-Allow-Origin"].values(), ["*"]);
+        assert_eq!(h["Access-Control-Allow-Credentials"].values(), ["true"]);
+        assert_eq!(h["Access-Control-Max-Age"].values(), ["600"]);
+        assert_eq!(h["X-One"].values(), ["plain"]);
+        let c = Config::load(
+            None,
+            env(&[("REGISTRY_HTTP_HEADERS_VARY", "[Origin, Accept]")]),
+        )
+        .unwrap();
+        assert_eq!(c.http.headers["vary"].values(), ["Origin", "Accept"]);
+    }
+
+    #[test]
+    fn list_entries_by_variable_are_applied_in_index_order() {
+        let mut vars = Vec::new();
+        let names: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+        let urls: Vec<String> = (0..12)
+            .map(|i| format!("http://127.0.0.1:{}/", 9000 + i))
+            .collect();
+        let keys: Vec<(String, String)> = (0..12)
+            .map(|i| {
+                (
+                    format!("REGISTRY_NOTIFICATIONS_ENDPOINTS_{i}_NAME"),
+                    format!("REGISTRY_NOTIFICATIONS_ENDPOINTS_{i}_URL"),
+                )
+            })
+            .collect();
+        for i in 0..12 {
+            vars.push((keys[i].0.as_str(), names[i].as_str()));
+            vars.push((keys[i].1.as_str(), urls[i].as_str()));
+        }
+        let c = Config::load(None, env(&vars)).unwrap();
+        let got: Vec<&str> = c
+            .notifications
+            .endpoints
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(got, names);
+    }
+
+    #[test]
+    fn http_host_is_a_base_url_and_not_for_tenants() {
+        let ok = Config::load(
+            None,
+            env(&[("REGISTRY_HTTP_HOST", "https://r.example:5000/")]),
+        )
+        .unwrap();
+        assert_eq!(ok.http.host.as_deref(), Some("https://r.example:5000/"));
+        for bad in ["r.example", "https://", "https://r.example/registry"] {
+            let e = Config::load(None, env(&[("REGISTRY_HTTP_HOST", bad)])).unwrap_err();
+            assert!(e.to_string().contains("http.host"), "{bad}: {e}");
+        }
+        let e = load(&format!("http:\n  host: https://r.example\n{TENANTS}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("with tenants"), "{e}");
     }
 }

@@ -61,7 +61,7 @@ const HTTP: &[(&str, Shape)] = &[
     ("relativeurls", Bool),
     ("secret", Text),
     ("draintimeout", Text),
-    ("headers", Map(&Yaml)),
+    ("headers", Map(&TextList)),
     ("tls", Section(TLS)),
     ("debug", Section(DEBUG)),
 ];
@@ -146,7 +146,7 @@ const ENDPOINT: &[(&str, Shape)] = &[
     ("name", Text),
     ("url", Text),
     ("disabled", Bool),
-    ("headers", Map(&Yaml)),
+    ("headers", Map(&TextList)),
     ("timeout", Text),
     ("threshold", Yaml),
     ("backoff", Text),
@@ -177,7 +177,7 @@ pub const ROOT: &[(&str, Shape)] = &[
 ];
 
 /// One step of a key path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     Key(String),
     Index(usize),
@@ -290,6 +290,17 @@ pub fn names() -> Vec<String> {
     out
 }
 
+/// The key path variable `name` (`REGISTRY_` included) names.
+pub fn path_of(name: &str) -> Result<Vec<Step>, ConfigError> {
+    name.strip_prefix("REGISTRY_")
+        .and_then(resolve)
+        .map(|(path, _)| path)
+        .ok_or_else(|| ConfigError::UnknownVariable {
+            name: name.to_string(),
+            supported: names().join(", "),
+        })
+}
+
 /// Set the key `name` (a variable, `REGISTRY_` included) names in `tree`
 /// to `value`.
 pub fn apply(tree: &mut Value, name: &str, value: &str) -> Result<Vec<Step>, ConfigError> {
@@ -314,9 +325,14 @@ pub fn apply(tree: &mut Value, name: &str, value: &str) -> Result<Vec<Step>, Con
         }
         TextList => {
             *slot = if value.trim_start().starts_with('[') {
-                let list: Vec<String> = serde_yaml_ng::from_str(value)
-                    .map_err(|e| bad(format!("expected a YAML list of text: {e}")))?;
-                Value::Sequence(list.into_iter().map(Value::String).collect())
+                let list: Vec<Value> = serde_yaml_ng::from_str(value)
+                    .map_err(|e| bad(format!("expected a YAML list: {e}")))?;
+                let texts = list
+                    .into_iter()
+                    .map(|item| scalar_text(&item).map(Value::String))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("expected a list of plain values".into()))?;
+                Value::Sequence(texts)
             } else {
                 Value::Sequence(vec![Value::String(value.to_string())])
             }
@@ -350,6 +366,16 @@ pub fn apply(tree: &mut Value, name: &str, value: &str) -> Result<Vec<Step>, Con
     Ok(path)
 }
 
+/// A YAML scalar as text (`true`, `600`, `*`); `None` for lists and maps.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// `value` as a mapping, made one if it is not.
 fn mapping(value: &mut Value) -> &mut Mapping {
     if !value.is_mapping() {
@@ -363,9 +389,17 @@ fn slot<'a>(tree: &'a mut Value, path: &[Step]) -> Result<&'a mut Value, String>
     let mut node = tree;
     for step in path {
         node = match step {
-            Step::Key(key) => mapping(node)
-                .entry(Value::String(key.clone()))
-                .or_insert(Value::Null),
+            Step::Key(key) => {
+                let map = mapping(node);
+                // A variable names a header in any case; it replaces the
+                // file's entry for it, not adds a second one.
+                let existing = map
+                    .keys()
+                    .find(|k| k.as_str().is_some_and(|k| k.eq_ignore_ascii_case(key)))
+                    .cloned();
+                map.entry(existing.unwrap_or_else(|| Value::String(key.clone())))
+                    .or_insert(Value::Null)
+            }
             Step::Index(index) => {
                 if !node.is_sequence() {
                     *node = Value::Sequence(Vec::new());

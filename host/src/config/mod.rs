@@ -1473,4 +1473,26 @@ mod tests {
             .to_string();
         assert!(e.contains("with tenants"), "{e}");
     }
+
+    #[test]
+    fn wharfs_own_sections_are_set_by_variables_too() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("REGISTRY_LIMITS_STORAGE_BYTES", "1048576"),
+                ("REGISTRY_CAPACITY_QUEUE_TIMEOUT", "2s"),
+                (
+                    "REGISTRY_TENANTS",
+                    "[{name: a, hosts: [a.localhost], storage: {filesystem: {rootdirectory: /a}}}]",
+                ),
+                ("REGISTRY_TENANTS_0_LIMITS_CONCURRENT_UPLOADS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.storage_bytes, Some(1 << 20));
+        assert_eq!(c.capacity.queue_timeout, Duration::from_secs(2));
+        let tenants = c.tenants.unwrap();
+        assert_eq!(tenants[0].hosts, ["a.localhost"]);
+        assert_eq!(tenants[0].limits.concurrent_uploads, Some(3));
+    }
 }

@@ -551,11 +551,12 @@ fn a_request_longer_than_the_drain_time_is_cut_and_the_exit_is_still_0() {
 }
 
 #[test]
-fn json_logs_without_access_lines() {
+fn json_logs_with_fields_and_without_access_lines() {
     let setup = Setup::new();
     let quiet = setup.serve(&[
         ("REGISTRY_LOG_FORMATTER", "json"),
         ("REGISTRY_LOG_ACCESSLOG_DISABLED", "true"),
+        ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
     ]);
     assert_eq!(send(quiet.addr(), "GET", "/v2/", &[], b"").status, 200);
     std::thread::sleep(Duration::from_millis(200));
@@ -569,6 +570,7 @@ fn json_logs_without_access_lines() {
         "{log}"
     );
     assert!(!lines.iter().any(|l| l["message"] == "request"), "{log}");
+    assert!(lines.iter().all(|l| l["service"] == "registry"), "{log}");
     drop(quiet);
 
     let loud = setup.serve_file("log:\n  formatter: json\nhttp:\n  addr: 127.0.0.1:0\n", &[]);

@@ -13,6 +13,7 @@ mod gc;
 mod guest_memory;
 mod health;
 mod htpasswd;
+mod logging;
 mod metrics;
 mod notifications;
 mod open_files;
@@ -34,7 +35,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -157,7 +158,7 @@ fn main() -> anyhow::Result<()> {
             delete_untagged,
         } => {
             let config = config::Config::load(config.as_deref(), std::env::vars())?;
-            init_logging(&config.log);
+            logging::init(&config.log);
             gc::run(
                 &config,
                 gc::Options {
@@ -181,25 +182,10 @@ fn existing(config: Option<PathBuf>, if_exists: Option<PathBuf>) -> Option<PathB
     config.or_else(|| if_exists.filter(|path| path.exists()))
 }
 
-fn init_logging(log: &config::Log) {
-    let default = log.level.map_or("info", config::LogLevel::directive);
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| default.into());
-    let logger = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    match log.formatter {
-        Some(config::LogFormatter::Json) => logger.json().flatten_event(true).init(),
-        Some(config::LogFormatter::Text) | None => {
-            logger.with_ansi(std::io::stderr().is_terminal()).init()
-        }
-    }
-}
-
 fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()> {
     allocator::tune_for_streaming();
     let config = config::Config::load(file.as_deref(), std::env::vars())?;
-    init_logging(&config.log);
+    logging::init(&config.log);
     match open_files::raise_to_hard_limit() {
         Ok((before, after)) if before != after => {
             tracing::debug!("open file limit raised from {before} to {after}");

@@ -7,10 +7,10 @@
 //! as a `REGISTRY_*` variable, is an error naming it, and the file and the
 //! variables accept the same keys (`variables.rs` describes them once).
 //! Every key that changes what is stored or who may do what is honoured.
-//! Three registry:2 keys that change neither are accepted with a warning,
-//! so that registry:2's own `config.yml` starts: `log.fields`,
-//! `storage.cache` (a cache Wharf does not need) and `health` (Wharf checks
-//! storage on each `/debug/health` request instead). Variables Docker links
+//! Two registry:2 keys that change neither are accepted with a warning, so
+//! that registry:2's own `config.yml` starts: `storage.cache` (a cache
+//! Wharf does not need) and `health` (Wharf checks storage on each
+//! `/debug/health` request instead). Variables Docker links
 //! and Kubernetes services inject for a container or service named
 //! `registry` are not configuration (see [`is_injected_variable`]).
 //!
@@ -162,8 +162,8 @@ pub struct Log {
     pub formatter: Option<LogFormatter>,
     /// `log.accesslog.disabled`: no line per request.
     pub accesslog: AccessLog,
-    /// `log.fields`: registry:2 adds these to every line. Ignored (warned).
-    pub fields: Option<IgnoredAny>,
+    /// `log.fields`: added to every line (`service: registry`).
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -1010,11 +1010,6 @@ impl Config {
     fn collect_warnings(&mut self) {
         let present = [
             (
-                "log.fields",
-                self.log.fields.is_some(),
-                "log lines carry no extra fields",
-            ),
-            (
                 "storage.cache",
                 self.storage.cache.is_some(),
                 "Wharf needs no blob descriptor cache",
@@ -1398,7 +1393,8 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert_eq!(c.log.fields.unwrap()["service"], "registry");
         assert_eq!(
             c.http.headers["X-Content-Type-Options"].values(),
             ["nosniff"]

@@ -692,3 +692,42 @@ fn wharf_health_speaks_tls_and_takes_a_client_certificate_demand_as_alive() {
         }
     }
 }
+
+#[test]
+fn a_failing_storage_check_makes_the_registry_unavailable_until_it_passes() {
+    let setup = Setup::new();
+    let wharf = setup.serve_file(
+        "http:\n  addr: 127.0.0.1:0\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 100ms\n    threshold: 2\n",
+        &[],
+    );
+    let addr = wharf.addr();
+    let wait_for = |status: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let v2 = send(addr, "GET", "/v2/", &[], b"");
+            let root = send(addr, "GET", "/", &[], b"");
+            if v2.status == status && root.status == status {
+                return v2;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {} and {}, not {status}",
+                v2.status,
+                root.status
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(wait_for(200).status, 200);
+    std::fs::rename(setup.data(), setup.dir.path().join("gone")).unwrap();
+    let refused = wait_for(503);
+    let body = text(&refused);
+    assert!(
+        body.contains("UNAVAILABLE") && body.contains("/debug/health"),
+        "{body}"
+    );
+    assert!(refused.header("retry-after").is_some());
+    assert!(wharf.stderr().contains("storage health check failing"));
+    std::fs::rename(setup.dir.path().join("gone"), setup.data()).unwrap();
+    wait_for(200);
+}

@@ -25,6 +25,7 @@ mod runtime;
 mod server;
 mod state;
 mod storage;
+mod storage_check;
 mod tenants;
 mod tls;
 
@@ -288,6 +289,17 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
             tracing::info!(%addr, rootdirectory = %config.storage.filesystem.rootdirectory.display(), delete_enabled, tls = tls.is_some(), "wharf serving");
         }
         tokio::spawn(reload::watch(sandbox, runtime.clone(), source));
+        let check = config.health.storagedriver;
+        if check.enabled {
+            for tenant in tenants.all() {
+                tokio::spawn(storage_check::watch(
+                    tenant.name.clone(),
+                    tenant.held.clone(),
+                    check,
+                    tenant.storage_status.clone(),
+                ));
+            }
+        }
         // Before the line below: a SIGTERM from then on drains.
         let stopped = shutdown_signal()?;
         // Tests and scripts wait for this line to know the port.
@@ -458,6 +470,7 @@ fn open_tenant(
         },
         limits,
         held,
+        storage_status: Default::default(),
         gate: capacity::TenantGate::new(
             limits
                 .concurrent_requests

@@ -430,8 +430,17 @@ impl Server {
                 "HTTP/1.1 request without a Host header: send the registry's host name in Host",
             );
         }
-        // registry:2 answers its root; orchestrators probe it.
+        // registry:2 answers its root; orchestrators probe it: 503 while
+        // a storage health check fails.
         if path == "/" && (method == hyper::Method::GET || method == hyper::Method::HEAD) {
+            if self
+                .tenants
+                .all()
+                .iter()
+                .any(|t| t.storage_status.failing().is_some())
+            {
+                return unavailable();
+            }
             return empty(StatusCode::OK);
         }
         let tenant = match self.tenants.select(host.as_deref(), sni) {
@@ -446,6 +455,9 @@ impl Server {
             }
         };
         line.tenant.clone_from(&tenant.name);
+        if tenant.storage_status.failing().is_some() {
+            return unavailable();
+        }
         if host.is_none() {
             // HTTP/1.0, or HTTP/2 without :authority: the request is for
             // the host the client reached, by TLS server name or else by
@@ -612,6 +624,15 @@ enum Transport {
     Tls {
         sni: Option<Arc<str>>,
     },
+}
+
+/// registry:2's answer while a health check fails.
+fn unavailable() -> Response<HyperOutgoingBody> {
+    retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unavailable,
+        "health check failed: please see /debug/health",
+    )
 }
 
 /// A response with no body.

@@ -26,6 +26,8 @@ pub struct Tenant {
     pub gate: TenantGate,
     /// Its storage as the quota counts it: for health and metrics.
     pub held: Arc<Quota<FsStorage>>,
+    /// What `health.storagedriver` last found.
+    pub storage_status: Arc<crate::storage_check::Status>,
 }
 
 /// Why a request has no tenant.
@@ -151,6 +153,7 @@ mod tests {
             limits: Limits::default(),
             gate: TenantGate::new(4, 4),
             held,
+            storage_status: Default::default(),
         }
     }
 

@@ -7,10 +7,9 @@
 //! as a `REGISTRY_*` variable, is an error naming it, and the file and the
 //! variables accept the same keys (`variables.rs` describes them once).
 //! Every key that changes what is stored or who may do what is honoured.
-//! Two registry:2 keys that change neither are accepted with a warning, so
+//! One registry:2 key that changes neither is accepted with a warning, so
 //! that registry:2's own `config.yml` starts: `storage.cache` (a cache
-//! Wharf does not need) and `health` (Wharf checks storage on each
-//! `/debug/health` request instead). Variables Docker links
+//! Wharf does not need). Variables Docker links
 //! and Kubernetes services inject for a container or service named
 //! `registry` are not configuration (see [`is_injected_variable`]).
 //!
@@ -70,8 +69,8 @@ pub struct Config {
     pub http: Http,
     /// `auth`: who may do what. No section: everyone may do everything.
     pub auth: Auth,
-    /// `health`: registry:2's storage health checks. Ignored (warned).
-    pub health: Option<IgnoredAny>,
+    /// `health`: registry:2's storage health check.
+    pub health: Health,
     /// `notifications`: registry:2's events, sent to webhooks.
     pub notifications: Notifications,
     /// `limits` (Wharf only): what one request of the registry may spend,
@@ -87,6 +86,29 @@ pub struct Config {
     /// Warnings found while reading, logged once logging is set up.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `health`. registry:2's `file`, `http` and `tcp` checkers are not
+/// supported (refused, as any unknown key).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    pub storagedriver: StorageCheck,
+}
+
+/// `health.storagedriver`: check each registry's storage every `interval`;
+/// after `threshold` failures in a row the registry answers 503
+/// `UNAVAILABLE` until a check passes, as registry:2 does.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageCheck {
+    pub enabled: bool,
+    /// Default `10s`, as registry:2.
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Option<Duration>,
+    /// Failures in a row that make the registry unavailable; 0 and 1 both
+    /// mean the first.
+    pub threshold: u32,
 }
 
 /// `notifications`.
@@ -1008,18 +1030,11 @@ impl Config {
     }
 
     fn collect_warnings(&mut self) {
-        let present = [
-            (
-                "storage.cache",
-                self.storage.cache.is_some(),
-                "Wharf needs no blob descriptor cache",
-            ),
-            (
-                "health",
-                self.health.is_some(),
-                "Wharf checks storage on each /debug/health request (http.debug.addr)",
-            ),
-        ];
+        let present = [(
+            "storage.cache",
+            self.storage.cache.is_some(),
+            "Wharf needs no blob descriptor cache",
+        )];
         for (key, _, why) in present.iter().filter(|(_, set, _)| *set) {
             self.warnings
                 .push(format!("configuration key {key} is ignored: {why}"));
@@ -1393,7 +1408,9 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.health.storagedriver.enabled);
+        assert_eq!(c.health.storagedriver.threshold, 3);
         assert_eq!(c.log.fields.unwrap()["service"], "registry");
         assert_eq!(
             c.http.headers["X-Content-Type-Options"].values(),

@@ -169,7 +169,13 @@ pub const ROOT: &[(&str, Shape)] = &[
     ("storage", STORAGE),
     ("http", Section(HTTP)),
     ("auth", AUTH),
-    ("health", Any),
+    (
+        "health",
+        Section(&[(
+            "storagedriver",
+            Section(&[("enabled", Bool), ("interval", Text), ("threshold", Yaml)]),
+        )]),
+    ),
     ("limits", Section(LIMITS)),
     ("capacity", Section(CAPACITY)),
     ("tenants", List(&Section(TENANT))),

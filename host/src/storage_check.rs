@@ -1,0 +1,84 @@
+//! registry:2's `health.storagedriver`: each registry's storage is checked
+//! every `interval` (listed and written, as `/debug/health` checks it);
+//! after `threshold` failures in a row the registry answers every request
+//! 503 `UNAVAILABLE` ("health check failed: please see /debug/health"),
+//! until a check passes. A registry whose disk went away then tells its
+//! clients and load balancer so, rather than failing request by request.
+
+use crate::config::StorageCheck;
+use crate::quota::Quota;
+use crate::storage::FsStorage;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the last checks found for one registry.
+#[derive(Default)]
+pub struct Status {
+    /// Why the registry is unavailable, while it is.
+    failing: Mutex<Option<String>>,
+}
+
+impl Status {
+    /// Why requests are refused now, if they are.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set(&self, failing: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = failing;
+    }
+}
+
+/// Check `storage` as `settings` say, for as long as the process runs,
+/// keeping `status` current.
+pub async fn watch(
+    tenant: String,
+    storage: Arc<Quota<FsStorage>>,
+    settings: StorageCheck,
+    status: Arc<Status>,
+) {
+    let interval = settings.interval.unwrap_or(Duration::from_secs(10));
+    let threshold = settings.threshold.max(1);
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(interval).await;
+        let inner = storage.storage().clone();
+        let checked = tokio::time::timeout(
+            interval.max(Duration::from_secs(5)),
+            tokio::task::spawn_blocking(move || inner.check_health()),
+        )
+        .await;
+        let failure = match checked {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(e))) => Some(e.to_string()),
+            Ok(Err(e)) => Some(format!("the check failed: {e}")),
+            Err(_) => Some("the storage did not answer in time".to_string()),
+        };
+        match failure {
+            None => {
+                if failures >= threshold {
+                    tracing::info!(tenant, "storage health check passes again: serving");
+                }
+                failures = 0;
+                status.set(None);
+            }
+            Some(reason) => {
+                failures = failures.saturating_add(1);
+                if failures == threshold {
+                    tracing::error!(
+                        tenant,
+                        failures,
+                        reason,
+                        "storage health check failing: answering 503 until it passes"
+                    );
+                }
+                if failures >= threshold {
+                    status.set(Some(reason));
+                }
+            }
+        }
+    }
+}

@@ -76,16 +76,8 @@ impl Debug {
         let mut failures = serde_json::Map::new();
         for tenant in self.tenants.all() {
             let storage = tenant.held.storage().clone();
-            let checked = tokio::time::timeout(
-                CHECK_TIMEOUT,
-                tokio::task::spawn_blocking(move || storage.check_health()),
-            )
-            .await;
-            let failure = match checked {
-                Ok(Ok(Ok(()))) => continue,
-                Ok(Ok(Err(e))) => e.to_string(),
-                Ok(Err(e)) => format!("the check failed: {e}"),
-                Err(_) => format!("the storage did not answer within {CHECK_TIMEOUT:?}"),
+            let Err(failure) = crate::storage_check::check(storage, CHECK_TIMEOUT).await else {
+                continue;
             };
             tracing::warn!(tenant = tenant.name, failure, "health check failed");
             failures.insert(format!("storage {}", tenant.name), failure.into());
@@ -107,14 +99,14 @@ impl Debug {
         for tenant in self.tenants.all() {
             let held = tenant.held.clone();
             let name = tenant.name.clone();
-            let counted = tokio::task::spawn_blocking(move || held.usage()).await;
+            let counted = tokio::task::spawn_blocking(move || held.usage())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|counted| counted.map_err(|e| e.to_string()));
             match counted {
-                Ok(Ok((open, bytes))) => METRICS.held(&name, open, bytes),
-                Ok(Err(e)) => {
-                    tracing::warn!(tenant = name, error = %e, "cannot count the tenant's storage")
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = name, error = %e, "cannot count the tenant's storage")
+                Ok((open, bytes)) => METRICS.held(&name, open, bytes),
+                Err(error) => {
+                    tracing::warn!(tenant = name, error, "cannot count the tenant's storage")
                 }
             }
         }

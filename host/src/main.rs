@@ -294,7 +294,7 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
             for tenant in tenants.all() {
                 tokio::spawn(storage_check::watch(
                     tenant.name.clone(),
-                    tenant.held.clone(),
+                    tenant.held.storage().clone(),
                     check,
                     tenant.storage_status.clone(),
                 ));

@@ -6,7 +6,6 @@
 //! clients and load balancer so, rather than failing request by request.
 
 use crate::config::StorageCheck;
-use crate::quota::Quota;
 use crate::storage::FsStorage;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,11 +31,27 @@ impl Status {
     }
 }
 
+/// Check `storage` once, on a blocking thread, within `within`: why it
+/// failed, if it did. What `/debug/health` and [`watch`] both ask.
+pub async fn check(storage: Arc<FsStorage>, within: Duration) -> Result<(), String> {
+    let checked = tokio::time::timeout(
+        within,
+        tokio::task::spawn_blocking(move || storage.check_health()),
+    )
+    .await;
+    match checked {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("the check failed: {e}")),
+        Err(_) => Err(format!("the storage did not answer within {within:?}")),
+    }
+}
+
 /// Check `storage` as `settings` say, for as long as the process runs,
 /// keeping `status` current.
 pub async fn watch(
     tenant: String,
-    storage: Arc<Quota<FsStorage>>,
+    storage: Arc<FsStorage>,
     settings: StorageCheck,
     status: Arc<Status>,
 ) {
@@ -45,19 +60,8 @@ pub async fn watch(
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(interval).await;
-        let inner = storage.storage().clone();
-        let checked = tokio::time::timeout(
-            interval.max(Duration::from_secs(5)),
-            tokio::task::spawn_blocking(move || inner.check_health()),
-        )
-        .await;
-        let failure = match checked {
-            Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(e))) => Some(e.to_string()),
-            Ok(Err(e)) => Some(format!("the check failed: {e}")),
-            Err(_) => Some("the storage did not answer in time".to_string()),
-        };
-        match failure {
+        let checked = check(storage.clone(), interval.max(Duration::from_secs(5))).await;
+        match checked.err() {
             None => {
                 if failures >= threshold {
                     tracing::info!(tenant, "storage health check passes again: serving");

@@ -100,7 +100,7 @@ struct Sink {
     endpoint: Endpoint,
     client: reqwest::Client,
     /// The endpoint's `headers`, checked at start.
-    headers: reqwest::header::HeaderMap,
+    headers: hyper::header::HeaderMap,
     queue: Mutex<VecDeque<Value>>,
     wake: Notify,
 }
@@ -118,22 +118,7 @@ impl Notifier {
             reqwest::Url::parse(&endpoint.url)
                 .map_err(|e| anyhow::anyhow!("url {:?}: {e}", endpoint.url))
                 .with_context(context)?;
-            let mut headers = reqwest::header::HeaderMap::new();
-            for (name, values) in &endpoint.headers {
-                let header = reqwest::header::HeaderName::try_from(name.as_str())
-                    .map_err(|_| anyhow::anyhow!("{name:?} is not a valid HTTP header name"))
-                    .with_context(context)?;
-                // One entry per header, whatever the case it was written in.
-                headers.remove(&header);
-                for value in values.values() {
-                    let value = reqwest::header::HeaderValue::try_from(value.as_str())
-                        .map_err(|_| {
-                            anyhow::anyhow!("header {name}: {value:?} is not a valid value")
-                        })
-                        .with_context(context)?;
-                    headers.append(header.clone(), value);
-                }
-            }
+            let headers = config::header_map(&endpoint.headers, "headers").with_context(context)?;
             let client = reqwest::Client::builder()
                 .timeout(endpoint.timeout.unwrap_or(Duration::from_secs(1)))
                 .build()?;

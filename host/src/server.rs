@@ -76,7 +76,7 @@ pub struct Answers {
     /// `storage.maintenance.readonly`: pushes and deletes are refused.
     pub read_only: bool,
     /// `http.headers`: added to every response that lacks them.
-    pub headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
+    pub headers: hyper::header::HeaderMap,
     /// How `Location` headers are written.
     pub locations: Locations,
     /// `log.accesslog.disabled` unset: a line per request.
@@ -96,20 +96,7 @@ impl Answers {
     /// From the configuration; a header that HTTP cannot carry is an
     /// error naming it.
     pub fn new(config: &crate::config::Config) -> anyhow::Result<Answers> {
-        let mut headers: Vec<(hyper::header::HeaderName, HeaderValue)> = Vec::new();
-        for (name, values) in &config.http.headers {
-            let header = hyper::header::HeaderName::try_from(name.as_str()).map_err(|_| {
-                anyhow::anyhow!("http.headers: {name:?} is not a valid HTTP header name")
-            })?;
-            // One entry per header, whatever the case it was written in.
-            headers.retain(|(h, _)| *h != header);
-            for value in values.values() {
-                let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
-                    anyhow::anyhow!("http.headers.{name}: {value:?} is not a valid header value")
-                })?;
-                headers.push((header.clone(), value));
-            }
-        }
+        let headers = crate::config::header_map(&config.http.headers, "http.headers")?;
         let http = &config.http;
         let locations = match (&http.host, http.relativeurls) {
             (_, Some(true)) | (None, None) => Locations::Relative,
@@ -382,11 +369,11 @@ impl Server {
             headers.insert(LOCATION, absolute);
         }
         // The operator's headers, unless the answer set its own.
-        let mut added = Vec::new();
-        for (name, value) in &self.answers.headers {
-            if added.contains(&name) || !headers.contains_key(name) {
-                headers.append(name.clone(), value.clone());
-                added.push(name);
+        for name in self.answers.headers.keys() {
+            if !headers.contains_key(name) {
+                for value in self.answers.headers.get_all(name) {
+                    headers.append(name.clone(), value.clone());
+                }
             }
         }
         response

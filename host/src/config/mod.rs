@@ -316,6 +316,32 @@ impl HeaderValues {
     }
 }
 
+/// `headers` (`http.headers`, or an endpoint's, named `key` in errors) as
+/// HTTP headers: one entry per header, whatever the case it was written in
+/// (of two spellings, the one sorting last wins), each value checked.
+pub fn header_map(
+    headers: &std::collections::BTreeMap<String, HeaderValues>,
+    key: &str,
+) -> Result<hyper::header::HeaderMap, ConfigError> {
+    let bad = |key: String, value: &str, reason: &str| ConfigError::BadValue {
+        key,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut map = hyper::header::HeaderMap::new();
+    for (name, values) in headers {
+        let header = hyper::header::HeaderName::try_from(name.as_str())
+            .map_err(|_| bad(key.to_string(), name, "not a valid HTTP header name"))?;
+        map.remove(&header);
+        for value in values.values() {
+            let value = hyper::header::HeaderValue::try_from(value.as_str())
+                .map_err(|_| bad(format!("{key}.{name}"), value, "not a valid header value"))?;
+            map.append(header.clone(), value);
+        }
+    }
+    Ok(map)
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RawHeaderValues {
@@ -1507,5 +1533,21 @@ mod tests {
         let tenants = c.tenants.unwrap();
         assert_eq!(tenants[0].hosts, ["a.localhost"]);
         assert_eq!(tenants[0].limits.concurrent_uploads, Some(3));
+    }
+
+    #[test]
+    fn header_maps_hold_one_entry_per_header_and_refuse_what_http_cannot_carry() {
+        let c = load(
+            "http:\n  headers:\n    Vary: [Origin, Accept]\n    vary: [Cookie]\n    X-Max: [600]\n",
+            &[],
+        )
+        .unwrap();
+        let map = header_map(&c.http.headers, "http.headers").unwrap();
+        let vary: Vec<_> = map.get_all("vary").iter().collect();
+        assert_eq!(vary, ["Cookie"], "the spelling sorting last wins");
+        assert_eq!(map["x-max"], "600");
+        let bad = load("http:\n  headers:\n    Bad Name: [x]\n", &[]).unwrap();
+        let e = header_map(&bad.http.headers, "http.headers").unwrap_err();
+        assert!(e.to_string().contains("Bad Name"), "{e}");
     }
 }

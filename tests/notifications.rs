@@ -11,6 +11,7 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
+use http::send;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
@@ -161,17 +162,6 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let mut out = &stream;
         let _ = write!(out, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
     }
-}
-
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> http::Reply {
-    http::request(addr, method, path, headers, body)
-        .unwrap_or_else(|| panic!("{method} {path}: no answer"))
 }
 
 fn push_blob(addr: SocketAddr, repo: &str, data: &[u8]) -> String {

@@ -11,7 +11,7 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
-use http::{Reply, request};
+use http::{Reply, send};
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -57,17 +57,6 @@ impl Setup {
         all.extend_from_slice(env);
         Served::start(&[path.to_str().unwrap()], &all)
     }
-}
-
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Reply {
-    request(addr, method, path, headers, body)
-        .unwrap_or_else(|| panic!("{method} {path}: no answer from {addr}"))
 }
 
 fn text(reply: &Reply) -> String {

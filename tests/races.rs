@@ -9,25 +9,13 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
-use http::Reply;
+use http::send;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::sync::Barrier;
 use std::time::Duration;
 use support::{Wharf, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-/// One request on a fresh connection.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Reply {
-    http::request(addr, method, path, headers, body).expect("a whole response")
-}
 
 /// A manifest PUT by tag stores the manifest and then sets the tag; a DELETE
 /// by digest removes the manifest and the tags naming it. Sent together,
@@ -59,7 +47,7 @@ fn a_tag_put_racing_a_manifest_delete_leaves_no_dangling_tag() {
         let tag = format!("t{round}");
         // Present first, so the delete has something to remove whichever
         // request the server handles first.
-        let stored = request(
+        let stored = send(
             addr,
             "PUT",
             &format!("/v2/{repo}/manifests/{digest}"),
@@ -72,7 +60,7 @@ fn a_tag_put_racing_a_manifest_delete_leaves_no_dangling_tag() {
         let (put, delete) = std::thread::scope(|s| {
             let put = s.spawn(|| {
                 start.wait();
-                request(
+                send(
                     addr,
                     "PUT",
                     &format!("/v2/{repo}/manifests/{tag}"),
@@ -84,7 +72,7 @@ fn a_tag_put_racing_a_manifest_delete_leaves_no_dangling_tag() {
                 start.wait();
                 // Land the delete at a different point of the PUT each round.
                 std::thread::sleep(Duration::from_millis(round % 10 * 4));
-                request(
+                send(
                     addr,
                     "DELETE",
                     &format!("/v2/{repo}/manifests/{digest}"),
@@ -114,7 +102,7 @@ fn a_tag_put_racing_a_manifest_delete_leaves_no_dangling_tag() {
     eprintln!("{tagged} tag PUTs answered 201, {refused} answered 404");
     // Listed tags resolve, and so does every tag on disk: no tag names a
     // manifest that is gone, listed or not.
-    let listed = request(addr, "GET", &format!("/v2/{repo}/tags/list"), &[], b"");
+    let listed = send(addr, "GET", &format!("/v2/{repo}/tags/list"), &[], b"");
     let listed: Value = match listed.status {
         200 => serde_json::from_slice(&listed.body).unwrap(),
         status => panic!("tags/list answered {status}"),
@@ -141,7 +129,7 @@ fn a_tag_put_racing_a_manifest_delete_leaves_no_dangling_tag() {
     on_disk.sort();
     let resolves = |tag: &String| {
         let path = format!("/v2/{repo}/manifests/{tag}");
-        request(addr, "GET", &path, &[("Accept", OCI_MANIFEST)], b"").status == 200
+        send(addr, "GET", &path, &[("Accept", OCI_MANIFEST)], b"").status == 200
     };
     let dangling_listed: Vec<&String> = listed.iter().filter(|t| !resolves(t)).collect();
     let dangling_on_disk: Vec<&String> = on_disk.iter().filter(|t| !resolves(t)).collect();

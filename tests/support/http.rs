@@ -32,6 +32,20 @@ pub fn request(
     parse_reply(&raw).map(|(reply, _)| reply)
 }
 
+/// [`request`], for tests that expect an answer: panics, naming the
+/// request, if none comes.
+#[allow(dead_code)] // not every test binary that includes this sends requests
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    request(addr, method, path, headers, body)
+        .unwrap_or_else(|| panic!("{method} {path}: no whole answer from {addr}"))
+}
+
 /// A response as read off the wire.
 #[derive(Debug)]
 pub struct Reply {

@@ -84,7 +84,8 @@ pub struct Target {
     pub tag: Option<String>,
     /// A mount's source repository.
     pub from_repository: Option<String>,
-    /// A manifest target: its content, for `includereferences`.
+    /// A manifest target's content, only when its event lists references
+    /// (`includereferences`).
     pub manifest: Option<Vec<u8>>,
 }
 
@@ -173,6 +174,12 @@ impl Notifier {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether manifest events list references (`includereferences`), and
+    /// so need the manifest's content.
+    pub fn wants_references(&self) -> bool {
+        self.include_references
     }
 
     /// Queue an event for every endpoint that does not ignore it.

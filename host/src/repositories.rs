@@ -189,6 +189,15 @@ impl RequestState {
         self.capabilities.events.is_some()
     }
 
+    /// Whether manifest events list references, and so carry the
+    /// manifest's content (copied only then).
+    fn wants_references(&self) -> bool {
+        self.capabilities
+            .events
+            .as_ref()
+            .is_some_and(|n| n.wants_references())
+    }
+
     /// May the caller have `action` on `repository` (none: the registry)?
     fn verdict(&self, repository: Option<&str>, action: Action) -> Result<(), Refusal> {
         match self
@@ -310,6 +319,7 @@ impl HostRepository for RequestState {
             return Ok(Ok(None));
         };
         let size = manifest.content.len() as u64;
+        let references = self.wants_references();
         self.notify_pull(&path, || events::Target {
             kind: events::Kind::Manifest,
             repository: name,
@@ -318,7 +328,7 @@ impl HostRepository for RequestState {
             size: Some(size),
             tag,
             from_repository: None,
-            manifest: Some(manifest.content.clone()),
+            manifest: references.then(|| manifest.content.clone()),
         });
         let content: DynInputStream = Box::new(MemoryInputPipe::new(manifest.content));
         Ok(Ok(Some(StoredManifest {
@@ -465,7 +475,7 @@ impl HostRepository for RequestState {
                     size: Some(stored.content.len() as u64),
                     tag,
                     from_repository: None,
-                    manifest: Some(stored.content.clone()),
+                    manifest: self.wants_references().then(|| stored.content.clone()),
                 });
             }
         }

@@ -230,17 +230,8 @@ fn verifications() -> &'static tokio::sync::Semaphore {
 
 impl Htpasswd {
     /// Reads `path`; an error if it is missing, malformed or has no users.
-    /// The same credentials, counted in metrics as `tenant`'s.
-    pub fn for_tenant(self, tenant: &str) -> Htpasswd {
-        let mut shared = Arc::try_unwrap(self.shared)
-            .unwrap_or_else(|_| unreachable!("called before the file is shared"));
-        shared.tenant = tenant.to_string();
-        Htpasswd {
-            shared: Arc::new(shared),
-        }
-    }
-
-    pub fn open(path: &Path, realm: &str) -> Result<Htpasswd, HtpasswdError> {
+    /// The credentials in `path`, for `tenant` (as metrics name it).
+    pub fn open(path: &Path, realm: &str, tenant: &str) -> Result<Htpasswd, HtpasswdError> {
         let stamp = Stamp::of(path).map_err(|source| HtpasswdError::Read {
             path: path.to_path_buf(),
             source,
@@ -255,7 +246,7 @@ impl Htpasswd {
         Ok(Htpasswd {
             shared: Arc::new(Shared {
                 path: path.to_path_buf(),
-                tenant: String::from("default"),
+                tenant: tenant.to_string(),
                 challenge: format!("Basic realm=\"{}\"", realm.replace(['"', '\\'], "")),
                 file: RwLock::new(Loaded {
                     users,
@@ -630,7 +621,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         write(&path, &[line("alice", "secret"), line("bob", "other")]);
-        let h = Htpasswd::open(&path, "Registry Realm").unwrap();
+        let h = Htpasswd::open(&path, "Registry Realm", "default").unwrap();
         let challenge = |v: Verdict| matches!(v, Verdict::Challenge(c) if c == "Basic realm=\"Registry Realm\"");
         assert!(
             matches!(verdict(&h, Some(basic("alice", "secret"))).await, Verdict::Allow(Some(u)) if u == "alice")
@@ -660,7 +651,7 @@ mod tests {
             "apache:$2y$05$Ye8OJNnkxCNpvnUls9l/iuAAO7w26bTrpV7Qi7vgogPbg6WPSz98m\n\n",
         )
         .unwrap();
-        let h = Htpasswd::open(&path, "r").unwrap();
+        let h = Htpasswd::open(&path, "r", "default").unwrap();
         assert!(matches!(
             verdict(&h, Some(basic("apache", "apache-password"))).await,
             Verdict::Allow(_)
@@ -672,7 +663,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         write(&path, &[line("alice", "one")]);
-        let h = Htpasswd::open(&path, "r").unwrap();
+        let h = Htpasswd::open(&path, "r", "default").unwrap();
         assert!(matches!(
             verdict(&h, Some(basic("alice", "one"))).await,
             Verdict::Allow(_)
@@ -702,16 +693,28 @@ mod tests {
     fn missing_and_malformed_files_are_errors_naming_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
-        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        let e = Htpasswd::open(&path, "r", "default")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("cannot read") && e.contains("htpasswd"), "{e}");
         std::fs::write(&path, format!("{}\nnocolon\n", line("a", "b"))).unwrap();
-        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        let e = Htpasswd::open(&path, "r", "default")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
         std::fs::write(&path, "md5:$apr1$abc$def\n").unwrap();
-        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        let e = Htpasswd::open(&path, "r", "default")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("bcrypt") && e.contains("line 1"), "{e}");
         std::fs::write(&path, "# nobody\n").unwrap();
-        let e = Htpasswd::open(&path, "r").err().unwrap().to_string();
+        let e = Htpasswd::open(&path, "r", "default")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("no users"), "{e}");
     }
 
@@ -726,7 +729,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         write(&path, &[line("alice", "x")]);
-        let h = Htpasswd::open(&path, "r").unwrap();
+        let h = Htpasswd::open(&path, "r", "default").unwrap();
         let ip: IpAddr = [10, 0, 0, 1].into();
         for _ in 0..FREE_FAILURES {
             assert_eq!(h.shared.failure_delay(ip, "alice"), None);
@@ -749,7 +752,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         write(&path, &[line("alice", "x")]);
-        let h = Htpasswd::open(&path, "r").unwrap();
+        let h = Htpasswd::open(&path, "r", "default").unwrap();
         let ip: IpAddr = [127, 0, 0, 1].into();
         // One failure for alice, then names that each fail once only, far
         // from their own allowance.
@@ -803,7 +806,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         write(&path, &[line("alice", "x")]);
-        let h = Htpasswd::open(&path, "r").unwrap();
+        let h = Htpasswd::open(&path, "r", "default").unwrap();
         for n in 0..FREE_CLIENT_FAILURES {
             h.shared.record_failure(a, format!("guess{n}"));
         }
@@ -841,7 +844,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         write(&path, &[line("alice", "x")]);
-        let h = Htpasswd::open(&path, "r").unwrap();
+        let h = Htpasswd::open(&path, "r", "default").unwrap();
         assert_eq!(dummy_cost(&h), 4);
         // Unknown users are refused through the dummy.
         assert!(matches!(
@@ -879,7 +882,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("htpasswd");
         write(&path, &[line("alice", "x")]);
-        let h = Htpasswd::open(&path, "r").unwrap();
+        let h = Htpasswd::open(&path, "r", "default").unwrap();
         for i in 0..CACHE_CAPACITY + 10 {
             let key = h.shared.cache_key("alice", &i.to_string());
             h.shared.remember(key, "alice", 0);

@@ -451,7 +451,7 @@ fn open_tenant(
         (None, false) => Arc::new(auth::AllowAll),
         (None, true) => Arc::new(auth::ReadOnly(auth::AllowAll)),
         (Some(h), read_only) => {
-            let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm)?.for_tenant(name);
+            let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm, name)?;
             tracing::info!(tenant = name, path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
             if read_only {
                 Arc::new(auth::ReadOnly(htpasswd))

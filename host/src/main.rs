@@ -266,10 +266,10 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         .draintimeout
         .unwrap_or(config::DEFAULT_DRAIN_TIMEOUT);
     let served = tokio.block_on(async move {
-        let listener = bind(addr).await?;
+        let listener = bind(addr, "http.addr / REGISTRY_HTTP_ADDR").await?;
         let addr = listener.local_addr()?;
         if let Some(debug) = &config.http.debug {
-            let listener = bind(debug.addr).await.context("http.debug.addr")?;
+            let listener = bind(debug.addr, "http.debug.addr / REGISTRY_HTTP_DEBUG_ADDR").await?;
             let metrics_path = debug.prometheus.enabled.then(|| debug.prometheus.path.clone());
             let debug_addr = listener.local_addr()?;
             tracing::info!(addr = %debug_addr, metrics = metrics_path.as_deref().unwrap_or("off"), "debug listener (health: /debug/health)");
@@ -346,18 +346,18 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
     served
 }
 
-/// A listener on `addr`, or an error that says what to do.
-async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+/// A listener on `addr`, or an error that says what to do: set `key`.
+async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::AddrInUse => format!(
                 "port {} is already in use (another registry running?): stop it, or listen \
-                 elsewhere with http.addr / REGISTRY_HTTP_ADDR",
+                 elsewhere with {key}",
                 addr.port()
             ),
             std::io::ErrorKind::PermissionDenied => format!(
                 "not allowed to listen on port {} (ports below 1024 need privileges): pick \
-                 another with http.addr / REGISTRY_HTTP_ADDR",
+                 another with {key}",
                 addr.port()
             ),
             _ => e.to_string(),

@@ -1,6 +1,7 @@
-//! Garbage collection of a filesystem data directory, offline (`wharf
-//! gc`, in the spirit of `registry garbage-collect`) and online (in the
-//! serving process, `storage.maintenance.gc`). Both run [`collect_with`].
+//! Garbage collection, offline (`wharf gc`, in the spirit of `registry
+//! garbage-collect`) and online (in the serving process,
+//! `storage.maintenance.gc`). Both run [`collect_with`], on any
+//! [`Backend`]: it reads and deletes through the backend's listings only.
 //!
 //! Mark: in every repository, the roots are its tagged manifests (with
 //! `--delete-untagged`) or all its manifests (without; always online). From
@@ -21,11 +22,8 @@
 //! or linked) within the grace period are left, since a push uploads its
 //! blobs before the manifest that names them.
 
-use crate::storage::{FsStorage, MetadataStore};
+use crate::storage::{Backend, FsStorage};
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use wharf_spec::Digest;
@@ -57,61 +55,21 @@ pub struct Options {
     pub delete_untagged: bool,
 }
 
-/// Names of `dir`'s entries, sorted; empty if it does not exist.
-fn entries(dir: &Path) -> io::Result<Vec<String>> {
-    let mut names = match fs::read_dir(dir) {
-        Ok(read) => read
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect::<Vec<_>>(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    names.sort();
-    Ok(names)
-}
-
-/// Digests stored as `<dir>/<alg>/<hex>` directories.
-fn digests_under(dir: &Path) -> io::Result<Vec<Digest>> {
-    let mut digests = Vec::new();
-    for algorithm in entries(dir)? {
-        for hex in entries(&dir.join(&algorithm))? {
-            if let Ok(d) = Digest::parse(&format!("{algorithm}:{hex}")) {
-                digests.push(d);
-            }
-        }
-    }
-    Ok(digests)
-}
-
-/// Every stored blob (`blobs/<alg>/<xx>/<hex>/data`) with its size.
-fn stored_blobs(blobs: &Path) -> io::Result<Vec<(Digest, PathBuf, u64)>> {
-    let mut found = Vec::new();
-    for algorithm in entries(blobs)? {
-        for prefix in entries(&blobs.join(&algorithm))? {
-            for hex in entries(&blobs.join(&algorithm).join(&prefix))? {
-                let dir = blobs.join(&algorithm).join(&prefix).join(&hex);
-                let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
-                    continue;
-                };
-                let size = fs::metadata(dir.join("data")).map_or(0, |m| m.len());
-                found.push((digest, dir, size));
-            }
-        }
-    }
-    Ok(found)
-}
-
 /// What one manifest points at: blobs, index children, subject.
 type Pointers = (Vec<Digest>, Vec<Digest>, Option<Digest>);
 
 /// Collect garbage in `store`, which nothing else writes to meanwhile.
-pub fn collect(store: &FsStorage, options: Options) -> anyhow::Result<Report> {
+pub fn collect(store: &dyn Backend, options: Options) -> anyhow::Result<Report> {
     collect_with(store, options, None)
 }
 
 /// Collect garbage in `store` while it serves: never manifests, and no
 /// blob modified within `grace`.
-pub fn collect_online(store: &FsStorage, grace: Duration, dry_run: bool) -> anyhow::Result<Report> {
+pub fn collect_online(
+    store: &dyn Backend,
+    grace: Duration,
+    dry_run: bool,
+) -> anyhow::Result<Report> {
     let options = Options {
         dry_run,
         delete_untagged: false,
@@ -119,17 +77,9 @@ pub fn collect_online(store: &FsStorage, grace: Duration, dry_run: bool) -> anyh
     collect_with(store, options, Some(grace))
 }
 
-/// When a blob was last stored or linked.
-fn modified(dir: &Path) -> Option<SystemTime> {
-    fs::metadata(dir.join("data"))
-        .or_else(|_| fs::metadata(dir))
-        .and_then(|m| m.modified())
-        .ok()
-}
-
 /// Mark and sweep; with `grace`, online (see the module documentation).
 pub fn collect_with(
-    store: &FsStorage,
+    store: &dyn Backend,
     options: Options,
     grace: Option<Duration>,
 ) -> anyhow::Result<Report> {
@@ -145,12 +95,11 @@ pub fn collect_with(
 /// by blob, and (in `report`) the manifests to remove.
 struct Marked {
     blobs: HashSet<Digest>,
-    layer_links: HashMap<Digest, Vec<PathBuf>>,
+    layer_links: HashMap<Digest, Vec<String>>,
     report: Report,
 }
 
-fn mark(store: &FsStorage, delete_untagged: bool) -> anyhow::Result<Marked> {
-    let layout = store.layout();
+fn mark(store: &dyn Backend, delete_untagged: bool) -> anyhow::Result<Marked> {
     let mut repositories = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -163,11 +112,11 @@ fn mark(store: &FsStorage, delete_untagged: bool) -> anyhow::Result<Marked> {
     }
     let mut report = Report::default();
     let mut marked_blobs: HashSet<Digest> = HashSet::new();
-    let mut layer_links: HashMap<Digest, Vec<PathBuf>> = HashMap::new();
+    let mut layer_links: HashMap<Digest, Vec<String>> = HashMap::new();
     for repository in &repositories {
         // Every manifest of the repository, with what it points at.
         let mut manifests: HashMap<Digest, Pointers> = HashMap::new();
-        for digest in digests_under(&layout.revisions(repository))? {
+        for digest in store.list_manifests(repository)? {
             let Some(manifest) = store.get_manifest(repository, &digest)? else {
                 continue;
             };
@@ -212,11 +161,11 @@ fn mark(store: &FsStorage, delete_untagged: bool) -> anyhow::Result<Marked> {
                 report.manifests.push((repository.clone(), digest.clone()));
             }
         }
-        for digest in digests_under(&layout.layers(repository))? {
+        for digest in store.list_linked_blobs(repository)? {
             layer_links
-                .entry(digest.clone())
+                .entry(digest)
                 .or_default()
-                .push(layout.layer_link(repository, &digest));
+                .push(repository.clone());
         }
     }
     report
@@ -232,7 +181,7 @@ fn mark(store: &FsStorage, delete_untagged: bool) -> anyhow::Result<Marked> {
 /// Remove what `marked` does not keep; with `grace`, only blobs last
 /// modified before it, and only those no write pinned meanwhile.
 fn sweep(
-    store: &FsStorage,
+    store: &dyn Backend,
     marked: Marked,
     dry_run: bool,
     grace: Option<Duration>,
@@ -247,12 +196,13 @@ fn sweep(
             .checked_sub(g)
             .unwrap_or(SystemTime::UNIX_EPOCH)
     });
-    for (digest, dir, size) in stored_blobs(&store.layout().blobs())? {
+    for blob in store.list_blobs()? {
+        let digest = blob.digest;
         if marked_blobs.contains(&digest) {
             continue;
         }
         if let Some(cutoff) = cutoff
-            && modified(&dir).is_none_or(|m| m > cutoff)
+            && blob.modified.is_none_or(|m| m > cutoff)
         {
             report.young += 1;
             continue;
@@ -262,18 +212,12 @@ fn sweep(
             .map(Vec::as_slice)
             .unwrap_or_default();
         let removed = dry_run
-            || store.pins().sweep(&digest, || -> io::Result<()> {
-                crate::storage::files::remove_tree(&dir)?;
-                for link in links {
-                    if let Some(dir) = link.parent() {
-                        crate::storage::files::remove_tree(dir)?;
-                    }
-                }
-                Ok(())
-            })?;
+            || store
+                .pins()
+                .sweep(&digest, || store.sweep_blob(&digest, links))?;
         if removed {
             report.links += links.len();
-            report.blobs.push((digest, size));
+            report.blobs.push((digest, blob.size));
         }
     }
     if !dry_run {
@@ -287,7 +231,7 @@ fn sweep(
 /// Collect garbage in `storage` every `settings.interval`, on a thread of
 /// its own, for as long as the process runs (the first run one interval
 /// after start).
-pub fn start_online(storage: Arc<FsStorage>, settings: crate::config::OnlineGc, tenant: &str) {
+pub fn start_online(storage: Arc<dyn Backend>, settings: crate::config::OnlineGc, tenant: &str) {
     let tenant = tenant.to_string();
     let spawned = std::thread::Builder::new()
         .name("gc".into())
@@ -295,7 +239,7 @@ pub fn start_online(storage: Arc<FsStorage>, settings: crate::config::OnlineGc, 
             loop {
                 std::thread::sleep(settings.interval);
                 let started = std::time::Instant::now();
-                match collect_online(&storage, settings.grace, settings.dryrun) {
+                match collect_online(&*storage, settings.grace, settings.dryrun) {
                     Ok(report) => tracing::info!(
                         tenant,
                         blobs = report.blobs.len(),
@@ -357,106 +301,85 @@ pub fn run(config: &crate::config::Config, options: Options) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::files::write_atomic;
-    use crate::storage::{BlobStore, Manifest};
-    use wharf_spec::Algorithm;
+    use crate::storage::conformance::{Fixture, image, on_every_backend, store_blob};
 
     /// A stored blob, as a finished upload leaves it, last modified `age` ago.
-    fn blob(store: &FsStorage, bytes: &[u8], age: Duration) -> Digest {
-        let digest = Algorithm::Sha256.digest(bytes);
-        let data = store.layout().blob_data(&digest);
-        write_atomic(&store.layout().tmp(), &data, bytes).unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&data)
-            .unwrap()
-            .set_modified(SystemTime::now() - age)
-            .unwrap();
+    async fn blob(f: &dyn Fixture, store: &dyn Backend, bytes: &[u8], age: Duration) -> Digest {
+        let digest = store_blob(store, "uploads", bytes).await;
+        f.backdate_blob(&digest, age);
         digest
-    }
-
-    fn image(layer: &Digest) -> Manifest {
-        let content = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": layer.to_string(), "size": 1},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.to_string(), "size": 1}],
-        }))
-        .unwrap();
-        Manifest {
-            digest: Algorithm::Sha256.digest(&content),
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            content,
-            subject: None,
-        }
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    fn open() -> (tempfile::TempDir, FsStorage) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStorage::open(dir.path(), true).unwrap();
-        (dir, store)
-    }
+    on_every_backend!(
+        online_gc_keeps_unreferenced_blobs_younger_than_the_grace_period,
+        linking_an_old_blob_restarts_its_grace_period,
+        a_manifest_put_after_the_mark_keeps_its_blobs,
+        a_sweep_without_pins_would_remove_a_blob_referenced_after_the_mark,
+        a_manifest_naming_a_blob_collected_meanwhile_is_refused,
+        online_gc_never_removes_manifests,
+        offline_gc_with_delete_untagged_removes_untagged_manifests_and_their_blobs,
+    );
 
-    #[test]
-    fn online_gc_keeps_unreferenced_blobs_younger_than_the_grace_period() {
-        let (_dir, store) = open();
-        let young = blob(&store, b"young", Duration::from_secs(60));
-        let old = blob(&store, b"old", 2 * HOUR);
-        let report = collect_online(&store, HOUR, false).unwrap();
+    async fn online_gc_keeps_unreferenced_blobs_younger_than_the_grace_period(f: &dyn Fixture) {
+        let store = f.open();
+        let store = &*store;
+        let young = blob(f, store, b"young", Duration::from_secs(60)).await;
+        let old = blob(f, store, b"old", 2 * HOUR).await;
+        let report = collect_online(store, HOUR, false).unwrap();
         assert_eq!(report.young, 1);
         assert_eq!(report.blobs, [(old.clone(), 3)]);
         assert_eq!(store.stat(&young).unwrap(), Some(5));
         assert_eq!(store.stat(&old).unwrap(), None);
     }
 
-    #[test]
-    fn linking_an_old_blob_restarts_its_grace_period() {
-        let (_dir, store) = open();
-        let old = blob(&store, b"old but linked", 2 * HOUR);
+    async fn linking_an_old_blob_restarts_its_grace_period(f: &dyn Fixture) {
+        let store = f.open();
+        let store = &*store;
+        let old = blob(f, store, b"old but linked", 2 * HOUR).await;
         store.link_blob("app", &old).unwrap();
-        let report = collect_online(&store, HOUR, false).unwrap();
+        let report = collect_online(store, HOUR, false).unwrap();
         assert_eq!((report.blobs.len(), report.young), (0, 1));
         assert!(store.stat(&old).unwrap().is_some());
     }
 
-    #[test]
-    fn a_manifest_put_after_the_mark_keeps_its_blobs() {
-        let (_dir, store) = open();
-        let layer = blob(&store, b"old layer, no manifest yet", 2 * HOUR);
-        let orphan = blob(&store, b"old orphan", 2 * HOUR);
+    async fn a_manifest_put_after_the_mark_keeps_its_blobs(f: &dyn Fixture) {
+        let store = f.open();
+        let store = &*store;
+        let layer = blob(f, store, b"old layer, no manifest yet", 2 * HOUR).await;
+        let orphan = blob(f, store, b"old orphan", 2 * HOUR).await;
         store.pins().begin();
-        let marked = mark(&store, false).unwrap();
+        let marked = mark(store, false).unwrap();
         // The push lands between the mark and the sweep.
         store.put_manifest("app", &image(&layer)).unwrap();
-        let report = sweep(&store, marked, false, Some(HOUR)).unwrap();
+        let report = sweep(store, marked, false, Some(HOUR)).unwrap();
         store.pins().end(HOUR);
         assert_eq!(report.blobs.len(), 1, "{report:?}");
         assert_eq!(report.blobs[0].0, orphan);
         assert!(store.stat(&layer).unwrap().is_some());
         // Without pinning (no collection begun), the same mark would have
         // taken it: what kept it was the pin.
-        let marked = mark(&store, false).unwrap();
+        let marked = mark(store, false).unwrap();
         assert!(marked.blobs.contains(&layer));
     }
 
-    #[test]
-    fn a_sweep_without_pins_would_remove_a_blob_referenced_after_the_mark() {
+    async fn a_sweep_without_pins_would_remove_a_blob_referenced_after_the_mark(f: &dyn Fixture) {
         // The control for the test above: the race is real.
-        let (_dir, store) = open();
-        let layer = blob(&store, b"old layer, no manifest yet", 2 * HOUR);
-        let marked = mark(&store, false).unwrap();
-        let report = sweep(&store, marked, false, Some(HOUR)).unwrap();
+        let store = f.open();
+        let store = &*store;
+        let layer = blob(f, store, b"old layer, no manifest yet", 2 * HOUR).await;
+        let marked = mark(store, false).unwrap();
+        let report = sweep(store, marked, false, Some(HOUR)).unwrap();
         assert_eq!(report.blobs.len(), 1);
         assert_eq!(store.stat(&layer).unwrap(), None);
     }
 
-    #[test]
-    fn a_manifest_naming_a_blob_collected_meanwhile_is_refused() {
-        let (_dir, store) = open();
-        let layer = blob(&store, b"seen by a client, then collected", 2 * HOUR);
-        let report = collect_online(&store, HOUR, false).unwrap();
+    async fn a_manifest_naming_a_blob_collected_meanwhile_is_refused(f: &dyn Fixture) {
+        let store = f.open();
+        let store = &*store;
+        let layer = blob(f, store, b"seen by a client, then collected", 2 * HOUR).await;
+        let report = collect_online(store, HOUR, false).unwrap();
         assert_eq!(report.blobs.len(), 1);
         let manifest = image(&layer);
         let err = store.put_manifest("app", &manifest).unwrap_err();
@@ -469,13 +392,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn online_gc_never_removes_manifests() {
-        let (_dir, store) = open();
-        let layer = blob(&store, b"layer", 2 * HOUR);
+    async fn online_gc_never_removes_manifests(f: &dyn Fixture) {
+        let store = f.open();
+        let store = &*store;
+        let layer = blob(f, store, b"layer", 2 * HOUR).await;
         let manifest = image(&layer);
         store.put_manifest("app", &manifest).unwrap();
-        let report = collect_online(&store, Duration::from_secs(1), false).unwrap();
+        let report = collect_online(store, Duration::from_secs(1), false).unwrap();
         assert!(report.manifests.is_empty() && report.blobs.is_empty());
         assert!(
             store
@@ -483,5 +406,48 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    async fn offline_gc_with_delete_untagged_removes_untagged_manifests_and_their_blobs(
+        f: &dyn Fixture,
+    ) {
+        let store = f.open();
+        let store = &*store;
+        let kept_layer = blob(f, store, b"tagged layer", 2 * HOUR).await;
+        let lost_layer = blob(f, store, b"untagged layer", 2 * HOUR).await;
+        for layer in [&kept_layer, &lost_layer] {
+            store.link_blob("app", layer).unwrap();
+        }
+        let (kept, lost) = (image(&kept_layer), image(&lost_layer));
+        store.put_manifest("app", &kept).unwrap();
+        store.put_manifest("app", &lost).unwrap();
+        store.set_tag("app", "latest", &kept.digest).unwrap();
+        let options = Options {
+            dry_run: false,
+            delete_untagged: true,
+        };
+        let dry = collect(
+            store,
+            Options {
+                dry_run: true,
+                ..options
+            },
+        )
+        .unwrap();
+        assert_eq!(dry.manifests, [("app".to_string(), lost.digest.clone())]);
+        assert!(store.stat(&lost_layer).unwrap().is_some());
+        let report = collect(store, options).unwrap();
+        assert_eq!(report.manifests, dry.manifests);
+        let mut removed: Vec<Digest> = report.blobs.iter().map(|(d, _)| d.clone()).collect();
+        removed.sort_by_key(|d| d.to_string());
+        let mut want = vec![lost_layer.clone(), lost.digest.clone()];
+        want.sort_by_key(|d| d.to_string());
+        assert_eq!(removed, want);
+        assert_eq!(report.links, 1);
+        assert!(store.get_manifest("app", &lost.digest).unwrap().is_none());
+        assert!(!store.blob_linked("app", &lost_layer).unwrap());
+        assert!(store.get_manifest("app", &kept.digest).unwrap().is_some());
+        assert!(store.blob_linked("app", &kept_layer).unwrap());
+        assert_eq!(store.stat(&kept_layer).unwrap(), Some(12));
     }
 }

@@ -28,6 +28,7 @@ mod storage;
 mod storage_check;
 mod tenants;
 mod tls;
+mod wasi_streams;
 
 /// The static (musl) build's allocator: see `allocator.rs`.
 #[cfg(target_env = "musl")]
@@ -416,12 +417,18 @@ fn open_tenant(
     maintenance: &config::Maintenance,
     events: Option<Arc<notifications::Notifier>>,
 ) -> anyhow::Result<tenants::Tenant> {
-    let storage = Arc::new(
+    let storage: Arc<dyn storage::Backend> = Arc::new(
         storage::FsStorage::open(rootdirectory, delete_enabled).context("opening storage")?,
     );
     let purging = maintenance.uploadpurging;
     if purging.enabled {
-        storage.start_upload_purging(purging.age, purging.interval, purging.dryrun);
+        storage::start_upload_purging(
+            storage.clone(),
+            name,
+            purging.age,
+            purging.interval,
+            purging.dryrun,
+        );
     }
     if maintenance.gc.enabled && maintenance.readonly.enabled {
         tracing::info!(
@@ -437,7 +444,6 @@ fn open_tenant(
     let held = Arc::new(
         quota::Quota::new(
             storage,
-            rootdirectory,
             name,
             limits.storage_bytes,
             Some(concurrent_uploads),

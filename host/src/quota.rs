@@ -4,11 +4,12 @@
 //!
 //! [`Quota`] wraps a store and implements the same two traits, so the
 //! capability layer and the backend know nothing of limits. It keeps two
-//! counters, taken from disk when the tenant opens: the bytes held (the
-//! content store's files and the upload sessions' data files) and the
-//! open upload sessions. They are updated as this process stores
+//! counters, taken from storage when the tenant opens (through the
+//! backend's listings, so on every backend): the bytes held (the content
+//! store's blobs and the upload sessions' data) and the open upload
+//! sessions. They are updated as this process stores
 //! manifests, receives upload bytes and starts and ends sessions, and
-//! counted again from disk before anything is refused, so space given
+//! counted again from storage before anything is refused, so space given
 //! back behind the process's back (garbage collection, purged sessions)
 //! is seen when it matters.
 //!
@@ -32,34 +33,28 @@
 //! freed) until it is cancelled or purged. This module must never let a
 //! byte reach a session's file before it is counted.
 
-use crate::storage::layout::Layout;
 use crate::storage::{
-    BlobStore, Manifest, MetadataStore, Page, Result, StorageError, UploadSession,
+    Backend, BlobStore, Manifest, MetadataStore, Page, Result, Sink, Source, StorageError,
+    UploadSession,
 };
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use wasmtime_wasi::p2::{
-    DynInputStream, DynOutputStream, OutputStream, Pollable, StreamError, StreamResult,
-};
 use wharf_spec::{Algorithm, Digest};
 
 /// A store held to its tenant's `storage_bytes` and `concurrent_uploads`.
-pub struct Quota<S> {
+pub struct Quota<S: ?Sized> {
     inner: Arc<S>,
-    layout: Layout,
     shared: Arc<Shared>,
 }
 
+/// An upload session by repository and id.
+type SessionKey = (String, String);
+
 struct Shared {
     tenant: String,
-    /// The content store (`.../v2/blobs`) and the repositories directory.
-    blobs: PathBuf,
-    repositories: PathBuf,
     storage_bytes: Option<u64>,
     concurrent_uploads: Option<u32>,
     held: Mutex<Held>,
@@ -74,10 +69,10 @@ struct Shared {
 struct Held {
     /// Bytes of blobs, manifests and upload sessions.
     bytes: u64,
-    /// Sessions with a writer open, by directory: the bytes counted for
-    /// each, some of which may not have reached its file yet.
-    writing: HashMap<PathBuf, u64>,
-    /// When the store was last counted from disk.
+    /// Sessions with a writer open: the bytes counted for each, some of
+    /// which may not have reached storage yet.
+    writing: HashMap<SessionKey, u64>,
+    /// When the store was last counted from storage.
     counted: Option<std::time::Instant>,
 }
 
@@ -88,25 +83,20 @@ const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often at most [`Quota::usage`] counts the store from disk.
 pub const USAGE_RECOUNT: std::time::Duration = std::time::Duration::from_secs(60);
 
-impl<S: BlobStore + MetadataStore> Quota<S> {
-    /// Hold `inner`, whose data lives under `rootdirectory`, to the limits;
-    /// counts what the tenant already holds.
+impl<S: Backend + ?Sized> Quota<S> {
+    /// Hold `inner` to the limits; counts what the tenant already holds.
     pub fn new(
         inner: Arc<S>,
-        rootdirectory: &Path,
         tenant: &str,
         storage_bytes: Option<u64>,
         concurrent_uploads: Option<u32>,
-    ) -> io::Result<Quota<S>> {
-        let layout = Layout::new(rootdirectory);
-        let repositories = layout.repositories();
-        let blobs = layout.blobs();
-        // Walking the store is only worth it when there is a quota.
+    ) -> Result<Quota<S>> {
+        // Listing the whole store is only worth it when there is a quota.
         let used = match storage_bytes {
-            Some(_) => held_bytes(&blobs, &repositories, &HashMap::new())?,
+            Some(_) => held_bytes(&*inner, &HashMap::new())?,
             None => 0,
         };
-        let open = open_sessions(&repositories)?;
+        let open = open_sessions(&*inner)?;
         tracing::info!(
             tenant,
             used_bytes = used,
@@ -117,11 +107,8 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
         );
         Ok(Quota {
             inner,
-            layout,
             shared: Arc::new(Shared {
                 tenant: tenant.to_string(),
-                blobs,
-                repositories,
                 storage_bytes,
                 concurrent_uploads,
                 held: Mutex::new(Held {
@@ -141,10 +128,10 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
     }
 
     /// Upload sessions open and bytes held, for metrics. The bytes are
-    /// counted from disk, at most every [`USAGE_RECOUNT`]: without a quota
+    /// counted from storage, at most every [`USAGE_RECOUNT`]: without a quota
     /// nothing else counts them, and deletes and garbage collection give
     /// space back behind the running count's back.
-    pub fn usage(&self) -> io::Result<(u32, u64)> {
+    pub fn usage(&self) -> Result<(u32, u64)> {
         let shared = &self.shared;
         let open = *shared.open.lock().unwrap_or_else(|e| e.into_inner());
         let mut usage = shared.usage.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,7 +139,7 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
             Some((at, bytes)) if at.elapsed() < USAGE_RECOUNT => bytes,
             _ => {
                 let writing = shared.held().writing.clone();
-                let bytes = held_bytes(&shared.blobs, &shared.repositories, &writing)?;
+                let bytes = held_bytes(&*self.inner, &writing)?;
                 *usage = Some((std::time::Instant::now(), bytes));
                 bytes
             }
@@ -161,12 +148,12 @@ impl<S: BlobStore + MetadataStore> Quota<S> {
     }
 
     fn session(&self, inner: Box<dyn UploadSession>, repository: &str) -> Box<dyn UploadSession> {
-        let dir = self.layout.upload_dir(repository, inner.id());
+        let key = (repository.to_string(), inner.id().to_string());
         Box::new(QuotaUpload {
             inner,
             blobs: self.inner.clone(),
             shared: self.shared.clone(),
-            dir,
+            key,
             refused: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -185,18 +172,24 @@ impl Shared {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Count `bytes` more as held, if they fit the quota.
-    fn reserve(&self, bytes: u64) -> Result<()> {
-        self.reserve_in(&mut self.held(), bytes)
+    /// Count `bytes` more as held, if they fit the quota; `store` is
+    /// counted again when they do not.
+    fn reserve<S: Backend + ?Sized>(&self, store: &S, bytes: u64) -> Result<()> {
+        self.reserve_in(store, &mut self.held(), bytes)
     }
 
-    fn reserve_in(&self, held: &mut Held, bytes: u64) -> Result<()> {
+    fn reserve_in<S: Backend + ?Sized>(
+        &self,
+        store: &S,
+        held: &mut Held,
+        bytes: u64,
+    ) -> Result<()> {
         if let Some(limit) = self.storage_bytes {
             if held.bytes.saturating_add(bytes) > limit
                 && held.counted.is_none_or(|at| at.elapsed() >= RECOUNT_EVERY)
             {
                 // Space may have been given back behind our back.
-                held.bytes = held_bytes(&self.blobs, &self.repositories, &held.writing)?;
+                held.bytes = held_bytes(store, &held.writing)?;
                 held.counted = Some(std::time::Instant::now());
             }
             if held.bytes.saturating_add(bytes) > limit {
@@ -225,12 +218,12 @@ impl Shared {
     }
 }
 
-impl<S: BlobStore + MetadataStore> BlobStore for Quota<S> {
+impl<S: Backend + ?Sized> BlobStore for Quota<S> {
     fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         self.inner.stat(digest)
     }
 
-    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<DynInputStream> {
+    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Box<dyn Source>> {
         self.inner.read(digest, offset, length)
     }
 
@@ -244,7 +237,7 @@ impl<S: BlobStore + MetadataStore> BlobStore for Quota<S> {
         if let Some(limit) = shared.concurrent_uploads {
             if *open >= limit {
                 // Sessions may have been purged behind our back.
-                *open = open_sessions(&shared.repositories)?;
+                *open = open_sessions(&*self.inner)?;
             }
             if *open >= limit {
                 tracing::info!(
@@ -270,17 +263,17 @@ impl<S: BlobStore + MetadataStore> BlobStore for Quota<S> {
 }
 
 /// An upload session whose bytes count against the quota as they arrive.
-struct QuotaUpload<S> {
+struct QuotaUpload<S: ?Sized> {
     inner: Box<dyn UploadSession>,
     blobs: Arc<S>,
     shared: Arc<Shared>,
-    /// The session's directory, as the recount from disk finds it.
-    dir: PathBuf,
+    /// The session, as the recount from storage finds it.
+    key: SessionKey,
     /// Set once a writer of this session refused bytes for the quota.
     refused: Arc<AtomicBool>,
 }
 
-impl<S: BlobStore> UploadSession for QuotaUpload<S> {
+impl<S: Backend + ?Sized> UploadSession for QuotaUpload<S> {
     fn id(&self) -> &str {
         self.inner.id()
     }
@@ -289,23 +282,24 @@ impl<S: BlobStore> UploadSession for QuotaUpload<S> {
         self.inner.offset()
     }
 
-    fn writer(&mut self) -> Result<DynOutputStream> {
+    fn writer(&mut self) -> Result<Box<dyn Sink>> {
         let Some(limit) = self.shared.storage_bytes else {
             return self.inner.writer();
         };
         if self.refused.load(Ordering::Acquire) {
             return Err(self.shared.over_quota(limit));
         }
-        let stream = self.inner.writer()?;
+        let sink = self.inner.writer()?;
         self.shared
             .held()
             .writing
-            .insert(self.dir.clone(), self.inner.offset());
+            .insert(self.key.clone(), self.inner.offset());
         Ok(Box::new(QuotaWriter {
-            inner: Some(stream),
+            inner: Some(sink),
+            store: self.blobs.clone(),
             shared: self.shared.clone(),
             limit,
-            dir: self.dir.clone(),
+            key: self.key.clone(),
             refused: self.refused.clone(),
         }))
     }
@@ -352,42 +346,46 @@ impl<S: BlobStore> UploadSession for QuotaUpload<S> {
 
 /// A session's writer that reserves every chunk against `storage_bytes`
 /// before passing it on, and refuses the first chunk that does not fit.
-struct QuotaWriter {
-    /// Taken when dropped, so its bytes are on disk before the session's
+struct QuotaWriter<S: ?Sized> {
+    /// Taken when dropped, so its bytes are stored before the session's
     /// entry in [`Held::writing`] goes.
-    inner: Option<DynOutputStream>,
+    inner: Option<Box<dyn Sink>>,
+    /// Counted again when a chunk does not fit.
+    store: Arc<S>,
     shared: Arc<Shared>,
     limit: u64,
-    dir: PathBuf,
+    key: SessionKey,
     refused: Arc<AtomicBool>,
 }
 
-impl QuotaWriter {
-    fn inner(&mut self) -> StreamResult<&mut DynOutputStream> {
+impl<S: Backend + ?Sized> QuotaWriter<S> {
+    fn inner(&mut self) -> io::Result<&mut Box<dyn Sink>> {
         if self.refused.load(Ordering::Acquire) {
             return Err(self.refusal());
         }
-        self.inner.as_mut().ok_or(StreamError::Closed)
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the upload's writer is closed"))
     }
 
-    fn refusal(&self) -> StreamError {
+    fn refusal(&self) -> io::Error {
         let message = self.shared.over_quota(self.limit);
-        StreamError::LastOperationFailed(wasmtime::format_err!("{message}"))
+        io::Error::new(io::ErrorKind::QuotaExceeded, message.to_string())
     }
 
     /// Count `bytes` for this session, or remember that they did not fit.
-    fn reserve(&mut self, bytes: u64) -> StreamResult<()> {
+    fn reserve(&mut self, bytes: u64) -> io::Result<()> {
         let mut held = self.shared.held();
-        match self.shared.reserve_in(&mut held, bytes) {
+        match self.shared.reserve_in(&*self.store, &mut held, bytes) {
             Ok(()) => {
-                *held.writing.entry(self.dir.clone()).or_default() += bytes;
+                *held.writing.entry(self.key.clone()).or_default() += bytes;
                 Ok(())
             }
             Err(StorageError::LimitExceeded(_)) => {
                 self.refused.store(true, Ordering::Release);
                 Err(self.refusal())
             }
-            Err(e) => Err(StreamError::LastOperationFailed(wasmtime::format_err!(
+            Err(e) => Err(io::Error::other(format!(
                 "counting the tenant's storage: {e}"
             ))),
         }
@@ -396,15 +394,15 @@ impl QuotaWriter {
     fn unreserve(&self, bytes: u64) {
         let mut held = self.shared.held();
         held.bytes = held.bytes.saturating_sub(bytes);
-        if let Some(counted) = held.writing.get_mut(&self.dir) {
+        if let Some(counted) = held.writing.get_mut(&self.key) {
             *counted = counted.saturating_sub(bytes);
         }
     }
 }
 
-#[wasmtime_wasi::async_trait]
-impl OutputStream for QuotaWriter {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+#[async_trait::async_trait]
+impl<S: Backend + ?Sized> Sink for QuotaWriter<S> {
+    fn write(&mut self, bytes: Bytes) -> io::Result<()> {
         self.inner()?;
         let len = bytes.len() as u64;
         self.reserve(len)?;
@@ -415,12 +413,12 @@ impl OutputStream for QuotaWriter {
         written
     }
 
-    fn flush(&mut self) -> StreamResult<()> {
+    fn flush(&mut self) -> io::Result<()> {
         self.inner()?.flush()
     }
 
-    fn check_write(&mut self) -> StreamResult<usize> {
-        let room = self.inner()?.check_write()?;
+    fn room(&mut self) -> io::Result<usize> {
+        let room = self.inner()?.room()?;
         if room == 0 {
             return Ok(0);
         }
@@ -432,15 +430,6 @@ impl OutputStream for QuotaWriter {
         Ok(room.min(left))
     }
 
-    async fn cancel(&mut self) {
-        if let Some(inner) = &mut self.inner {
-            inner.cancel().await;
-        }
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for QuotaWriter {
     async fn ready(&mut self) {
         if self.refused.load(Ordering::Acquire) {
             return;
@@ -449,18 +438,24 @@ impl Pollable for QuotaWriter {
             inner.ready().await;
         }
     }
-}
 
-impl Drop for QuotaWriter {
-    fn drop(&mut self) {
-        // The inner writer puts everything it took on disk as it drops;
-        // from then on the recount finds the session's bytes in its file.
-        drop(self.inner.take());
-        self.shared.held().writing.remove(&self.dir);
+    async fn close(&mut self) {
+        if let Some(inner) = &mut self.inner {
+            inner.close().await;
+        }
     }
 }
 
-impl<S: BlobStore + MetadataStore> MetadataStore for Quota<S> {
+impl<S: ?Sized> Drop for QuotaWriter<S> {
+    fn drop(&mut self) {
+        // The inner writer stores everything it took as it drops; from
+        // then on the recount finds the session's bytes in storage.
+        drop(self.inner.take());
+        self.shared.held().writing.remove(&self.key);
+    }
+}
+
+impl<S: Backend + ?Sized> MetadataStore for Quota<S> {
     fn get_manifest(&self, repository: &str, digest: &Digest) -> Result<Option<Manifest>> {
         self.inner.get_manifest(repository, digest)
     }
@@ -470,7 +465,7 @@ impl<S: BlobStore + MetadataStore> MetadataStore for Quota<S> {
             Some(_) => 0,
             None => manifest.content.len() as u64,
         };
-        self.shared.reserve(added)?;
+        self.shared.reserve(&*self.inner, added)?;
         let put = self.inner.put_manifest(repository, manifest);
         if put.is_err() {
             self.shared.release(added);
@@ -525,103 +520,25 @@ impl<S: BlobStore + MetadataStore> MetadataStore for Quota<S> {
     }
 }
 
-/// Bytes the tenant holds on disk: its upload sessions' data (for those
-/// with a writer open, what `writing` counted for them) and its content
-/// store. Sessions first: a session finished meanwhile has moved its data
-/// into the content store and is counted twice, never missed.
-fn held_bytes(
-    blobs: &Path,
-    repositories: &Path,
-    writing: &HashMap<PathBuf, u64>,
-) -> io::Result<u64> {
-    let sessions = session_bytes(repositories, writing)?;
-    Ok(sessions.saturating_add(content_bytes(blobs)?))
-}
-
-/// Bytes of the upload sessions under every repository below `dir`.
-fn session_bytes(dir: &Path, writing: &HashMap<PathBuf, u64>) -> io::Result<u64> {
+/// Bytes the tenant holds: its upload sessions' data (for those with a
+/// writer open, what `writing` counted for them) and its content store.
+/// Sessions first: a session finished meanwhile has moved its data into
+/// the content store and is counted twice, never missed.
+fn held_bytes<S: Backend + ?Sized>(store: &S, writing: &HashMap<SessionKey, u64>) -> Result<u64> {
     let mut total = 0u64;
-    for entry in subdirectories(dir)? {
-        let name = entry.file_name();
-        if name == "_uploads" {
-            for session in subdirectories(&entry.path())? {
-                let session = session.path();
-                total = total.saturating_add(match writing.get(&session) {
-                    Some(&counted) => counted,
-                    None => match fs::metadata(session.join("data")) {
-                        Ok(meta) => meta.len(),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-                        Err(e) => return Err(e),
-                    },
-                });
-            }
-        } else if name != "_layers" && name != "_manifests" {
-            total = total.saturating_add(session_bytes(&entry.path(), writing)?);
-        }
+    for upload in store.list_uploads()? {
+        let key = (upload.repository, upload.id);
+        total = total.saturating_add(writing.get(&key).copied().unwrap_or(upload.bytes));
+    }
+    for blob in store.list_blobs()? {
+        total = total.saturating_add(blob.size);
     }
     Ok(total)
 }
 
-/// The directories in `dir`; none if it is absent (or went away: a session
-/// ended while it was counted).
-fn subdirectories(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut dirs = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            dirs.push(entry);
-        }
-    }
-    Ok(dirs)
-}
-
-/// Bytes of every file under `dir` (the content store); 0 if it is absent.
-fn content_bytes(dir: &Path) -> io::Result<u64> {
-    let mut total = 0;
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            total += content_bytes(&entry.path())?;
-        } else if kind.is_file() {
-            total += entry.metadata()?.len();
-        }
-    }
-    Ok(total)
-}
-
-/// Upload sessions under every repository below `dir` (entries of their
-/// `_uploads` directories).
-fn open_sessions(dir: &Path) -> io::Result<u32> {
-    let mut total = 0u32;
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let name = entry.file_name();
-        if name == "_uploads" {
-            total = total.saturating_add(fs::read_dir(entry.path())?.count() as u32);
-        } else if name != "_layers" && name != "_manifests" {
-            total = total.saturating_add(open_sessions(&entry.path())?);
-        }
-    }
-    Ok(total)
+/// Upload sessions the store holds.
+fn open_sessions<S: Backend + ?Sized>(store: &S) -> Result<u32> {
+    Ok(u32::try_from(store.list_uploads()?.len()).unwrap_or(u32::MAX))
 }
 
 /// `10737418240` → `10 GiB`, for messages.
@@ -643,7 +560,7 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::FsStorage;
+    use crate::storage::conformance::{Fixture, on_every_backend};
 
     fn digest(data: &[u8]) -> Digest {
         use sha2::Digest as _;
@@ -663,7 +580,7 @@ mod tests {
         let mut rest = data;
         let mut moved = Ok(());
         while !rest.is_empty() {
-            let room = match writer.check_write() {
+            let room = match writer.room() {
                 Ok(room) => room,
                 Err(e) => {
                     moved = Err(e);
@@ -685,11 +602,11 @@ mod tests {
             moved = writer.flush();
             writer.ready().await;
         }
-        writer.cancel().await;
+        writer.close().await;
         drop(writer);
         match moved {
             Ok(()) => Ok(()),
-            Err(e) => match session.writer() {
+            Err(e) => match session.writer().map(drop) {
                 Err(refused) => Err(refused),
                 Ok(_) => Err(StorageError::Invalid(e.to_string())),
             },
@@ -697,35 +614,41 @@ mod tests {
     }
 
     /// Store `data` through a new upload session.
-    async fn upload(store: &Quota<FsStorage>, data: &[u8]) -> Result<u64> {
+    async fn upload(store: &Quota<dyn Backend>, data: &[u8]) -> Result<u64> {
         let mut session = store.start_upload("team/app", Algorithm::Sha256)?;
         append(&mut session, data).await?;
         session.finish(&digest(data))
     }
 
-    fn quota(dir: &Path, bytes: Option<u64>, uploads: Option<u32>) -> Quota<FsStorage> {
-        let fs = Arc::new(FsStorage::open(dir, true).unwrap());
-        Quota::new(fs, dir, "test", bytes, uploads).unwrap()
+    /// The fixture's backend (opened again) held to the limits.
+    fn quota(f: &dyn Fixture, bytes: Option<u64>, uploads: Option<u32>) -> Quota<dyn Backend> {
+        Quota::new(f.open(), "test", bytes, uploads).unwrap()
     }
 
-    fn used(store: &Quota<FsStorage>) -> u64 {
+    fn used(store: &Quota<dyn Backend>) -> u64 {
         store.shared.held().bytes
     }
 
     /// Bytes in the tenant's session data files and content store.
-    fn on_disk(store: &Quota<FsStorage>) -> u64 {
-        let shared = &store.shared;
-        held_bytes(&shared.blobs, &shared.repositories, &HashMap::new()).unwrap()
+    fn on_disk(store: &Quota<dyn Backend>) -> u64 {
+        held_bytes(&*store.inner, &HashMap::new()).unwrap()
     }
 
     fn over_quota(e: &StorageError) -> bool {
         matches!(e, StorageError::LimitExceeded(m) if m.contains("storage quota exceeded"))
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_blob_past_the_quota_is_refused_and_nothing_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = quota(dir.path(), Some(100), None);
+    on_every_backend!(
+        a_blob_past_the_quota_is_refused_and_nothing_is_stored,
+        a_write_passing_the_quota_is_refused_and_nothing_beyond_it_reaches_the_disk,
+        unfinished_sessions_bytes_count_until_cancelled,
+        finishing_content_already_held_releases_the_sessions_bytes,
+        space_of_purged_sessions_is_found_before_a_write_is_refused,
+        open_sessions_are_bounded_and_ending_one_frees_a_slot,
+    );
+
+    async fn a_blob_past_the_quota_is_refused_and_nothing_is_stored(f: &dyn Fixture) {
+        let store = quota(f, Some(100), None);
         assert_eq!(upload(&store, &[1u8; 60]).await.unwrap(), 60);
         let big = [2u8; 50];
         let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
@@ -738,26 +661,23 @@ mod tests {
         assert_eq!(upload(&store, &[3u8; 40]).await.unwrap(), 40);
         assert_eq!(used(&store), 100);
         // Counted again from disk on a fresh start.
-        let again = quota(dir.path(), Some(100), None);
+        let again = quota(f, Some(100), None);
         assert_eq!(used(&again), 100);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_write_passing_the_quota_is_refused_and_nothing_beyond_it_reaches_the_disk() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn a_write_passing_the_quota_is_refused_and_nothing_beyond_it_reaches_the_disk(
+        f: &dyn Fixture,
+    ) {
         let limit = 1 << 20;
-        let store = quota(dir.path(), Some(limit), None);
+        let store = quota(f, Some(limit), None);
         let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
         // One write of the whole body, larger than the quota: refused whole.
         let mut writer = session.writer().unwrap();
-        let room = writer.check_write().unwrap();
+        let room = writer.room().unwrap();
         assert!(room as u64 <= limit, "room {room} is more than the quota");
         let e = writer.write(Bytes::from(vec![7u8; 3 << 20])).unwrap_err();
         assert!(e.to_string().contains("storage quota exceeded"), "{e}");
-        assert!(
-            writer.check_write().is_err(),
-            "a refused writer stays refused"
-        );
+        assert!(writer.room().is_err(), "a refused writer stays refused");
         drop(writer);
         assert!(over_quota(&session.writer().err().unwrap()));
         assert_eq!(session.offset(), 0);
@@ -777,10 +697,8 @@ mod tests {
         assert_eq!(used(&store), session.offset());
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn unfinished_sessions_bytes_count_until_cancelled() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = quota(dir.path(), Some(1000), None);
+    async fn unfinished_sessions_bytes_count_until_cancelled(f: &dyn Fixture) {
+        let store = quota(f, Some(1000), None);
         let mut first = store.start_upload("team/app", Algorithm::Sha256).unwrap();
         append(&mut first, &[1u8; 700]).await.unwrap();
         assert_eq!(used(&store), 700);
@@ -793,7 +711,7 @@ mod tests {
         // Counted from disk after a restart, too.
         let id = first.id().to_string();
         drop(first);
-        let again = quota(dir.path(), Some(1000), None);
+        let again = quota(f, Some(1000), None);
         assert_eq!(used(&again), 700 + second.offset());
         // Cancelling gives the space back.
         second.cancel().unwrap();
@@ -803,10 +721,8 @@ mod tests {
         assert_eq!(upload(&store, &[3u8; 1000]).await.unwrap(), 1000);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn finishing_content_already_held_releases_the_sessions_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = quota(dir.path(), Some(1300), None);
+    async fn finishing_content_already_held_releases_the_sessions_bytes(f: &dyn Fixture) {
+        let store = quota(f, Some(1300), None);
         let blob = [5u8; 600];
         assert_eq!(upload(&store, &blob).await.unwrap(), 600);
         let mut session = store.start_upload("other", Algorithm::Sha256).unwrap();
@@ -825,10 +741,8 @@ mod tests {
         assert_eq!(used(&store), 600);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn space_of_purged_sessions_is_found_before_a_write_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = quota(dir.path(), Some(1000), None);
+    async fn space_of_purged_sessions_is_found_before_a_write_is_refused(f: &dyn Fixture) {
+        let store = quota(f, Some(1000), None);
         let mut idle = store.start_upload("team/app", Algorithm::Sha256).unwrap();
         append(&mut idle, &[1u8; 900]).await.unwrap();
         drop(idle);
@@ -844,24 +758,18 @@ mod tests {
         assert_eq!(used(&store), 1000);
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn open_sessions_are_bounded_and_ending_one_frees_a_slot() {
-        let dir = tempfile::tempdir().unwrap();
-        tokio::task::spawn_blocking(move || {
-            let store = quota(dir.path(), None, Some(2));
-            let a = store.start_upload("a", Algorithm::Sha256).unwrap();
-            let b = store.start_upload("b/c", Algorithm::Sha256).unwrap();
-            let e = store.start_upload("a", Algorithm::Sha256).err().unwrap();
-            assert!(matches!(e, StorageError::LimitExceeded(_)), "{e}");
-            drop(b);
-            a.cancel().unwrap();
-            store.start_upload("a", Algorithm::Sha256).unwrap();
-            // Sessions on disk count after a restart.
-            let again = quota(dir.path(), None, Some(2));
-            assert_eq!(*again.shared.open.lock().unwrap(), 2);
-        })
-        .await
-        .unwrap();
+    async fn open_sessions_are_bounded_and_ending_one_frees_a_slot(f: &dyn Fixture) {
+        let store = quota(f, None, Some(2));
+        let a = store.start_upload("a", Algorithm::Sha256).unwrap();
+        let b = store.start_upload("b/c", Algorithm::Sha256).unwrap();
+        let e = store.start_upload("a", Algorithm::Sha256).err().unwrap();
+        assert!(matches!(e, StorageError::LimitExceeded(_)), "{e}");
+        drop(b);
+        a.cancel().unwrap();
+        store.start_upload("a", Algorithm::Sha256).unwrap();
+        // Sessions stored count after a restart.
+        let again = quota(f, None, Some(2));
+        assert_eq!(*again.shared.open.lock().unwrap(), 2);
     }
 
     #[test]

@@ -417,7 +417,7 @@ impl HostRepository for RequestState {
             self.notify_pull(&path, || blob_target(name, &digest, Some(size)));
         }
         let content = match stream {
-            Some(stream) => Some(self.table.push(stream)?),
+            Some(source) => Some(self.table.push(crate::wasi_streams::input(source))?),
             None => None,
         };
         Ok(Ok(Some(BlobRead {
@@ -670,7 +670,7 @@ impl HostUpload for RequestState {
         upload: Resource<UploadHandle>,
     ) -> Answer<Resource<DynOutputStream>> {
         match self.table.get_mut(&upload)?.session.writer() {
-            Ok(stream) => Ok(Ok(self.table.push(stream)?)),
+            Ok(sink) => Ok(Ok(self.table.push(crate::wasi_streams::output(sink))?)),
             Err(e) => Ok(Err(to_wit_error(e))),
         }
     }

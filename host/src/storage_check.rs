@@ -6,7 +6,7 @@
 //! clients and load balancer so, rather than failing request by request.
 
 use crate::config::StorageCheck;
-use crate::storage::FsStorage;
+use crate::storage::Backend;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ impl Status {
 
 /// Check `storage` once, on a blocking thread, within `within`: why it
 /// failed, if it did. What `/debug/health` and [`watch`] both ask.
-pub async fn check(storage: Arc<FsStorage>, within: Duration) -> Result<(), String> {
+pub async fn check(storage: Arc<dyn Backend>, within: Duration) -> Result<(), String> {
     let checked = tokio::time::timeout(
         within,
         tokio::task::spawn_blocking(move || storage.check_health()),
@@ -51,7 +51,7 @@ pub async fn check(storage: Arc<FsStorage>, within: Duration) -> Result<(), Stri
 /// keeping `status` current.
 pub async fn watch(
     tenant: String,
-    storage: Arc<FsStorage>,
+    storage: Arc<dyn Backend>,
     settings: StorageCheck,
     status: Arc<Status>,
 ) {

@@ -12,7 +12,7 @@ use crate::capacity::TenantGate;
 use crate::config::Limits;
 use crate::quota::Quota;
 use crate::state::Capabilities;
-use crate::storage::FsStorage;
+use crate::storage::Backend;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ pub struct Tenant {
     /// Its share of the process's instances, and each client's share of it.
     pub gate: TenantGate,
     /// Its storage as the quota counts it: for health and metrics.
-    pub held: Arc<Quota<FsStorage>>,
+    pub held: Arc<Quota<dyn Backend>>,
     /// What `health.storagedriver` last found.
     pub storage_status: Arc<crate::storage_check::Status>,
 }
@@ -140,8 +140,9 @@ mod tests {
 
     fn tenant(name: &str, dir: &std::path::Path) -> Tenant {
         let root = dir.join(name);
-        let storage = Arc::new(FsStorage::open(&root, false).unwrap());
-        let held = Arc::new(Quota::new(storage, &root, name, None, None).unwrap());
+        let storage: Arc<dyn Backend> =
+            Arc::new(crate::storage::FsStorage::open(&root, false).unwrap());
+        let held = Arc::new(Quota::new(storage, name, None, None).unwrap());
         Tenant {
             name: name.into(),
             capabilities: Capabilities {

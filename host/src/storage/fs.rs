@@ -17,18 +17,17 @@
 
 use super::files::{self, read_optional, remove_tree, write_atomic};
 use super::layout::Layout;
-use super::pins::Pins;
 use super::streams::FileRange;
-use super::uploads::{Purged, Sessions, is_stillborn};
+use super::uploads::{Sessions, data_bytes, is_stillborn};
 use super::{
-    BlobStore, Manifest, MetadataStore, Page, Result, StorageError, UploadSession, page, page_kept,
+    Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StorageError,
+    StoredBlob, StoredUpload, UploadSession, page, page_kept,
 };
 use std::fs::{self, File};
 use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use wasmtime_wasi::p2::DynInputStream;
 use wharf_spec::references::references;
 use wharf_spec::{Algorithm, Digest};
 
@@ -120,7 +119,7 @@ impl FsStorage {
             }
         }
         let mut stillborn = 0;
-        for uploads in self.uploads_dirs()? {
+        for (_, uploads) in self.uploads_dirs()? {
             for id in sorted_entries(&uploads)? {
                 let dir = uploads.join(id);
                 if is_stillborn(&dir) {
@@ -140,94 +139,49 @@ impl FsStorage {
         Ok(())
     }
 
-    /// Every `_uploads/` directory, including those of repositories that
-    /// hold nothing else yet.
-    fn uploads_dirs(&self) -> io::Result<Vec<PathBuf>> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    /// Every `_uploads/` directory with its repository's name, including
+    /// those of repositories that hold nothing else yet.
+    fn uploads_dirs(&self) -> io::Result<Vec<(String, PathBuf)>> {
+        fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
             for name in sorted_entries(dir)? {
                 let path = dir.join(&name);
                 if name == "_uploads" {
-                    out.push(path);
+                    out.push((prefix.to_string(), path));
                 } else if !name.starts_with('_') && path.is_dir() {
-                    walk(&path, out)?;
+                    let repository = match prefix {
+                        "" => name,
+                        _ => format!("{prefix}/{name}"),
+                    };
+                    walk(&path, &repository, out)?;
                 }
             }
             Ok(())
         }
         let mut out = Vec::new();
-        walk(&self.layout.repositories(), &mut out)?;
+        walk(&self.layout.repositories(), "", &mut out)?;
         Ok(out)
     }
 
-    /// Remove upload sessions idle for longer than `age` (see
-    /// [`Sessions::purge`]); with `dry_run`, only report them.
-    pub fn purge_uploads(&self, age: std::time::Duration, dry_run: bool) -> io::Result<Purged> {
-        let cutoff = std::time::SystemTime::now()
-            .checked_sub(age)
-            .unwrap_or(std::time::UNIX_EPOCH);
-        self.sessions.purge(&self.uploads_dirs()?, cutoff, dry_run)
-    }
-
-    /// Purge idle upload sessions (older than `age`) now and then every
-    /// `interval`, on a thread of its own, for as long as the process runs.
-    pub fn start_upload_purging(
-        self: &Arc<Self>,
-        age: std::time::Duration,
-        interval: std::time::Duration,
-        dry_run: bool,
-    ) {
-        let storage = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("upload-purger".into())
-            .spawn(move || {
-                loop {
-                    match storage.purge_uploads(age, dry_run) {
-                        Ok(purged) if !purged.sessions.is_empty() => tracing::info!(
-                            sessions = purged.sessions.len(),
-                            bytes = purged.bytes,
-                            dry_run,
-                            "purged upload sessions idle for longer than {age:?}"
-                        ),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "purging idle upload sessions failed"),
-                    }
-                    std::thread::sleep(interval);
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the upload purger; idle upload sessions stay");
+    /// Every upload session with its directory.
+    fn upload_sessions(&self) -> io::Result<Vec<(StoredUpload, PathBuf)>> {
+        let mut sessions = Vec::new();
+        for (repository, uploads) in self.uploads_dirs()? {
+            for id in sorted_entries(&uploads)? {
+                let dir = uploads.join(&id);
+                let bytes = match data_bytes(&dir) {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let upload = StoredUpload {
+                    repository: repository.clone(),
+                    id,
+                    bytes,
+                };
+                sessions.push((upload, dir));
+            }
         }
-    }
-
-    /// The layout, for garbage collection, which walks it.
-    /// Whether the storage answers: its repositories can be listed and a
-    /// file written to and removed from its temporary directory. The error
-    /// says which failed, for `/debug/health`.
-    pub fn check_health(&self) -> io::Result<()> {
-        let repositories = self.layout.repositories();
-        fs::read_dir(&repositories).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot list {}: {e}", repositories.display()),
-            )
-        })?;
-        let probe = self
-            .layout
-            .tmp()
-            .join(format!("health-{}", uuid::Uuid::new_v4()));
-        let written = fs::write(&probe, b"ok");
-        let _ = fs::remove_file(&probe);
-        written
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", probe.display())))
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    /// What garbage collection coordinates with pushes through.
-    pub fn pins(&self) -> &Pins {
-        &self.pins
+        Ok(sessions)
     }
 
     fn check_delete(&self) -> Result<()> {
@@ -397,7 +351,7 @@ impl BlobStore for FsStorage {
         }
     }
 
-    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<DynInputStream> {
+    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Box<dyn Source>> {
         let file = match File::open(self.layout.blob_data(digest)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
@@ -588,6 +542,112 @@ impl MetadataStore for FsStorage {
     }
 }
 
+/// Digests stored as `<dir>/<alg>/<hex>` directories, sorted.
+fn digests_under(dir: &Path) -> io::Result<Vec<Digest>> {
+    let mut digests = Vec::new();
+    for algorithm in sorted_entries(dir)? {
+        for hex in sorted_entries(&dir.join(&algorithm))? {
+            if let Ok(d) = Digest::parse(&format!("{algorithm}:{hex}")) {
+                digests.push(d);
+            }
+        }
+    }
+    Ok(digests)
+}
+
+impl Backend for FsStorage {
+    /// Its repositories can be listed and a file written to and removed
+    /// from its temporary directory.
+    fn check_health(&self) -> io::Result<()> {
+        let repositories = self.layout.repositories();
+        fs::read_dir(&repositories).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot list {}: {e}", repositories.display()),
+            )
+        })?;
+        let probe = self
+            .layout
+            .tmp()
+            .join(format!("health-{}", uuid::Uuid::new_v4()));
+        let written = fs::write(&probe, b"ok");
+        let _ = fs::remove_file(&probe);
+        written
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", probe.display())))
+    }
+
+    fn list_manifests(&self, repository: &str) -> Result<Vec<Digest>> {
+        Ok(digests_under(&self.layout.revisions(repository))?)
+    }
+
+    fn list_linked_blobs(&self, repository: &str) -> Result<Vec<Digest>> {
+        Ok(digests_under(&self.layout.layers(repository))?)
+    }
+
+    /// `blobs/<alg>/<xx>/<hex>/data`; a blob's modification time is its
+    /// data file's, which uploads and links set to the present.
+    fn list_blobs(&self) -> Result<Vec<StoredBlob>> {
+        let blobs = self.layout.blobs();
+        let mut found = Vec::new();
+        for algorithm in sorted_entries(&blobs)? {
+            for prefix in sorted_entries(&blobs.join(&algorithm))? {
+                for hex in sorted_entries(&blobs.join(&algorithm).join(&prefix))? {
+                    let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
+                        continue;
+                    };
+                    let dir = self.layout.blob_dir(&digest);
+                    let meta = fs::metadata(dir.join("data")).or_else(|_| fs::metadata(&dir));
+                    let (size, modified) = match meta {
+                        Ok(m) if m.is_file() => (m.len(), m.modified().ok()),
+                        Ok(m) => (0, m.modified().ok()),
+                        // Removed meanwhile.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    found.push(StoredBlob {
+                        digest,
+                        size,
+                        modified,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn list_uploads(&self) -> Result<Vec<StoredUpload>> {
+        Ok(self
+            .upload_sessions()?
+            .into_iter()
+            .map(|(upload, _)| upload)
+            .collect())
+    }
+
+    fn sweep_blob(&self, digest: &Digest, linked_from: &[String]) -> Result<()> {
+        remove_tree(&self.layout.blob_dir(digest))?;
+        for repository in linked_from {
+            let link = self.layout.layer_link(repository, digest);
+            if let Some(dir) = link.parent() {
+                remove_tree(dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn purge_uploads(&self, age: std::time::Duration, dry_run: bool) -> Result<Purged> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        Ok(self
+            .sessions
+            .purge(self.upload_sessions()?, cutoff, dry_run)?)
+    }
+
+    fn pins(&self) -> &Pins {
+        &self.pins
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,42 +659,6 @@ mod tests {
             content: content.to_vec(),
             subject: subject.cloned(),
         }
-    }
-
-    #[test]
-    fn referrers_are_indexed_on_put_and_dropped_on_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStorage::open(dir.path(), true).unwrap();
-        let subject = Algorithm::Sha512.digest(b"subject");
-        let a = manifest(b"referrer a", Some(&subject));
-        let b = manifest(b"referrer b", Some(&subject));
-        let other = manifest(b"no subject", None);
-        for m in [&a, &b, &other] {
-            store.put_manifest("team/app", m).unwrap();
-        }
-        let mut want = vec![a.digest.to_string(), b.digest.to_string()];
-        want.sort();
-        let all = store
-            .list_referrers("team/app", &subject, None, 10)
-            .unwrap();
-        assert_eq!(all.entries, want);
-        assert!(!all.more);
-        let first = store.list_referrers("team/app", &subject, None, 1).unwrap();
-        assert_eq!((first.entries.as_slice(), first.more), (&want[..1], true));
-        let rest = store
-            .list_referrers("team/app", &subject, Some(&want[0]), 10)
-            .unwrap();
-        assert_eq!(rest.entries, &want[1..]);
-        let stored = store.get_manifest("team/app", &a.digest).unwrap().unwrap();
-        assert_eq!(stored.subject, Some(subject.clone()));
-
-        assert!(store.delete_manifest("team/app", &a.digest).unwrap());
-        let left = store
-            .list_referrers("team/app", &subject, None, 10)
-            .unwrap();
-        assert_eq!(left.entries, [b.digest.to_string()]);
-        let elsewhere = store.list_referrers("other", &subject, None, 10).unwrap();
-        assert!(elsewhere.entries.is_empty());
     }
 
     #[test]
@@ -661,21 +685,6 @@ mod tests {
             store.set_tag("team/app", "latest", &m.digest),
             Err(StorageError::NotFound)
         ));
-    }
-
-    #[test]
-    fn a_manifest_delete_removes_its_tags_and_only_its_tags() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStorage::open(dir.path(), true).unwrap();
-        let (a, b) = (manifest(b"a", None), manifest(b"b", None));
-        store.put_manifest("team/app", &a).unwrap();
-        store.put_manifest("team/app", &b).unwrap();
-        store.set_tag("team/app", "one", &a.digest).unwrap();
-        store.set_tag("team/app", "two", &a.digest).unwrap();
-        store.set_tag("team/app", "other", &b.digest).unwrap();
-        assert!(store.delete_manifest("team/app", &a.digest).unwrap());
-        let tags = store.list_tags("team/app", None, 10).unwrap().unwrap();
-        assert_eq!(tags.entries, ["other"]);
     }
 
     #[test]

@@ -1,25 +1,40 @@
 //! Storage backends behind the repository capabilities.
 //!
-//! [`BlobStore`] and [`MetadataStore`] are what a backend implements; the WIT
-//! layer (`crate::repositories`) checks access and translates to them. The
-//! filesystem backend ([`fs::FsStorage`]) is the one that exists today; an
-//! object-storage backend implements the same two traits.
+//! [`BlobStore`], [`MetadataStore`] and [`Backend`] are what a backend
+//! implements; the WIT layer (`crate::repositories`) checks access and
+//! translates to them, and garbage collection, quota accounting and health
+//! checks work through [`Backend`] alone. Nothing here knows wasmtime or
+//! WIT: a blob is read through a [`Source`] and an upload written through a
+//! [`Sink`], which `crate::wasi_streams` serves as `wasi:io` streams.
+//!
+//! Backends: the filesystem ([`fs::FsStorage`], registry:2's layout), and
+//! in tests memory (`memory::MemoryStorage`, which proves that what runs on
+//! top needs nothing else); the same conformance suite (`conformance`)
+//! runs against each.
 //!
 //! Every method may block on I/O: callers run them on tokio's blocking pool.
+//! [`Source`] and [`Sink`] never block: they are polled from the runtime.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod files;
 pub mod fs;
 pub mod layout;
 mod mapped;
+#[cfg(test)]
+pub mod memory;
 pub mod pins;
 mod streams;
 mod upload_stream;
 mod uploads;
 
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use bytes::Bytes;
+use std::io;
+use std::time::SystemTime;
 use wharf_spec::{Algorithm, Digest};
 
 pub use fs::FsStorage;
+pub use pins::Pins;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -95,7 +110,7 @@ pub struct Manifest {
 pub trait BlobStore: Send + Sync + 'static {
     fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
     /// A stream of `length` bytes (or the rest) from `offset`.
-    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<DynInputStream>;
+    fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Box<dyn Source>>;
     fn start_upload(
         &self,
         repository: &str,
@@ -109,8 +124,8 @@ pub trait UploadSession: Send + 'static {
     fn id(&self) -> &str;
     /// Bytes stored so far (those flushed through writers).
     fn offset(&self) -> u64;
-    /// A stream appending to the session. Only one at a time.
-    fn writer(&mut self) -> Result<DynOutputStream>;
+    /// A sink appending to the session. Only one at a time.
+    fn writer(&mut self) -> Result<Box<dyn Sink>>;
     /// Verify and store the bytes under `expected`; the session ends either way.
     fn finish(self: Box<Self>, expected: &Digest) -> Result<u64>;
     fn cancel(self: Box<Self>) -> Result<()>;
@@ -138,4 +153,126 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()>;
     fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool>;
     fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool>;
+}
+
+/// A range of a blob on its way out, handed on as the backend has it.
+/// Never blocks: the backend fetches ahead on threads of its own or the
+/// blocking pool, and [`Source::ready`] waits for it.
+#[async_trait::async_trait]
+pub trait Source: Send + 'static {
+    /// Up to `max` bytes available now: empty when none are yet (wait in
+    /// [`Source::ready`]), `None` once the whole range was handed on.
+    fn read(&mut self, max: usize) -> io::Result<Option<Bytes>>;
+    /// Resolves once [`Source::read`] has bytes, an error or the end.
+    async fn ready(&mut self);
+}
+
+/// Where an upload session's bytes go. Never blocks: bytes are taken only
+/// as far as [`Sink::room`] reported, and [`Sink::ready`] waits for more.
+#[async_trait::async_trait]
+pub trait Sink: Send + 'static {
+    /// How many bytes [`Sink::write`] takes now; 0 means wait in
+    /// [`Sink::ready`]. An error ends the sink.
+    fn room(&mut self) -> io::Result<usize>;
+    /// Take `bytes`, no more than [`Sink::room`] last reported.
+    fn write(&mut self, bytes: Bytes) -> io::Result<()>;
+    /// Hand on everything taken so far; [`Sink::room`] reports 0 until
+    /// [`Sink::ready`] resolves after it was.
+    fn flush(&mut self) -> io::Result<()>;
+    /// Resolves once there is room, the flush is done, or an error.
+    async fn ready(&mut self);
+    /// The writer is done: everything it took reaches the session before
+    /// the session can be used again. Dropping a sink without closing it
+    /// must do the same, blocking.
+    async fn close(&mut self);
+}
+
+/// A blob in the content store, as garbage collection and quotas see it.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When it was last stored or linked into a repository (the grace
+    /// period of online collection starts there); `None` if unknown.
+    pub modified: Option<SystemTime>,
+}
+
+/// An upload session as stored, whoever holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StoredUpload {
+    pub repository: String,
+    pub id: String,
+    /// Bytes the session's data holds.
+    pub bytes: u64,
+}
+
+/// What [`Backend::purge_uploads`] removed (or would remove).
+#[derive(Debug, Default)]
+pub struct Purged {
+    pub sessions: Vec<StoredUpload>,
+    pub bytes: u64,
+}
+
+/// What maintenance needs of a backend beyond serving requests: listings
+/// of everything it holds, the collector's deletes, and its health. Garbage
+/// collection, quota accounting, upload purging and `/debug/health` use
+/// these alone, so they run unchanged on every backend.
+pub trait Backend: BlobStore + MetadataStore {
+    /// Whether the storage answers: it can list and write. The error says
+    /// what failed, for `/debug/health` and `health.storagedriver`.
+    fn check_health(&self) -> io::Result<()>;
+    /// Every manifest `repository` holds (tagged or not), sorted.
+    fn list_manifests(&self, repository: &str) -> Result<Vec<Digest>>;
+    /// Every blob linked into `repository`, sorted.
+    fn list_linked_blobs(&self, repository: &str) -> Result<Vec<Digest>>;
+    /// Every blob in the content store (manifests' bytes included).
+    fn list_blobs(&self) -> Result<Vec<StoredBlob>>;
+    /// Every upload session, held or not.
+    fn list_uploads(&self) -> Result<Vec<StoredUpload>>;
+    /// The collector's delete: remove `digest`'s bytes and its links in
+    /// `linked_from`, whether or not deletes are enabled for clients.
+    /// Called under [`Pins::sweep`].
+    fn sweep_blob(&self, digest: &Digest, linked_from: &[String]) -> Result<()>;
+    /// Remove upload sessions idle for longer than `age`, but those a
+    /// request holds; with `dry_run`, only report them.
+    fn purge_uploads(&self, age: std::time::Duration, dry_run: bool) -> Result<Purged>;
+    /// What garbage collection coordinates with this process's pushes
+    /// through.
+    fn pins(&self) -> &Pins;
+}
+
+/// Purge `storage`'s upload sessions idle for longer than `age` now and
+/// then every `interval`, on a thread of its own, for as long as the
+/// process runs.
+pub fn start_upload_purging(
+    storage: std::sync::Arc<dyn Backend>,
+    tenant: &str,
+    age: std::time::Duration,
+    interval: std::time::Duration,
+    dry_run: bool,
+) {
+    let tenant = tenant.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("upload-purger".into())
+        .spawn(move || {
+            loop {
+                match storage.purge_uploads(age, dry_run) {
+                    Ok(purged) if !purged.sessions.is_empty() => tracing::info!(
+                        tenant,
+                        sessions = purged.sessions.len(),
+                        bytes = purged.bytes,
+                        dry_run,
+                        "purged upload sessions idle for longer than {age:?}"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(tenant, error = %e, "purging idle upload sessions failed")
+                    }
+                }
+                std::thread::sleep(interval);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the upload purger; idle upload sessions stay");
+    }
 }

@@ -1,4 +1,4 @@
-//! The `wasi:io` input-stream over a range of a blob's file.
+//! The [`Source`] over a range of a blob's file.
 //!
 //! The range is handed on a [`WINDOW`] at a time, one window ahead of the
 //! reader: windows of the file's mapping ([`mapped`]), populated on tokio's
@@ -10,24 +10,19 @@
 //! unlinked file whole), so a mapping never loses its pages under a reader.
 //! Where mapping fails the stream reads into buffers instead.
 
+use super::Source;
 use super::mapped::{self, MappedFile};
 use bytes::Bytes;
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
-use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
 
 /// Bytes per file read or write.
 pub const BATCH: usize = 1 << 20;
 
 /// Bytes of a blob mapped at a time.
 const WINDOW: usize = 4 << 20;
-
-/// A stream's report of a failed file operation.
-pub(super) fn failed(e: &io::Error) -> StreamError {
-    StreamError::LastOperationFailed(wasmtime::format_err!("{e}"))
-}
 
 /// A range of a file, read ahead one window at a time.
 pub struct FileRange {
@@ -144,30 +139,28 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-impl InputStream for FileRange {
-    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+#[async_trait::async_trait]
+impl Source for FileRange {
+    fn read(&mut self, size: usize) -> io::Result<Option<Bytes>> {
         if self.buffered.is_empty() {
             if let Some(e) = &self.error {
-                return Err(failed(e));
+                return Err(io::Error::new(e.kind(), e.to_string()));
             }
             if self.remaining == 0 && self.task.is_none() {
-                return Err(StreamError::Closed);
+                return Ok(None);
             }
             self.start_read();
             if self.buffered.is_empty() {
-                return Ok(Bytes::new());
+                return Ok(Some(Bytes::new()));
             }
         }
         let out = self.buffered.split_to(size.min(self.buffered.len()));
         if self.buffered.is_empty() {
             self.start_read();
         }
-        Ok(out)
+        Ok(Some(out))
     }
-}
 
-#[wasmtime_wasi::async_trait]
-impl Pollable for FileRange {
     async fn ready(&mut self) {
         if !self.buffered.is_empty() || self.error.is_some() {
             return;
@@ -188,18 +181,18 @@ impl Pollable for FileRange {
 #[cfg(test)]
 pub(super) mod tests {
     use super::FileRange;
+    use crate::storage::Source;
     use std::io::Write as _;
-    use wasmtime_wasi::p2::{InputStream, StreamError};
 
-    /// Everything a stream yields, or the error that ended it.
-    pub(in crate::storage) async fn drain(stream: &mut dyn InputStream) -> Result<Vec<u8>, String> {
+    /// Everything a source yields, or the error that ended it.
+    pub(crate) async fn drain(source: &mut dyn Source) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
         loop {
-            match stream.read(1 << 20) {
-                Ok(bytes) if bytes.is_empty() => stream.ready().await,
-                Ok(bytes) => out.extend_from_slice(&bytes),
-                Err(StreamError::Closed) => return Ok(out),
-                Err(e) => return Err(format!("{e:?}")),
+            match source.read(1 << 20) {
+                Ok(Some(bytes)) if bytes.is_empty() => source.ready().await,
+                Ok(Some(bytes)) => out.extend_from_slice(&bytes),
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(e.to_string()),
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The output-stream an upload session is written through.
+//! The [`Sink`] an upload session on the filesystem is written through.
 //!
 //! Bytes go through a pipeline of two threads that own the session's state
 //! while the stream is open: one hashes, one writes to the session's file.
@@ -15,7 +15,7 @@
 //! lasts, and that must not starve the pool the rest of the host reads and
 //! writes files on.
 
-use super::streams::failed;
+use super::Sink;
 use super::uploads::{Active, Slot};
 use bytes::Bytes;
 use std::fs::File;
@@ -24,7 +24,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::Semaphore;
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wharf_spec::Hasher;
 
 /// Bytes each thread of an upload may have waiting.
@@ -206,43 +205,53 @@ impl UploadWriter {
         })
     }
 
-    fn check_error(&self) -> StreamResult<()> {
+    fn check_error(&self) -> io::Result<()> {
         match &*self.error.lock().expect("error lock") {
-            Some(e) => Err(failed(e)),
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
             None => Ok(()),
         }
     }
 
-    fn pipeline(&self) -> StreamResult<&Pipeline> {
-        self.pipeline.as_ref().ok_or(StreamError::Closed)
+    fn pipeline(&self) -> io::Result<&Pipeline> {
+        self.pipeline
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the upload's writer is closed"))
     }
 }
 
-#[wasmtime_wasi::async_trait]
-impl OutputStream for UploadWriter {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+/// A write the sink had not granted room for: the caller's bug.
+fn overrun() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "write exceeds the room the upload reported",
+    )
+}
+
+#[async_trait::async_trait]
+impl Sink for UploadWriter {
+    fn write(&mut self, bytes: Bytes) -> io::Result<()> {
         self.check_error()?;
         if bytes.is_empty() {
             return Ok(());
         }
         let pipeline = self.pipeline()?;
         if bytes.len() > pipeline.room() {
-            return Err(StreamError::trap("write exceeds the permitted length"));
+            return Err(overrun());
         }
         if !(pipeline.hashing.send(bytes.clone()) && pipeline.writing.send(bytes)) {
-            return Err(StreamError::trap("write exceeds the permitted length"));
+            return Err(overrun());
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> StreamResult<()> {
+    fn flush(&mut self) -> io::Result<()> {
         self.check_error()?;
         self.pipeline()?;
         self.flushing = true;
         Ok(())
     }
 
-    fn check_write(&mut self) -> StreamResult<usize> {
+    fn room(&mut self) -> io::Result<usize> {
         self.check_error()?;
         let room = self.pipeline()?.room();
         if self.flushing || room < LOW_WATER {
@@ -251,7 +260,7 @@ impl OutputStream for UploadWriter {
         Ok(room)
     }
 
-    async fn cancel(&mut self) {
+    async fn close(&mut self) {
         // Dropped by the guest: everything it wrote must reach the file, and
         // the hash state come back, before the session can be used again.
         let Some(pipeline) = self.pipeline.take() else {
@@ -265,10 +274,7 @@ impl OutputStream for UploadWriter {
             }
         }
     }
-}
 
-#[wasmtime_wasi::async_trait]
-impl Pollable for UploadWriter {
     async fn ready(&mut self) {
         if self.check_error().is_err() {
             return;
@@ -325,147 +331,9 @@ fn start_writeback(file: &File, from: u64, to: u64) {
 #[cfg(test)]
 mod tests {
     use crate::storage::fs::FsStorage;
-    use crate::storage::streams::tests::drain;
     use crate::storage::{BlobStore, StorageError};
     use bytes::Bytes;
-    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
     use wharf_spec::Algorithm;
-
-    /// Bytes that differ at every offset, so a misplaced chunk shows.
-    fn pattern(len: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect()
-    }
-
-    /// Write all of `bytes` the way the guest's splice does: in pieces no
-    /// larger than the room the stream reports, waiting when there is none.
-    async fn write_all(stream: &mut DynOutputStream, bytes: &[u8], piece: usize) {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let room = stream.check_write().expect("check_write");
-            if room == 0 {
-                stream.ready().await;
-                continue;
-            }
-            let n = room.min(piece).min(rest.len());
-            stream
-                .write(Bytes::copy_from_slice(&rest[..n]))
-                .expect("write");
-            rest = &rest[n..];
-        }
-        stream.flush().expect("flush");
-        stream.ready().await;
-    }
-
-    async fn read_all(mut stream: DynInputStream) -> Vec<u8> {
-        drain(&mut *stream).await.expect("reading the blob")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bytes_written_in_two_requests_are_stored_whole_and_read_back_by_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStorage::open(dir.path(), true).unwrap();
-        let blob = pattern(11 * (1 << 20) + 4093, 7);
-        let (first, second) = blob.split_at(5 * (1 << 20) + 17);
-
-        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
-        let id = session.id().to_string();
-        let mut writer = session.writer().unwrap();
-        write_all(&mut writer, first, 300_001).await;
-        writer.cancel().await;
-        drop(writer);
-        assert_eq!(session.offset(), first.len() as u64);
-        drop(session);
-
-        // A later request carries on from an offset that is not a multiple
-        // of anything, with pieces of another size.
-        let mut session = store.open_upload("team/app", &id).unwrap();
-        assert_eq!(session.offset(), first.len() as u64);
-        let mut writer = session.writer().unwrap();
-        write_all(&mut writer, second, 1 << 20).await;
-        writer.cancel().await;
-        drop(writer);
-        let digest = Algorithm::Sha256.digest(&blob);
-        assert_eq!(session.finish(&digest).unwrap(), blob.len() as u64);
-
-        assert_eq!(read_all(store.read(&digest, 0, None).unwrap()).await, blob);
-        // Ranges that start off a page boundary and cross read windows.
-        for (offset, len) in [(1, 4096), (4095, 5 << 20), (8 << 20, 3 << 20), (123, 0)] {
-            let got = read_all(store.read(&digest, offset, Some(len)).unwrap()).await;
-            let at = offset as usize;
-            assert_eq!(got, &blob[at..at + len as usize], "range {offset}+{len}");
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn uploading_a_stored_blob_again_keeps_it_and_restarts_its_grace_period() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStorage::open(dir.path(), true).unwrap();
-        let blob = pattern(3 << 20, 11);
-        let digest = Algorithm::Sha256.digest(&blob);
-        let path = crate::storage::layout::Layout::new(dir.path()).blob_data(&digest);
-        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
-        for round in 0..2 {
-            let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
-            let id = session.id().to_string();
-            let mut writer = session.writer().unwrap();
-            write_all(&mut writer, &blob, 1 << 20).await;
-            writer.cancel().await;
-            drop(writer);
-            assert_eq!(session.finish(&digest).unwrap(), blob.len() as u64);
-            assert!(
-                matches!(
-                    store.open_upload("team/app", &id),
-                    Err(StorageError::NotFound)
-                ),
-                "round {round}: the finished session is gone"
-            );
-            if round == 0 {
-                let file = std::fs::File::options().write(true).open(&path).unwrap();
-                file.set_modified(day_ago).unwrap();
-            }
-        }
-        assert_eq!(read_all(store.read(&digest, 0, None).unwrap()).await, blob);
-        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-        assert!(modified > day_ago + std::time::Duration::from_secs(3600));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_writer_dropped_without_cancel_leaves_a_session_that_finishes_right() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStorage::open(dir.path(), true).unwrap();
-        let blob = pattern(6 << 20, 9);
-        let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
-        let id = session.id().to_string();
-        let mut writer = session.writer().unwrap();
-        // No flush, no cancel: what an instance that traps leaves behind.
-        let mut rest = &blob[..];
-        while !rest.is_empty() {
-            let room = writer.check_write().unwrap();
-            if room == 0 {
-                writer.ready().await;
-                continue;
-            }
-            let n = room.min(rest.len());
-            writer.write(Bytes::copy_from_slice(&rest[..n])).unwrap();
-            rest = &rest[n..];
-        }
-        drop(writer);
-        drop(session);
-
-        let session = store.open_upload("team/app", &id).unwrap();
-        assert_eq!(session.offset(), blob.len() as u64);
-        let digest = Algorithm::Sha256.digest(&blob);
-        assert_eq!(session.finish(&digest).unwrap(), blob.len() as u64);
-        assert_eq!(read_all(store.read(&digest, 0, None).unwrap()).await, blob);
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_larger_than_the_room_reported_is_refused() {
@@ -473,11 +341,12 @@ mod tests {
         let store = FsStorage::open(dir.path(), true).unwrap();
         let mut session = store.start_upload("team/app", Algorithm::Sha256).unwrap();
         let mut writer = session.writer().unwrap();
-        let room = writer.check_write().unwrap();
+        let room = writer.room().unwrap();
         assert!(room >= 1 << 20, "an idle upload has room: {room}");
         let too_much = Bytes::from(vec![0u8; super::MAX_PENDING + 1]);
-        assert!(matches!(writer.write(too_much), Err(StreamError::Trap(_))));
-        writer.cancel().await;
+        let refused = writer.write(too_much).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+        writer.close().await;
         drop(writer);
         // Nothing was accepted, so nothing is stored.
         assert_eq!(session.offset(), 0);

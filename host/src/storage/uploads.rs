@@ -10,14 +10,13 @@ use super::files;
 use super::layout::Layout;
 use super::pins::Pins;
 use super::upload_stream::UploadWriter;
-use super::{Result, StorageError, UploadSession};
+use super::{Purged, Result, Sink, StorageError, StoredUpload, UploadSession};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use wasmtime_wasi::p2::DynOutputStream;
 use wharf_spec::{Algorithm, Digest, Hasher};
 
 /// Hash a whole file.
@@ -182,41 +181,35 @@ impl Sessions {
     /// their bytes; with `dry_run` only counts them.
     pub fn purge(
         &self,
-        uploads_dirs: &[PathBuf],
+        sessions: Vec<(StoredUpload, PathBuf)>,
         cutoff: std::time::SystemTime,
         dry_run: bool,
     ) -> io::Result<Purged> {
         let mut purged = Purged::default();
-        for uploads in uploads_dirs {
-            let entries = match fs::read_dir(uploads) {
-                Ok(entries) => entries,
+        for (session, dir) in sessions {
+            // Under the lock, so no request opens the session meanwhile.
+            let mut slots = self.slots.lock().expect("sessions lock");
+            if slots
+                .get(&dir)
+                .is_some_and(|slot| slot.held.load(Ordering::Acquire))
+            {
+                continue;
+            }
+            let last_active = match last_active(&dir) {
+                Ok(activity) => activity,
+                // Ended meanwhile.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            for entry in entries {
-                let dir = entry?.path();
-                if !dir.is_dir() {
-                    continue;
-                }
-                // Under the lock, so no request opens the session meanwhile.
-                let mut slots = self.slots.lock().expect("sessions lock");
-                if slots
-                    .get(&dir)
-                    .is_some_and(|slot| slot.held.load(Ordering::Acquire))
-                {
-                    continue;
-                }
-                let (last_active, bytes) = session_activity(&dir)?;
-                if last_active >= cutoff {
-                    continue;
-                }
-                purged.sessions.push(dir.clone());
-                purged.bytes += bytes;
-                if !dry_run {
-                    slots.remove(&dir);
-                    files::remove_tree(&dir)?;
-                }
+            if last_active >= cutoff {
+                continue;
             }
+            purged.bytes += session.bytes;
+            if !dry_run {
+                slots.remove(&dir);
+                files::remove_tree(&dir)?;
+            }
+            purged.sessions.push(session);
         }
         Ok(purged)
     }
@@ -226,24 +219,12 @@ impl Sessions {
     }
 }
 
-/// What [`Sessions::purge`] removed (or would remove).
-#[derive(Debug, Default)]
-pub struct Purged {
-    pub sessions: Vec<PathBuf>,
-    pub bytes: u64,
-}
-
-/// When a session last changed (its newest file's modification time, or
-/// its `startedat` when that is later) and the bytes it holds.
-fn session_activity(dir: &std::path::Path) -> io::Result<(std::time::SystemTime, u64)> {
+/// When a session last changed: its newest file's modification time, or
+/// its `startedat` when that is later.
+fn last_active(dir: &std::path::Path) -> io::Result<std::time::SystemTime> {
     let mut last = std::time::UNIX_EPOCH;
-    let mut bytes = 0;
     for entry in fs::read_dir(dir)? {
-        let meta = entry?.metadata()?;
-        if meta.is_file() {
-            bytes += meta.len();
-        }
-        if let Ok(modified) = meta.modified() {
+        if let Ok(modified) = entry?.metadata()?.modified() {
             last = last.max(modified);
         }
     }
@@ -253,13 +234,22 @@ fn session_activity(dir: &std::path::Path) -> io::Result<(std::time::SystemTime,
     {
         last = last.max(std::time::UNIX_EPOCH + std::time::Duration::from_secs(started));
     }
-    Ok((last, bytes))
+    Ok(last)
 }
 
 /// Whether `dir` is a session a crash left before it held any data
 /// (created, but its data file never was): nothing can resume it.
 pub fn is_stillborn(dir: &std::path::Path) -> bool {
     dir.is_dir() && !dir.join(DATA).exists()
+}
+
+/// The bytes a session's data file holds (0 before it has one).
+pub fn data_bytes(dir: &std::path::Path) -> io::Result<u64> {
+    match fs::metadata(dir.join(DATA)) {
+        Ok(meta) => Ok(meta.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
 }
 
 fn unix_seconds_now() -> String {
@@ -354,7 +344,7 @@ impl UploadSession for FsUpload {
         self.slot.written.load(Ordering::Acquire)
     }
 
-    fn writer(&mut self) -> Result<DynOutputStream> {
+    fn writer(&mut self) -> Result<Box<dyn Sink>> {
         let active = self.slot.take().ok_or_else(|| {
             StorageError::Invalid("the upload session already has an open writer".into())
         })?;

@@ -287,7 +287,7 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
             // Each tenant's storage was logged as it opened.
             tracing::info!(%addr, tls = tls.is_some(), tenants = ?names, "wharf serving");
         } else {
-            tracing::info!(%addr, rootdirectory = %config.storage.filesystem.rootdirectory.display(), delete_enabled, tls = tls.is_some(), "wharf serving");
+            tracing::info!(%addr, storage = %config.storage.driver().describe(), delete_enabled, tls = tls.is_some(), "wharf serving");
         }
         tokio::spawn(reload::watch(sandbox, runtime.clone(), source));
         let check = config.health.storagedriver;
@@ -376,7 +376,7 @@ fn open_tenants(
     let Some(list) = &config.tenants else {
         let tenant = open_tenant(
             "default",
-            &config.storage.filesystem.rootdirectory,
+            &config.storage.driver(),
             config.storage.delete.enabled,
             &config.auth,
             config.limits,
@@ -392,9 +392,13 @@ fn open_tenants(
             .delete
             .as_ref()
             .map_or(config.storage.delete.enabled, |d| d.enabled);
+        let driver = t
+            .storage
+            .driver()
+            .with_context(|| format!("tenant {} names two storage drivers", t.name))?;
         let tenant = open_tenant(
             &t.name,
-            &t.storage.filesystem.rootdirectory,
+            &driver,
             delete,
             &t.auth,
             t.limits.or(config.limits),
@@ -402,7 +406,7 @@ fn open_tenants(
             events.clone(),
         )
         .with_context(|| format!("tenant {}", t.name))?;
-        tracing::info!(tenant = t.name, hosts = ?t.hosts, rootdirectory = %t.storage.filesystem.rootdirectory.display(), delete_enabled = delete, "tenant");
+        tracing::info!(tenant = t.name, hosts = ?t.hosts, storage = %driver.describe(), delete_enabled = delete, "tenant");
         opened.push((tenant, t.hosts.clone()));
     }
     Ok(tenants::Tenants::new(opened))
@@ -410,16 +414,19 @@ fn open_tenants(
 
 fn open_tenant(
     name: &str,
-    rootdirectory: &std::path::Path,
+    driver: &config::StorageDriver,
     delete_enabled: bool,
     auth: &config::Auth,
     limits: config::Limits,
     maintenance: &config::Maintenance,
     events: Option<Arc<notifications::Notifier>>,
 ) -> anyhow::Result<tenants::Tenant> {
-    let storage: Arc<dyn storage::Backend> = Arc::new(
-        storage::FsStorage::open(rootdirectory, delete_enabled).context("opening storage")?,
-    );
+    let storage = storage::open(driver, delete_enabled).with_context(|| {
+        format!(
+            "opening the storage of registry {name} ({})",
+            driver.describe()
+        )
+    })?;
     let purging = maintenance.uploadpurging;
     if purging.enabled {
         storage::start_upload_purging(

@@ -456,6 +456,10 @@ impl<S: ?Sized> Drop for QuotaWriter<S> {
 }
 
 impl<S: Backend + ?Sized> MetadataStore for Quota<S> {
+    fn local_reads(&self) -> bool {
+        self.inner.local_reads()
+    }
+
     fn get_manifest(&self, repository: &str, digest: &Digest) -> Result<Option<Manifest>> {
         self.inner.get_manifest(repository, digest)
     }

@@ -79,13 +79,21 @@ fn page(p: storage::Page) -> Page {
     }
 }
 
-/// Run a small storage read on the calling thread. A read of a few small
-/// files is served from the page cache in microseconds, less than handing it
-/// to the blocking pool and waking up again costs. Writes (which fsync),
-/// listings (which walk directories) and everything else stay on the pool
-/// with [`blocking`].
-fn inline<T>(work: impl FnOnce() -> storage::Result<T>) -> Answer<T> {
-    Ok(work().map_err(to_wit_error))
+/// Run a small storage read: on the calling thread when the backend serves
+/// it locally ([`storage::MetadataStore::local_reads`]: a few small files
+/// from the page cache take microseconds, less than handing them to the
+/// blocking pool and waking up again costs), else on the blocking pool.
+/// Writes (which fsync), listings (which walk directories) and everything
+/// else stay on the pool with [`blocking`].
+async fn small_read<T: Send + 'static>(
+    caps: &Capabilities,
+    work: impl FnOnce() -> storage::Result<T> + Send + 'static,
+) -> Answer<T> {
+    if caps.metadata.local_reads() {
+        Ok(work().map_err(to_wit_error))
+    } else {
+        blocking(work).await
+    }
 }
 
 /// Run blocking storage work off the async runtime.
@@ -309,13 +317,22 @@ impl HostRepository for RequestState {
             Reference::Digest(digest) => (check!(digest_arg(&digest)), None),
             Reference::Tag(tag) => {
                 check!(tag_arg(&tag));
-                match check!(inline(|| store.resolve_tag(&name, &tag))?) {
+                let (store, name, asked) = (store.clone(), name.clone(), tag.clone());
+                let resolved =
+                    small_read(&self.capabilities, move || store.resolve_tag(&name, &asked));
+                match check!(resolved.await?) {
                     Some(digest) => (digest, Some(tag)),
                     None => return Ok(Ok(None)),
                 }
             }
         };
-        let Some(manifest) = check!(inline(|| store.get_manifest(&name, &digest))?) else {
+        let read = {
+            let (name, digest) = (name.clone(), digest.clone());
+            small_read(&self.capabilities, move || {
+                store.get_manifest(&name, &digest)
+            })
+        };
+        let Some(manifest) = check!(read.await?) else {
             return Ok(Ok(None));
         };
         let size = manifest.content.len() as u64;
@@ -378,7 +395,11 @@ impl HostRepository for RequestState {
     ) -> Answer<Option<u64>> {
         let name = check!(self.granted(&repo, Access::PULL)?);
         let digest = check!(digest_arg(&digest));
-        inline(|| linked_size(&self.capabilities, &name, &digest))
+        let caps = self.capabilities.clone();
+        small_read(&self.capabilities, move || {
+            linked_size(&caps, &name, &digest)
+        })
+        .await
     }
 
     async fn read_blob(
@@ -389,26 +410,31 @@ impl HostRepository for RequestState {
     ) -> Answer<Option<BlobRead>> {
         let name = check!(self.granted(&repo, Access::PULL)?);
         let digest = check!(digest_arg(&digest));
-        let caps = &self.capabilities;
+        let caps = self.capabilities.clone();
         // Checks the link, finds the size and opens the file; the bytes
         // are read later, on the blocking pool, as the stream is polled.
-        let found = check!(inline(|| {
-            let Some(size) = linked_size(caps, &name, &digest)? else {
-                return Ok(None);
-            };
-            let range = range.map(|r| match r {
-                ByteRange::Starting(first) => RangeRequest::Starting(first),
-                ByteRange::Span((first, last)) => RangeRequest::Span(first, last),
-                ByteRange::Suffix(n) => RangeRequest::Suffix(n),
-            });
-            let (offset, length, partial) = match range.and_then(|r| r.resolve(size)) {
-                None => (0, size, false),
-                Some(Resolved::Satisfiable { first, last }) => (first, last - first + 1, true),
-                Some(Resolved::Unsatisfiable) => return Ok(Some((size, 0, size, false, None))),
-            };
-            let stream = caps.blobs.read(&digest, offset, Some(length))?;
-            Ok(Some((size, offset, length, partial, Some(stream))))
-        })?);
+        let (name_read, digest_read) = (name.clone(), digest.clone());
+        let found = check!(
+            small_read(&self.capabilities, move || {
+                let (name, digest) = (name_read, digest_read);
+                let Some(size) = linked_size(&caps, &name, &digest)? else {
+                    return Ok(None);
+                };
+                let range = range.map(|r| match r {
+                    ByteRange::Starting(first) => RangeRequest::Starting(first),
+                    ByteRange::Span((first, last)) => RangeRequest::Span(first, last),
+                    ByteRange::Suffix(n) => RangeRequest::Suffix(n),
+                });
+                let (offset, length, partial) = match range.and_then(|r| r.resolve(size)) {
+                    None => (0, size, false),
+                    Some(Resolved::Satisfiable { first, last }) => (first, last - first + 1, true),
+                    Some(Resolved::Unsatisfiable) => return Ok(Some((size, 0, size, false, None))),
+                };
+                let stream = caps.blobs.read(&digest, offset, Some(length))?;
+                Ok(Some((size, offset, length, partial, Some(stream))))
+            })
+            .await?
+        );
         let Some((size, offset, length, partial, stream)) = found else {
             return Ok(Ok(None));
         };

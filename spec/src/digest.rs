@@ -72,6 +72,27 @@ impl Hasher {
         }
     }
 
+    /// The hash state, to carry on from later (elsewhere, after a
+    /// restart) with [`Hasher::resume`]: a few hundred bytes whatever was
+    /// hashed.
+    pub fn state(&self) -> Vec<u8> {
+        use sha2::digest::common::hazmat::SerializableState as _;
+        match self {
+            Hasher::Sha256(h) => h.serialize().to_vec(),
+            Hasher::Sha512(h) => h.serialize().to_vec(),
+        }
+    }
+
+    /// A hasher carrying on from `state`, which [`Hasher::state`] made
+    /// under `algorithm`; `None` if it is not such a state.
+    pub fn resume(algorithm: Algorithm, state: &[u8]) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        Some(match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::deserialize(state.try_into().ok()?).ok()?),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::deserialize(state.try_into().ok()?).ok()?),
+        })
+    }
+
     /// The digest of everything given to [`Hasher::update`].
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
@@ -159,6 +180,24 @@ mod tests {
 
     const EMPTY_SHA256: &str =
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn a_hash_carried_on_from_its_state_is_the_hash_of_the_whole() {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let whole: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+            // Cut off a block boundary, so the state holds a partial block.
+            let (first, rest) = whole.split_at(4_099);
+            let mut hasher = Hasher::new(algorithm);
+            hasher.update(first);
+            let state = hasher.state();
+            let mut resumed = Hasher::resume(algorithm, &state).unwrap();
+            resumed.update(rest);
+            assert_eq!(resumed.finish(), algorithm.digest(&whole));
+            assert!(Hasher::resume(algorithm, &state[1..]).is_none());
+        }
+        let sha256 = Hasher::new(Algorithm::Sha256).state();
+        assert!(Hasher::resume(Algorithm::Sha512, &sha256).is_none());
+    }
 
     #[test]
     fn the_incremental_hash_is_the_whole_hash() {

@@ -16,6 +16,7 @@
 //! This module only reads and checks values; it opens no file but the
 //! configuration itself.
 
+pub mod s3;
 mod variables;
 
 use serde::Deserialize;
@@ -225,8 +226,10 @@ impl LogLevel {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// `storage.filesystem`: the only storage driver Wharf has.
-    pub filesystem: Filesystem,
+    /// `storage.filesystem`: the default driver (see [`Storage::driver`]).
+    pub filesystem: Option<Filesystem>,
+    /// `storage.s3`: objects in an S3 bucket, in registry:2's layout.
+    pub s3: Option<s3::S3>,
     /// `storage.delete`.
     pub delete: Delete,
     /// `storage.maintenance`: upload purging, online GC, read-only mode.
@@ -237,6 +240,40 @@ pub struct Storage {
     /// object storage; on the filesystem neither it nor Wharf ever does, so
     /// either value serves blobs directly.
     pub redirect: Redirect,
+}
+
+/// Where a registry's images live: the storage driver configured.
+#[derive(Debug, Clone)]
+pub enum StorageDriver {
+    Filesystem(Filesystem),
+    S3(Box<s3::S3>),
+}
+
+impl Storage {
+    /// `storage.filesystem`, or its default.
+    pub fn filesystem(&self) -> Filesystem {
+        self.filesystem.clone().unwrap_or_default()
+    }
+
+    /// The driver in use: `s3` if configured, else the filesystem.
+    pub fn driver(&self) -> StorageDriver {
+        match &self.s3 {
+            Some(s3) => StorageDriver::S3(Box::new(s3.clone())),
+            None => StorageDriver::Filesystem(self.filesystem()),
+        }
+    }
+}
+
+impl StorageDriver {
+    /// Where the data is, for logs and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            StorageDriver::Filesystem(fs) => fs.rootdirectory.display().to_string(),
+            StorageDriver::S3(s3) => {
+                format!("s3://{}/{}", s3.bucket, s3.rootdirectory.trim_matches('/'))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -576,12 +613,29 @@ pub struct Tenant {
     pub limits: Limits,
 }
 
+impl TenantStorage {
+    /// The tenant's driver; `None` when it names both.
+    pub fn driver(&self) -> Option<StorageDriver> {
+        match (&self.filesystem, &self.s3) {
+            (Some(_), Some(_)) => None,
+            (_, Some(s3)) => Some(StorageDriver::S3(Box::new(s3.clone()))),
+            (fs, None) => Some(StorageDriver::Filesystem(fs.clone().unwrap_or(
+                Filesystem {
+                    rootdirectory: PathBuf::new(),
+                },
+            ))),
+        }
+    }
+}
+
 /// A tenant's `storage`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantStorage {
     /// `storage.filesystem.rootdirectory`: the tenant's data directory.
-    pub filesystem: Filesystem,
+    pub filesystem: Option<Filesystem>,
+    /// `storage.s3`: the tenant's bucket (and prefix), instead.
+    pub s3: Option<s3::S3>,
     /// `storage.delete.enabled`: default, the top-level `storage.delete`.
     pub delete: Option<Delete>,
 }
@@ -883,8 +937,38 @@ impl Config {
         if let Some(tenants) = &self.tenants {
             self.check_tenants(tenants)?;
         }
+        self.check_storage()?;
         self.check_host()?;
         self.check_endpoints()
+    }
+
+    /// One storage driver, and what Wharf can do with it.
+    fn check_storage(&self) -> Result<(), ConfigError> {
+        if let Some(s3) = &self.storage.s3 {
+            if self.storage.filesystem.is_some() {
+                return Err(ConfigError::BadValue {
+                    key: "storage".into(),
+                    value: "filesystem, s3".into(),
+                    reason: "choose one storage driver: storage.filesystem or storage.s3".into(),
+                });
+            }
+            check_s3(s3, "storage.s3")?;
+        }
+        let uses_s3 = match &self.tenants {
+            None => self.storage.s3.is_some(),
+            Some(tenants) => tenants.iter().any(|t| t.storage.s3.is_some()),
+        };
+        if uses_s3 && self.storage.maintenance.gc.enabled {
+            return Err(ConfigError::BadValue {
+                key: "storage.maintenance.gc.enabled".into(),
+                value: "true".into(),
+                reason: "online garbage collection coordinates with this process's pushes \
+                         only, and several hosts may share a bucket: run `wharf gc` with the \
+                         registry in read-only mode instead"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// `http.host` is a base URL, one for the whole process.
@@ -984,7 +1068,7 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         let mut hosts = std::collections::HashMap::new();
-        let mut roots: Vec<(&str, &Path)> = Vec::new();
+        let mut roots: Vec<(&str, PathBuf, String)> = Vec::new();
         for tenant in tenants {
             let key = |field: &str| format!("tenants[{}].{field}", tenant.name);
             if tenant.name.trim().is_empty() {
@@ -1025,23 +1109,46 @@ impl Config {
                     ));
                 }
             }
-            let root = tenant.storage.filesystem.rootdirectory.as_path();
-            if root.as_os_str().is_empty() {
-                return Err(missing_root(&key("storage.filesystem.rootdirectory")));
-            }
-            for (other, other_root) in &roots {
-                if root.starts_with(other_root) || other_root.starts_with(root) {
+            // Where the tenant's data is, as a path: a bucket and its
+            // prefix overlap another's as directories do.
+            let (root, root_key, shown) = match tenant.storage.driver() {
+                Some(StorageDriver::Filesystem(fs)) => {
+                    let shown = fs.rootdirectory.display().to_string();
+                    (fs.rootdirectory, "storage.filesystem.rootdirectory", shown)
+                }
+                Some(StorageDriver::S3(s3)) => {
+                    check_s3(&s3, &key("storage.s3"))?;
+                    let prefix = s3.rootdirectory.trim_matches('/');
+                    let root = PathBuf::from(format!("/s3/{}/{prefix}", s3.bucket));
+                    (
+                        root,
+                        "storage.s3.rootdirectory",
+                        format!("s3://{}/{prefix}", s3.bucket),
+                    )
+                }
+                None => {
                     return Err(bad(
-                        key("storage.filesystem.rootdirectory"),
-                        &root.display().to_string(),
+                        key("storage"),
+                        "",
+                        "a tenant names both storage.filesystem and storage.s3: choose one".into(),
+                    ));
+                }
+            };
+            if root.as_os_str().is_empty() {
+                return Err(missing_root(&key(root_key)));
+            }
+            for (other, other_root, other_shown) in &roots {
+                if root.starts_with(other_root) || other_root.starts_with(&root) {
+                    return Err(bad(
+                        key(root_key),
+                        &shown,
                         format!(
-                            "overlaps tenant {other}'s {}: tenants' data must be apart",
-                            other_root.display()
+                            "overlaps tenant {other}'s {other_shown}: tenants' data must be apart"
                         ),
                     ));
                 }
             }
-            roots.push((&tenant.name, root));
+            roots.push((&tenant.name, root, shown));
             if let Some(htpasswd) = &tenant.auth.htpasswd
                 && htpasswd.path.as_os_str().is_empty()
             {
@@ -1071,6 +1178,16 @@ impl Config {
     pub fn addr(&self) -> SocketAddr {
         self.http.addr
     }
+}
+
+/// `s3`'s settings, with errors naming keys under `prefix`.
+fn check_s3(s3: &s3::S3, prefix: &str) -> Result<(), ConfigError> {
+    s3.check()
+        .map_err(|(key, value, reason)| ConfigError::BadValue {
+            key: format!("{prefix}.{key}"),
+            value,
+            reason,
+        })
 }
 
 fn missing_root(key: &str) -> ConfigError {
@@ -1152,7 +1269,7 @@ mod tests {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.addr().to_string(), "0.0.0.0:5000");
         assert_eq!(
-            c.storage.filesystem.rootdirectory,
+            c.storage.filesystem().rootdirectory,
             PathBuf::from("/var/lib/registry")
         );
         assert!(!c.storage.delete.enabled);
@@ -1172,7 +1289,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.log.level, Some(LogLevel::Debug));
-        assert_eq!(c.storage.filesystem.rootdirectory, PathBuf::from("/data"));
+        assert_eq!(c.storage.filesystem().rootdirectory, PathBuf::from("/data"));
         assert!(c.storage.delete.enabled);
         assert_eq!(c.addr().to_string(), "127.0.0.1:5443");
         assert_eq!(c.http.host.as_deref(), Some("https://registry.example"));
@@ -1205,7 +1322,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.addr().to_string(), "0.0.0.0:5001");
-        assert_eq!(c.storage.filesystem.rootdirectory, PathBuf::from("/data"));
+        assert_eq!(c.storage.filesystem().rootdirectory, PathBuf::from("/data"));
         assert!(c.storage.delete.enabled);
         let tls = c.http.tls.unwrap();
         assert_eq!(tls.certificate, PathBuf::from("/certs/localhost.pem"));
@@ -1228,7 +1345,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.addr().to_string(), "127.0.0.1:6000");
         assert_eq!(
-            c.storage.filesystem.rootdirectory,
+            c.storage.filesystem().rootdirectory,
             PathBuf::from("/from-file")
         );
         let h = c.auth.htpasswd.unwrap();
@@ -1252,10 +1369,10 @@ mod tests {
         assert!(e.contains("http.tls"), "{e}");
         assert!(e.contains("line 7"), "{e}");
 
-        let e = load("storage:\n  s3:\n    bucket: b\n", &[])
+        let e = load("storage:\n  azure:\n    accountname: a\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("s3"), "{e}");
+        assert!(e.contains("azure"), "{e}");
         let e = load("auth:\n  token:\n    realm: r\n", &[])
             .unwrap_err()
             .to_string();
@@ -1347,10 +1464,10 @@ mod tests {
         assert_eq!(tenants.len(), 2);
         let acme = &tenants[0];
         assert_eq!(acme.hosts, ["acme.localhost", "registry.acme.example"]);
-        assert_eq!(
-            acme.storage.filesystem.rootdirectory,
-            PathBuf::from("/var/lib/wharf/acme")
-        );
+        assert!(matches!(
+            acme.storage.driver(),
+            Some(StorageDriver::Filesystem(fs)) if fs.rootdirectory == Path::new("/var/lib/wharf/acme")
+        ));
         assert_eq!(acme.auth.htpasswd.as_ref().unwrap().realm, "acme");
         assert_eq!(acme.limits.storage_bytes, Some(10737418240));
         assert_eq!(acme.limits.memory_bytes, Some(67108864));
@@ -1549,5 +1666,78 @@ mod tests {
         let bad = load("http:\n  headers:\n    Bad Name: [x]\n", &[]).unwrap();
         let e = header_map(&bad.http.headers, "http.headers").unwrap_err();
         assert!(e.to_string().contains("Bad Name"), "{e}");
+    }
+
+    #[test]
+    fn s3_is_read_from_the_file_and_registry_2_variables() {
+        let c = load(
+            "storage:\n  s3:\n    region: garage\n    bucket: images\n    forcepathstyle: true\n",
+            &[
+                (
+                    "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+                    "http://127.0.0.1:3900",
+                ),
+                ("REGISTRY_STORAGE_S3_ACCESSKEY", "GK1"),
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "secret"),
+                ("REGISTRY_STORAGE_S3_SECURE", "false"),
+                ("REGISTRY_STORAGE_S3_CHUNKSIZE", "5242880"),
+                ("REGISTRY_STORAGE_S3_ROOTDIRECTORY", "/registry"),
+            ],
+        )
+        .unwrap();
+        let StorageDriver::S3(s3) = c.storage.driver() else {
+            panic!("expected s3: {:?}", c.storage);
+        };
+        assert_eq!(
+            (s3.region.as_str(), s3.bucket.as_str()),
+            ("garage", "images")
+        );
+        assert_eq!(s3.regionendpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert!(s3.forcepathstyle && !s3.secure);
+        assert_eq!(s3.chunk_size(), 5 << 20);
+        assert_eq!(s3.rootdirectory, "/registry");
+        // The variable alone selects the driver, as REGISTRY_STORAGE does.
+        let c = load(
+            "",
+            &[
+                ("REGISTRY_STORAGE", "s3"),
+                ("REGISTRY_STORAGE_S3_REGION", "us-east-1"),
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(c.storage.driver(), StorageDriver::S3(s) if s.chunk_size() == 10 << 20));
+    }
+
+    #[test]
+    fn s3_settings_wharf_cannot_honour_stop_the_start_naming_the_key() {
+        let s3 = "storage:\n  s3:\n    region: r\n    bucket: b\n";
+        let cases = [
+            (
+                format!("{s3}    chunksize: 1048576\n"),
+                "storage.s3.chunksize",
+            ),
+            (format!("{s3}    encrypt: true\n"), "storage.s3.encrypt"),
+            (
+                format!("{s3}    accesskey: only-half\n"),
+                "storage.s3.accesskey",
+            ),
+            (
+                format!("{s3}    regionendpoint: 127.0.0.1:3900\n"),
+                "storage.s3.regionendpoint",
+            ),
+            (
+                format!("{s3}  filesystem:\n    rootdirectory: /d\n"),
+                "choose one storage driver",
+            ),
+            (
+                format!("{s3}  maintenance:\n    gc:\n      enabled: true\n"),
+                "storage.maintenance.gc.enabled",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = load(&yaml, &[]).unwrap_err().to_string();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
     }
 }

@@ -75,6 +75,32 @@ const LOG: &[(&str, Shape)] = &[
 
 const FILESYSTEM: &[(&str, Shape)] = &[("rootdirectory", Text)];
 const DELETE: &[(&str, Shape)] = &[("enabled", Bool)];
+/// registry:2's S3 driver keys.
+const S3: &[(&str, Shape)] = &[
+    ("region", Text),
+    ("bucket", Text),
+    ("regionendpoint", Text),
+    ("accesskey", Text),
+    ("secretkey", Text),
+    ("sessiontoken", Text),
+    ("forcepathstyle", Bool),
+    ("rootdirectory", Text),
+    ("secure", Bool),
+    ("skipverify", Bool),
+    ("chunksize", Yaml),
+    ("v4auth", Bool),
+    ("encrypt", Bool),
+    ("keyid", Text),
+    ("storageclass", Text),
+    ("objectacl", Text),
+    ("multipartcopychunksize", Yaml),
+    ("multipartcopymaxconcurrency", Yaml),
+    ("multipartcopythresholdsize", Yaml),
+    ("loglevel", Text),
+    ("useragent", Text),
+    ("accelerate", Bool),
+    ("usedualstack", Bool),
+];
 
 const PURGING: &[(&str, Shape)] = &[
     ("enabled", Bool),
@@ -97,7 +123,7 @@ const MAINTENANCE: &[(&str, Shape)] = &[
 ];
 
 const STORAGE: Shape = Drivers {
-    drivers: &[("filesystem", Section(FILESYSTEM))],
+    drivers: &[("filesystem", Section(FILESYSTEM)), ("s3", Section(S3))],
     others: &[
         ("delete", Section(DELETE)),
         ("maintenance", Section(MAINTENANCE)),
@@ -135,6 +161,7 @@ const TENANT: &[(&str, Shape)] = &[
         "storage",
         Section(&[
             ("filesystem", Section(FILESYSTEM)),
+            ("s3", Section(S3)),
             ("delete", Section(DELETE)),
         ]),
     ),
@@ -559,8 +586,11 @@ mod tests {
         apply(&mut tree, "REGISTRY_STORAGE", "filesystem").unwrap();
         assert_eq!(tree["auth"]["htpasswd"]["path"], Value::from("/a"));
         assert_eq!(tree["storage"]["delete"]["enabled"], Value::from(true));
-        let e = apply(&mut tree, "REGISTRY_STORAGE", "s3").unwrap_err();
-        assert!(e.to_string().contains("filesystem"), "{e}");
+        let e = apply(&mut tree, "REGISTRY_STORAGE", "azure").unwrap_err();
+        assert!(e.to_string().contains("filesystem and s3"), "{e}");
+        apply(&mut tree, "REGISTRY_STORAGE", "s3").unwrap();
+        assert!(tree["storage"].get("filesystem").is_none());
+        assert!(tree["storage"]["s3"].is_mapping());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 use super::files::{self, read_optional, remove_tree, write_atomic};
 use super::layout::Layout;
+use super::locks::RepositoryLocks;
 use super::streams::FileRange;
 use super::uploads::{Sessions, data_bytes, is_stillborn};
 use super::{
@@ -24,10 +25,9 @@ use super::{
     StoredBlob, StoredUpload, UploadSession, page, page_kept,
 };
 use std::fs::{self, File};
-use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use wharf_spec::references::references;
 use wharf_spec::{Algorithm, Digest};
 
@@ -38,38 +38,6 @@ pub struct FsStorage {
     pins: Arc<Pins>,
     delete_enabled: bool,
     locks: RepositoryLocks,
-}
-
-/// How many locks repository writes are spread over.
-const LOCK_STRIPES: usize = 64;
-
-/// Makes the manifest and tag writes and the deletes of one repository
-/// exclusive.
-///
-/// Striped by a per-process hash of the repository's name: a fixed set,
-/// nothing to create or prune; two repositories that share a stripe only
-/// wait for each other's tag writes. The locks are this process's: one
-/// Wharf serves a data directory at a time.
-struct RepositoryLocks {
-    hasher: std::collections::hash_map::RandomState,
-    stripes: [Mutex<()>; LOCK_STRIPES],
-}
-
-impl RepositoryLocks {
-    fn new() -> RepositoryLocks {
-        RepositoryLocks {
-            hasher: Default::default(),
-            stripes: std::array::from_fn(|_| Mutex::new(())),
-        }
-    }
-
-    fn lock(&self, repository: &str) -> MutexGuard<'_, ()> {
-        let stripe = self.hasher.hash_one(repository) as usize % LOCK_STRIPES;
-        // The lock guards no data: one poisoned by a panic is still good.
-        self.stripes[stripe]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl FsStorage {
@@ -331,7 +299,7 @@ fn collect_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::
 
 /// The media type recorded inside a manifest, for manifests stored without
 /// one (registry:2 data).
-fn embedded_media_type(content: &[u8]) -> Option<String> {
+pub(super) fn embedded_media_type(content: &[u8]) -> Option<String> {
     /// Only `mediaType`; every other field is skipped unread.
     #[derive(serde::Deserialize)]
     struct Typed {
@@ -386,6 +354,10 @@ impl BlobStore for FsStorage {
 }
 
 impl MetadataStore for FsStorage {
+    fn local_reads(&self) -> bool {
+        true
+    }
+
     fn get_manifest(&self, repository: &str, digest: &Digest) -> Result<Option<Manifest>> {
         if self
             .read_link(&self.layout.revision_link(repository, digest))?

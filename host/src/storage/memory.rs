@@ -308,6 +308,10 @@ impl Source for BytesSource {
 }
 
 impl MetadataStore for MemoryStorage {
+    fn local_reads(&self) -> bool {
+        true
+    }
+
     fn get_manifest(&self, repository: &str, digest: &Digest) -> Result<Option<Manifest>> {
         let state = self.state();
         let key = digest.to_string();

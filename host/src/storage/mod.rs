@@ -20,10 +20,12 @@ pub(crate) mod conformance;
 pub mod files;
 pub mod fs;
 pub mod layout;
+pub mod locks;
 mod mapped;
 #[cfg(test)]
 pub mod memory;
 pub mod pins;
+pub mod s3;
 mod streams;
 mod upload_stream;
 mod uploads;
@@ -153,6 +155,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()>;
     fn blob_linked(&self, repository: &str, digest: &Digest) -> Result<bool>;
     fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool>;
+    /// Whether a small read (a tag, a manifest, a link and a size) is
+    /// served from local memory or page cache in microseconds, so that it
+    /// may run on the calling thread rather than the blocking pool. Not on
+    /// object storage, where every read is a network call.
+    fn local_reads(&self) -> bool {
+        false
+    }
 }
 
 /// A range of a blob on its way out, handed on as the backend has it.
@@ -239,6 +248,21 @@ pub trait Backend: BlobStore + MetadataStore {
     /// What garbage collection coordinates with this process's pushes
     /// through.
     fn pins(&self) -> &Pins;
+}
+
+/// Open the backend `driver` names.
+pub fn open(
+    driver: &crate::config::StorageDriver,
+    delete_enabled: bool,
+) -> io::Result<std::sync::Arc<dyn Backend>> {
+    Ok(match driver {
+        crate::config::StorageDriver::Filesystem(fs) => {
+            std::sync::Arc::new(FsStorage::open(&fs.rootdirectory, delete_enabled)?)
+        }
+        crate::config::StorageDriver::S3(config) => {
+            std::sync::Arc::new(s3::S3Storage::open(config, delete_enabled)?)
+        }
+    })
 }
 
 /// Purge `storage`'s upload sessions idle for longer than `age` now and

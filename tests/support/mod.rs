@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod garage;
+
 /// The binary under test, built by cargo for this test target.
 const WHARF_BIN: &str = env!("CARGO_BIN_EXE_wharf");
 
@@ -35,7 +37,44 @@ pub struct Wharf {
     generation: u32,
 }
 
+/// With `WHARF_TEST_STORAGE=s3`, every [`Wharf`] stores in S3: a Garage
+/// cluster of three nodes this test binary shares (started on a thread that
+/// lives as long as the process, so the nodes die with it), each registry
+/// under a prefix of its own. How `tests/run` runs the conformance suite on
+/// the S3 backend.
+pub fn test_storage_env() -> Vec<(String, String)> {
+    if std::env::var("WHARF_TEST_STORAGE").as_deref() != Ok("s3") {
+        return Vec::new();
+    }
+    static CLUSTER: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    let env = CLUSTER.get_or_init(|| {
+        let (send, started) = mpsc::channel();
+        std::thread::spawn(move || {
+            let garage = garage::Garage::start(3, "wharf-tests");
+            let _ = send.send(garage.registry_env(0, "wharf-tests", "unused"));
+            loop {
+                std::thread::park();
+            }
+        });
+        started.recv().expect("the Garage cluster started")
+    });
+    let mut env = env.clone();
+    for (key, value) in &mut env {
+        if key == "REGISTRY_STORAGE_S3_ROOTDIRECTORY" {
+            *value = format!("/registry-{}", rand::random::<u64>());
+        }
+    }
+    env
+}
+
 impl Wharf {
+    /// Whether this registry stores in S3 (see [`test_storage_env`]).
+    pub fn on_s3(&self) -> bool {
+        self.extra_env
+            .iter()
+            .any(|(k, v)| k == "REGISTRY_STORAGE" && v == "s3")
+    }
+
     /// Starts `wharf serve` on `127.0.0.1:<free port>` with a fresh data
     /// directory and deletes enabled.
     pub fn start() -> Wharf {
@@ -50,10 +89,8 @@ impl Wharf {
             .tempdir()
             .expect("create a temporary directory for wharf");
         std::fs::create_dir(dir.path().join("data")).expect("create wharf's data directory");
-        let extra_env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut extra_env = test_storage_env();
+        extra_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut wharf = Wharf {
             dir,
             extra_env,
@@ -131,10 +168,11 @@ impl Wharf {
             .join(format!("wharf-{}.stdout", self.generation));
         let stderr = File::create(&stderr_path).expect("create wharf's stderr file");
         let mut cmd = Command::new(WHARF_BIN);
-        cmd.arg("serve")
-            .env("REGISTRY_HTTP_ADDR", listen)
-            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", self.data_dir())
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+        cmd.arg("serve").env("REGISTRY_HTTP_ADDR", listen);
+        if !self.on_s3() {
+            cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", self.data_dir());
+        }
+        cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));

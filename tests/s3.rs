@@ -21,10 +21,13 @@ use support::{Wharf, random_bytes, sha256_digest, wharf_run};
 
 const BUCKET: &str = "registry";
 
-/// A host serving `BUCKET` under `root` through Garage node `node`.
+/// A host serving `BUCKET` under `root` through Garage node `node`,
+/// serving blob GETs itself (`storage.redirect.disable`) unless `extra`
+/// says otherwise.
 fn host(garage: &Garage, node: usize, root: &str, extra: &[(&str, &str)]) -> Wharf {
     let mut env = garage.registry_env(node, BUCKET, root);
     env.push(("REGISTRY_STORAGE_DELETE_ENABLED".into(), "true".into()));
+    env.push(("REGISTRY_STORAGE_REDIRECT_DISABLE".into(), "true".into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let wharf = Wharf::start_with(&env);
@@ -418,20 +421,108 @@ fn an_unreachable_bucket_is_a_clear_error_at_start() {
     );
 }
 
+/// The address and the path (with its query) of an absolute URL.
+fn split_url(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let at = rest.find('/').unwrap_or(rest.len());
+    (
+        rest[..at].parse().expect("an address"),
+        rest[at..].to_string(),
+    )
+}
+
 #[test]
-fn docker_pushes_and_pulls_through_hosts_on_one_bucket() {
+fn blob_gets_are_redirected_to_signed_urls_of_the_bucket_unless_disabled() {
+    let garage = Garage::start(3, BUCKET);
+    let redirecting = host(
+        &garage,
+        0,
+        "/redirect",
+        &[("REGISTRY_STORAGE_REDIRECT_DISABLE", "false")],
+    );
+    let serving = host(&garage, 1, "/redirect", &[]);
+    let layer = random_bytes(5 << 20 | 77);
+    let digest = push_blob(redirecting.addr(), "app", &layer);
+    let path = format!("/v2/app/blobs/{digest}");
+
+    let redirected = get(redirecting.addr(), &path);
+    assert_eq!(
+        redirected.status,
+        307,
+        "{:?}",
+        String::from_utf8_lossy(&redirected.body)
+    );
+    assert_eq!(
+        redirected.header("docker-content-digest"),
+        Some(digest.as_str())
+    );
+    let url = location(&redirected);
+    assert!(url.starts_with(&garage.endpoint(0)), "{url}");
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    // The signed URL serves the blob to a client without credentials,
+    // ranges included; the signature covers nothing else.
+    let (store, signed) = split_url(&url);
+    let fetched = send(store, "GET", &signed, &[], &[]);
+    assert!(
+        fetched.status == 200 && fetched.body == layer,
+        "status {}",
+        fetched.status
+    );
+    let ranged = send(store, "GET", &signed, &[("Range", "bytes=10-19")], &[]);
+    assert_eq!((ranged.status, &ranged.body[..]), (206, &layer[10..20]));
+    let forged = signed.replace("X-Amz-Signature=", "X-Amz-Signature=0");
+    assert_eq!(send(store, "GET", &forged, &[], &[]).status, 403);
+    // A HEAD is answered by the registry; a blob the repository lacks is
+    // 404, never a redirect; a host with redirects off serves the bytes.
+    let head = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I"])
+        .arg(format!("{}{path}", redirecting.url()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&head.stdout), "200");
+    let missing = format!("/v2/other/blobs/{digest}");
+    assert_eq!(get(redirecting.addr(), &missing).status, 404);
+    let direct = send(serving.addr(), "GET", &path, &[], &[]);
+    assert!(
+        direct.status == 200 && direct.body == layer,
+        "status {}",
+        direct.status
+    );
+}
+
+#[test]
+fn docker_pushes_and_pulls_through_hosts_on_one_bucket_redirected_or_not() {
     let garage = Garage::start(3, BUCKET);
     let a = host(&garage, 0, "/docker", &[]);
-    let b = host(&garage, 2, "/docker", &[]);
+    let b = host(
+        &garage,
+        2,
+        "/docker",
+        &[("REGISTRY_STORAGE_REDIRECT_DISABLE", "false")],
+    );
     let docker = dockerd::Dockerd::start();
     let dir = tempfile::tempdir().unwrap();
     let pushed = format!("{}/app:v1", a.addr());
     let id = docker.import_random(dir.path(), &pushed, &[9 << 20, 300_000]);
     docker.docker_ok(&["push", &pushed]);
-    let pulled = format!("{}/app:v1", b.addr());
-    docker.docker_ok(&["pull", &pulled]);
-    let pulled_id = docker.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &pulled]);
-    assert_eq!(pulled_id.trim(), id);
+    // Gone from the engine, so each pull fetches every layer: through B,
+    // which redirects them to the bucket, then through A, which serves
+    // them itself.
+    docker.docker_ok(&["rmi", &pushed]);
+    for host in [&b, &a] {
+        let pulled = format!("{}/app:v1", host.addr());
+        docker.docker_ok(&["pull", &pulled]);
+        let pulled_id = docker.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &pulled]);
+        assert_eq!(pulled_id.trim(), id);
+        docker.docker_ok(&["rmi", &pulled]);
+    }
+    let (redirected, served) = (b.stderr(), a.stderr());
+    assert!(
+        redirected.contains("status=307"),
+        "B redirected no GET:\n{}",
+        support::tail(&redirected, 20)
+    );
+    assert!(!served.contains("status=307"), "A redirected a GET");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! bytes */<size>` when unsatisfiable or invalid (`last < first`, as in
 //! `bytes=500-0`). A malformed or multi-range `Range` header is ignored and
 //! the whole blob is served, as RFC 9110 allows; `HEAD` ignores `Range`.
+//! Where the host offers a signed URL of the store, `GET` is a 307 to it.
 
 use crate::capabilities::{Registry, Repository};
 use crate::digest::Digest;
@@ -40,6 +41,14 @@ pub fn get<R: Registry>(
         .read_blob(&digest, range)
         .map_err(to_error)?
         .ok_or_else(|| Error::new(Code::BlobUnknown))?;
+    if let Some(location) = read.redirect {
+        // registry:2's answer on object storage: the client fetches the
+        // bytes from the store, sending its `Range` there.
+        return Ok(Response::new(307)
+            .header("location", location)
+            .header("docker-content-digest", digest.to_string())
+            .header("content-length", "0"));
+    }
     let Some(content) = read.content else {
         return Err(Error::new(Code::RangeInvalid)
             .header("content-range", format!("bytes */{}", read.size)));
@@ -83,7 +92,8 @@ pub fn parse_digest(s: &str) -> Result<Digest, Error> {
 mod tests {
     use super::*;
     use crate::digest::Algorithm;
-    use crate::memory::Store;
+    use crate::http::Method;
+    use crate::memory::{AllowAll, Store};
     use crate::testing::{Registry, bytes, code, header};
 
     const BLOB: &[u8] = b"0123456789";
@@ -116,6 +126,33 @@ mod tests {
             header(&head, "docker-content-digest"),
             Some(digest.to_string().as_str())
         );
+    }
+
+    #[test]
+    fn a_get_the_host_offers_a_signed_url_for_is_a_redirect_and_head_is_not() {
+        // registry:2 on object storage: 307 to the store, with the digest.
+        let registry = Registry::with_auth(Store::with_redirects("http://store.test"), AllowAll);
+        let digest = registry.push_blob("a", BLOB);
+        let path = format!("/v2/a/blobs/{digest}");
+        for headers in [&[][..], &[("range", "bytes=2-4")][..]] {
+            let get = registry.send(Method::Get, &path, headers, b"");
+            assert_eq!(get.status, 307);
+            assert_eq!(
+                header(&get, "location"),
+                Some(format!("http://store.test/{digest}").as_str())
+            );
+            assert_eq!(
+                header(&get, "docker-content-digest"),
+                Some(digest.to_string().as_str())
+            );
+            assert!(matches!(get.body, Body::Empty));
+        }
+        let head = registry.head(&path);
+        assert_eq!(head.status, 200);
+        assert_eq!(header(&head, "content-length"), Some("10"));
+        // Not linked here: 404, never a redirect.
+        let elsewhere = registry.get(&format!("/v2/b/blobs/{digest}"));
+        assert_eq!(code(&elsewhere), "BLOB_UNKNOWN");
     }
 
     #[test]

@@ -134,8 +134,11 @@ pub struct BlobRead<R> {
     /// Whether a satisfiable range was asked for (206) or the whole blob is
     /// served (200).
     pub partial: bool,
-    /// The bytes; none when the range asked for is unsatisfiable (416).
+    /// The bytes; none when the range asked for is unsatisfiable (416),
+    /// or when `redirect` is given.
     pub content: Option<R>,
+    /// Where the client fetches the bytes itself instead (307).
+    pub redirect: Option<String>,
 }
 
 /// Why reading a body failed.

@@ -59,6 +59,9 @@ struct State {
     sessions: HashMap<String, Session>,
     next_session: u64,
     deletes_disabled: bool,
+    /// Blob GETs are redirected to `<base>/<digest>`, as object storage
+    /// hands out signed URLs.
+    redirect_base: Option<String>,
 }
 
 impl State {
@@ -102,6 +105,14 @@ impl Store {
     pub fn without_deletes() -> Store {
         let store = Store::default();
         store.lock().deletes_disabled = true;
+        store
+    }
+
+    /// A store whose blob GETs are redirected to `<base>/<digest>`, as a
+    /// host on object storage offers.
+    pub fn with_redirects(base: &str) -> Store {
+        let store = Store::default();
+        store.lock().redirect_base = Some(base.to_string());
         store
     }
 
@@ -361,12 +372,23 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
             return Ok(None);
         };
         let size = blob.len() as u64;
+        if let Some(base) = &state.redirect_base {
+            return Ok(Some(BlobRead {
+                size,
+                offset: 0,
+                length: size,
+                partial: false,
+                content: None,
+                redirect: Some(format!("{base}/{digest}")),
+            }));
+        }
         let whole = BlobRead {
             size,
             offset: 0,
             length: size,
             partial: false,
             content: Some(blob.clone()),
+            redirect: None,
         };
         Ok(Some(match range.and_then(|r| r.resolve(size)) {
             None => whole,
@@ -381,6 +403,7 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
                 partial: true,
                 // Both bounds lie within the blob, which is in memory.
                 content: Some(blob[first as usize..=last as usize].to_vec()),
+                redirect: None,
             },
         }))
     }

@@ -271,7 +271,11 @@ pub fn run(config: &crate::config::Config, options: Options) -> anyhow::Result<(
             fs.rootdirectory.display()
         );
     }
-    let store = crate::storage::open(&driver, true)?;
+    let opening = crate::storage::Options {
+        delete_enabled: true,
+        redirect: false,
+    };
+    let store = crate::storage::open(&driver, opening)?;
     let report = collect(&*store, options)?;
     let verb = if options.dry_run {
         "would remove"

@@ -374,10 +374,14 @@ fn open_tenants(
     events: Option<Arc<notifications::Notifier>>,
 ) -> anyhow::Result<tenants::Tenants> {
     let Some(list) = &config.tenants else {
+        let options = storage::Options {
+            delete_enabled: config.storage.delete.enabled,
+            redirect: !config.storage.redirect.disable,
+        };
         let tenant = open_tenant(
             "default",
             &config.storage.driver(),
-            config.storage.delete.enabled,
+            options,
             &config.auth,
             config.limits,
             &config.storage.maintenance,
@@ -396,10 +400,14 @@ fn open_tenants(
             .storage
             .driver()
             .with_context(|| format!("tenant {} names two storage drivers", t.name))?;
+        let options = storage::Options {
+            delete_enabled: delete,
+            redirect: !config.storage.redirect.disable,
+        };
         let tenant = open_tenant(
             &t.name,
             &driver,
-            delete,
+            options,
             &t.auth,
             t.limits.or(config.limits),
             &config.storage.maintenance,
@@ -415,13 +423,13 @@ fn open_tenants(
 fn open_tenant(
     name: &str,
     driver: &config::StorageDriver,
-    delete_enabled: bool,
+    options: storage::Options,
     auth: &config::Auth,
     limits: config::Limits,
     maintenance: &config::Maintenance,
     events: Option<Arc<notifications::Notifier>>,
 ) -> anyhow::Result<tenants::Tenant> {
-    let storage = storage::open(driver, delete_enabled).with_context(|| {
+    let storage = storage::open(driver, options).with_context(|| {
         format!(
             "opening the storage of registry {name} ({})",
             driver.describe()

@@ -227,6 +227,10 @@ impl<S: Backend + ?Sized> BlobStore for Quota<S> {
         self.inner.read(digest, offset, length)
     }
 
+    fn redirect(&self, digest: &Digest) -> Result<Option<String>> {
+        self.inner.redirect(digest)
+    }
+
     fn start_upload(
         &self,
         repository: &str,

@@ -166,6 +166,15 @@ fn linked_size(
     caps.blobs.stat(digest)
 }
 
+/// How a blob read is served.
+enum Served {
+    Bytes(Box<dyn storage::Source>),
+    /// At a signed URL of the store.
+    Redirect(String),
+    /// Not at all: the range cannot be satisfied.
+    Nothing,
+}
+
 /// What events call a blob's media type, as registry:2 does.
 const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
 
@@ -411,8 +420,9 @@ impl HostRepository for RequestState {
         let name = check!(self.granted(&repo, Access::PULL)?);
         let digest = check!(digest_arg(&digest));
         let caps = self.capabilities.clone();
-        // Checks the link, finds the size and opens the file; the bytes
-        // are read later, on the blocking pool, as the stream is polled.
+        // Checks the link, finds the size and opens the file (or signs a
+        // URL of the store); the bytes are read later, on the blocking
+        // pool, as the stream is polled.
         let (name_read, digest_read) = (name.clone(), digest.clone());
         let found = check!(
             small_read(&self.capabilities, move || {
@@ -420,6 +430,9 @@ impl HostRepository for RequestState {
                 let Some(size) = linked_size(&caps, &name, &digest)? else {
                     return Ok(None);
                 };
+                if let Some(url) = caps.blobs.redirect(&digest)? {
+                    return Ok(Some((size, 0, size, false, Served::Redirect(url))));
+                }
                 let range = range.map(|r| match r {
                     ByteRange::Starting(first) => RangeRequest::Starting(first),
                     ByteRange::Span((first, last)) => RangeRequest::Span(first, last),
@@ -428,23 +441,29 @@ impl HostRepository for RequestState {
                 let (offset, length, partial) = match range.and_then(|r| r.resolve(size)) {
                     None => (0, size, false),
                     Some(Resolved::Satisfiable { first, last }) => (first, last - first + 1, true),
-                    Some(Resolved::Unsatisfiable) => return Ok(Some((size, 0, size, false, None))),
+                    Some(Resolved::Unsatisfiable) => {
+                        return Ok(Some((size, 0, size, false, Served::Nothing)));
+                    }
                 };
-                let stream = caps.blobs.read(&digest, offset, Some(length))?;
-                Ok(Some((size, offset, length, partial, Some(stream))))
+                let source = caps.blobs.read(&digest, offset, Some(length))?;
+                Ok(Some((size, offset, length, partial, Served::Bytes(source))))
             })
             .await?
         );
-        let Some((size, offset, length, partial, stream)) = found else {
+        let Some((size, offset, length, partial, served)) = found else {
             return Ok(Ok(None));
         };
-        if stream.is_some() {
+        if !matches!(served, Served::Nothing) {
             let path = format!("/v2/{name}/blobs/{digest}");
             self.notify_pull(&path, || blob_target(name, &digest, Some(size)));
         }
-        let content = match stream {
-            Some(source) => Some(self.table.push(crate::wasi_streams::input(source))?),
-            None => None,
+        let (content, redirect) = match served {
+            Served::Bytes(source) => (
+                Some(self.table.push(crate::wasi_streams::input(source))?),
+                None,
+            ),
+            Served::Redirect(url) => (None, Some(url)),
+            Served::Nothing => (None, None),
         };
         Ok(Ok(Some(BlobRead {
             size,
@@ -452,6 +471,7 @@ impl HostRepository for RequestState {
             length,
             partial,
             content,
+            redirect,
         })))
     }
 

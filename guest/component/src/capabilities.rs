@@ -241,6 +241,7 @@ impl wharf_guest::Repository for HostRepository {
             length: r.length,
             partial: r.partial,
             content: r.content,
+            redirect: r.redirect,
         }))
     }
 

@@ -144,7 +144,7 @@ impl S3Fixture {
 
 impl Fixture for S3Fixture {
     fn open(&self) -> Arc<dyn Backend> {
-        Arc::new(super::s3::S3Storage::open(&self.config, true).unwrap())
+        Arc::new(super::s3::S3Storage::open(&self.config, true, false).unwrap())
     }
 
     /// Object times are the server's: S3 cannot backdate.

@@ -119,6 +119,13 @@ pub trait BlobStore: Send + Sync + 'static {
         algorithm: Algorithm,
     ) -> Result<Box<dyn UploadSession>>;
     fn open_upload(&self, repository: &str, id: &str) -> Result<Box<dyn UploadSession>>;
+    /// A short-lived URL where a client may GET the blob from the store
+    /// itself (registry:2's redirect on object storage); `None` to serve
+    /// it through [`BlobStore::read`].
+    fn redirect(&self, digest: &Digest) -> Result<Option<String>> {
+        let _ = digest;
+        Ok(None)
+    }
 }
 
 /// An upload session held by one request at a time; dropping it releases it.
@@ -250,18 +257,30 @@ pub trait Backend: BlobStore + MetadataStore {
     fn pins(&self) -> &Pins;
 }
 
+/// How a registry's storage is opened, whatever the driver.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `storage.delete.enabled`.
+    pub delete_enabled: bool,
+    /// Blob GETs go to the store's signed URLs where it has them (S3,
+    /// unless `storage.redirect.disable`).
+    pub redirect: bool,
+}
+
 /// Open the backend `driver` names.
 pub fn open(
     driver: &crate::config::StorageDriver,
-    delete_enabled: bool,
+    options: Options,
 ) -> io::Result<std::sync::Arc<dyn Backend>> {
     Ok(match driver {
         crate::config::StorageDriver::Filesystem(fs) => {
-            std::sync::Arc::new(FsStorage::open(&fs.rootdirectory, delete_enabled)?)
+            std::sync::Arc::new(FsStorage::open(&fs.rootdirectory, options.delete_enabled)?)
         }
-        crate::config::StorageDriver::S3(config) => {
-            std::sync::Arc::new(s3::S3Storage::open(config, delete_enabled)?)
-        }
+        crate::config::StorageDriver::S3(config) => std::sync::Arc::new(s3::S3Storage::open(
+            config,
+            options.delete_enabled,
+            options.redirect,
+        )?),
     })
 }
 

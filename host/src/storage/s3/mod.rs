@@ -44,11 +44,16 @@ use wharf_spec::{Algorithm, Digest};
 /// retried, within the retry budget).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a blob GET's signed URL is good for (registry:2's 20 minutes).
+const REDIRECT_TTL: Duration = Duration::from_secs(20 * 60);
+
 pub struct S3Storage {
     inner: Arc<Inner>,
     sessions: Arc<Sessions>,
     pins: Arc<Pins>,
     delete_enabled: bool,
+    /// Whether blob GETs go to signed URLs of the bucket.
+    redirect: bool,
     locks: super::locks::RepositoryLocks,
     runtime: Runtime,
 }
@@ -74,8 +79,9 @@ impl Drop for Runtime {
 }
 
 impl S3Storage {
-    /// Connect to the bucket `config` names and check that it answers.
-    pub fn open(config: &S3, delete_enabled: bool) -> io::Result<S3Storage> {
+    /// Connect to the bucket `config` names and check that it answers;
+    /// with `redirect`, blob GETs are sent to signed URLs of the bucket.
+    pub fn open(config: &S3, delete_enabled: bool, redirect: bool) -> io::Result<S3Storage> {
         let name = format!(
             "s3://{}/{}",
             config.bucket,
@@ -130,6 +136,7 @@ impl S3Storage {
             sessions: Arc::default(),
             pins: Arc::default(),
             delete_enabled,
+            redirect,
             locks: super::locks::RepositoryLocks::new(),
             runtime: Runtime(Some(runtime)),
         };
@@ -430,6 +437,24 @@ impl BlobStore for S3Storage {
         algorithm: Algorithm,
     ) -> Result<Box<dyn UploadSession>> {
         uploads::start(self, repository, algorithm)
+    }
+
+    /// A GET of the blob's object, signed (SigV4 in the query) for
+    /// [`REDIRECT_TTL`]: the client needs no credentials of the bucket.
+    fn redirect(&self, digest: &Digest) -> Result<Option<String>> {
+        if !self.redirect {
+            return Ok(None);
+        }
+        let object = key(self.inner.layout.blob_data(digest));
+        self.with(|s3| async move {
+            use object_store::signer::Signer as _;
+            let url = s3
+                .store
+                .signed_url(hyper::Method::GET, &object, REDIRECT_TTL)
+                .await
+                .map_err(|e| s3.failed("signing a blob URL", e))?;
+            Ok(Some(url.to_string()))
+        })
     }
 
     fn open_upload(&self, repository: &str, id: &str) -> Result<Box<dyn UploadSession>> {

@@ -52,13 +52,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn garage(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(garage_bin())
+/// `garage -c config args…`, run once.
+fn run(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(garage_bin())
         .arg("-c")
         .arg(config)
         .args(args)
         .output()
-        .expect("run garage");
+        .expect("run garage")
+}
+
+fn garage(config: &Path, args: &[&str]) -> String {
+    let out = run(config, args);
     assert!(
         out.status.success(),
         "garage {}: {}{}",
@@ -73,12 +78,7 @@ fn garage(config: &Path, args: &[&str]) -> String {
 fn garage_retrying(config: &Path, args: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = Command::new(garage_bin())
-            .arg("-c")
-            .arg(config)
-            .args(args)
-            .output()
-            .expect("run garage");
+        let out = run(config, args);
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
@@ -237,6 +237,25 @@ impl Garage {
             });
         }
         node.child = Some(command.spawn().expect("start a Garage node"));
+    }
+
+    /// Another bucket the key may read and write.
+    pub fn create_bucket(&self, name: &str) {
+        let first = &self.nodes[0].config;
+        garage_retrying(first, &["bucket", "create", name]);
+        garage(
+            first,
+            &[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                name,
+                "--key",
+                "wharf-tests",
+            ],
+        );
     }
 
     /// The S3 endpoint of node `i`.

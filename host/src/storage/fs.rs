@@ -325,19 +325,12 @@ impl BlobStore for FsStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
             Err(e) => return Err(e.into()),
         };
-        let size = file.metadata()?.len();
-        let end = match length {
-            Some(len) => offset.checked_add(len),
-            None => Some(size),
-        };
-        match end {
-            Some(end) if offset <= size && end <= size => {
-                Ok(Box::new(FileRange::new(file, offset, end - offset)))
-            }
-            _ => Err(StorageError::Invalid(format!(
-                "range {offset}+{length:?} is outside the blob's {size} bytes"
-            ))),
-        }
+        let range = super::range_within(offset, length, file.metadata()?.len())?;
+        Ok(Box::new(FileRange::new(
+            file,
+            range.start,
+            range.end - range.start,
+        )))
     }
 
     fn start_upload(

@@ -126,19 +126,10 @@ impl BlobStore for MemoryStorage {
             .blobs
             .get(&digest.to_string())
             .ok_or(StorageError::NotFound)?;
-        let size = blob.bytes.len() as u64;
-        let end = match length {
-            Some(len) => offset.checked_add(len),
-            None => Some(size),
-        };
-        match end {
-            Some(end) if offset <= size && end <= size => Ok(Box::new(BytesSource(
-                blob.bytes.slice(offset as usize..end as usize),
-            ))),
-            _ => Err(StorageError::Invalid(format!(
-                "range {offset}+{length:?} is outside the blob's {size} bytes"
-            ))),
-        }
+        let range = super::range_within(offset, length, blob.bytes.len() as u64)?;
+        Ok(Box::new(BytesSource(
+            blob.bytes.slice(range.start as usize..range.end as usize),
+        )))
     }
 
     fn start_upload(

@@ -97,6 +97,22 @@ pub fn page_kept(
     page
 }
 
+/// The bytes `offset..end` of a blob of `size` bytes that a read of
+/// `length` (or the rest) from `offset` covers; `Invalid` if they are not
+/// all within it.
+pub fn range_within(offset: u64, length: Option<u64>, size: u64) -> Result<std::ops::Range<u64>> {
+    let end = match length {
+        Some(len) => offset.checked_add(len),
+        None => Some(size),
+    };
+    match end {
+        Some(end) if offset <= size && end <= size => Ok(offset..end),
+        _ => Err(StorageError::Invalid(format!(
+            "range {offset}+{length:?} is outside the blob's {size} bytes"
+        ))),
+    }
+}
+
 /// A manifest as stored.
 #[derive(Debug, Clone)]
 pub struct Manifest {

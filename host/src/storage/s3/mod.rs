@@ -414,21 +414,12 @@ impl BlobStore for S3Storage {
 
     fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Box<dyn Source>> {
         let size = self.stat(digest)?.ok_or(StorageError::NotFound)?;
-        let end = match length {
-            Some(len) => offset.checked_add(len),
-            None => Some(size),
-        };
-        match end {
-            Some(end) if offset <= size && end <= size => Ok(Box::new(source::Ranged::start(
-                self.handle(),
-                self.inner.clone(),
-                key(self.inner.layout.blob_data(digest)),
-                offset..end,
-            ))),
-            _ => Err(StorageError::Invalid(format!(
-                "range {offset}+{length:?} is outside the blob's {size} bytes"
-            ))),
-        }
+        Ok(Box::new(source::Ranged::start(
+            self.handle(),
+            self.inner.clone(),
+            key(self.inner.layout.blob_data(digest)),
+            super::range_within(offset, length, size)?,
+        )))
     }
 
     fn start_upload(

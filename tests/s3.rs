@@ -21,6 +21,14 @@ use support::{Wharf, random_bytes, sha256_digest, wharf_run};
 
 const BUCKET: &str = "registry";
 
+/// A host serving `bucket` under `root` through Garage node 0.
+fn host_on(garage: &Garage, bucket: &str, root: &str) -> Wharf {
+    let mut env = garage.registry_env(0, bucket, root);
+    env.push(("REGISTRY_STORAGE_REDIRECT_DISABLE".into(), "true".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Wharf::start_with(&env)
+}
+
 /// A host serving `BUCKET` under `root` through Garage node `node`,
 /// serving blob GETs itself (`storage.redirect.disable`) unless `extra`
 /// says otherwise.
@@ -618,4 +626,141 @@ impl Drop for Registry2 {
             support::terminate(child, std::time::Duration::from_secs(5));
         }
     }
+}
+
+#[test]
+fn a_bucket_that_goes_away_fails_health_checks_and_requests_with_oci_errors() {
+    let mut garage = Garage::start(3, BUCKET);
+    let mut env = garage.registry_env(0, BUCKET, "/away");
+    env.push(("REGISTRY_HTTP_ADDR".into(), "127.0.0.1:0".into()));
+    env.push(("REGISTRY_HTTP_DEBUG_ADDR".into(), "127.0.0.1:0".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let served = support::Served::start(&[], &env);
+    push_image(served.addr(), "app", "v1", &[&random_bytes(1000)]);
+    assert_eq!(get(served.debug_addr(), "/debug/health").status, 200);
+
+    for node in 0..3 {
+        garage.kill(node);
+    }
+    let health = get(served.debug_addr(), "/debug/health");
+    assert_eq!(health.status, 503);
+    let reason = String::from_utf8_lossy(&health.body).into_owned();
+    assert!(reason.contains("s3://registry/away"), "{reason}");
+    // A request that needs the bucket: a 5xx with an OCI error body, and
+    // the failure logged with the tenant and the bucket.
+    let pulled = get(served.addr(), "/v2/app/manifests/v1");
+    assert!(pulled.status >= 500, "{}", pulled.status);
+    let body: serde_json::Value = serde_json::from_slice(&pulled.body).expect("an OCI error");
+    assert!(body["errors"][0]["code"].is_string(), "{body}");
+    let log = served.stderr();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("storage failure"))
+        .unwrap_or_else(|| panic!("no storage failure logged:\n{}", support::tail(&log, 20)));
+    assert!(
+        failure.contains("tenant=default") && failure.contains("s3://registry/away"),
+        "{failure}"
+    );
+}
+
+/// `curl` a request with `Host: host` to `addr`; status and body.
+fn curl(
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    body: Option<&std::path::Path>,
+) -> (u16, Vec<u8>) {
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["-s", "-X", method, "-o"])
+        .arg(out_file.path())
+        .args(["-w", "%{http_code}", "-H"])
+        .arg(format!("Host: {host}"))
+        .arg(format!("http://{addr}{path}"));
+    if let Some(body) = body {
+        command
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()));
+        command.args(["-H", "Content-Type: application/octet-stream"]);
+    }
+    let out = command.output().expect("run curl");
+    let status = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
+    (status, std::fs::read(out_file.path()).unwrap())
+}
+
+#[test]
+fn tenants_keep_their_images_in_a_bucket_or_prefix_of_their_own() {
+    let garage = Garage::start(3, BUCKET);
+    garage.create_bucket("globex");
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = |bucket: &str, root: &str| {
+        format!(
+            "{{ s3: {{ region: garage, bucket: {bucket}, regionendpoint: \"{}\", accesskey: {}, \
+             secretkey: {}, forcepathstyle: true, secure: false, rootdirectory: {root} }} }}",
+            garage.endpoint(0),
+            garage.key_id,
+            garage.secret
+        )
+    };
+    let config = format!(
+        "http:\n  addr: 127.0.0.1:0\n\
+         storage:\n  redirect:\n    disable: true\n\
+         tenants:\n\
+         \x20 - name: acme\n\
+         \x20   hosts: [acme.localhost]\n\
+         \x20   storage: {}\n\
+         \x20 - name: globex\n\
+         \x20   hosts: [globex.localhost]\n\
+         \x20   storage: {}\n",
+        s3(BUCKET, "/acme"),
+        s3("globex", "/")
+    );
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, config).unwrap();
+    let served = support::Served::start(&[path.to_str().unwrap()], &[]);
+
+    let blob = random_bytes(70_000);
+    let file = dir.path().join("blob");
+    std::fs::write(&file, &blob).unwrap();
+    let digest = sha256_digest(&blob);
+    let upload = format!("/v2/app/blobs/uploads/?digest={digest}");
+    let (status, body) = curl(
+        served.addr(),
+        "acme.localhost",
+        "POST",
+        &upload,
+        Some(&file),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let blob_path = format!("/v2/app/blobs/{digest}");
+    let (status, body) = curl(served.addr(), "acme.localhost", "GET", &blob_path, None);
+    assert!(status == 200 && body == blob, "status {status}");
+    assert_eq!(
+        curl(served.addr(), "globex.localhost", "GET", &blob_path, None).0,
+        404
+    );
+
+    // Globex's image lands in its own bucket, acme's under its prefix:
+    // plain registries on each see only theirs.
+    let other = random_bytes(50_000);
+    std::fs::write(&file, &other).unwrap();
+    let other_digest = sha256_digest(&other);
+    let upload = format!("/v2/app/blobs/uploads/?digest={other_digest}");
+    let (status, _) = curl(
+        served.addr(),
+        "globex.localhost",
+        "POST",
+        &upload,
+        Some(&file),
+    );
+    assert_eq!(status, 201);
+    let other_path = format!("/v2/app/blobs/{other_digest}");
+    let globex = host_on(&garage, "globex", "/");
+    let acme = host_on(&garage, BUCKET, "/acme");
+    assert_eq!(get(globex.addr(), &other_path).status, 200);
+    assert_eq!(get(globex.addr(), &blob_path).status, 404);
+    assert_eq!(get(acme.addr(), &blob_path).status, 200);
+    assert_eq!(get(acme.addr(), &other_path).status, 404);
 }

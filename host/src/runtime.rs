@@ -37,6 +37,7 @@ use anyhow::Context as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
@@ -351,7 +352,11 @@ impl Runtime {
                 }
             }
             ended
-        });
+        }
+        // What the host logs while it serves the request (a storage
+        // failure, say) names the tenant. An error-level span, so that it
+        // is on whenever errors are logged.
+        .instrument(tracing::error_span!("request", tenant = %tenant.name)));
 
         let mut receiver = receiver;
         let response = tokio::select! {

@@ -25,7 +25,6 @@
 
 use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict, client_of as client};
 use crate::metrics::METRICS;
-use base64::Engine as _;
 use futures::future::BoxFuture;
 use sha2::Digest as _;
 use std::collections::HashMap;
@@ -247,7 +246,7 @@ impl Htpasswd {
             shared: Arc::new(Shared {
                 path: path.to_path_buf(),
                 tenant: tenant.to_string(),
-                challenge: format!("Basic realm=\"{}\"", realm.replace(['"', '\\'], "")),
+                challenge: wharf_spec::htpasswd::challenge(realm),
                 file: RwLock::new(Loaded {
                     users,
                     stamp: Some(stamp),
@@ -505,19 +504,7 @@ fn common_cost(users: &HashMap<String, String>) -> u32 {
         .map_or(DEFAULT_COST, |(cost, _)| cost)
 }
 
-/// `(user, password)` from an `Authorization: Basic …` header.
-fn basic_credentials(header: &str) -> Option<(String, String)> {
-    let (scheme, encoded) = header.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
+use wharf_spec::htpasswd::basic_credentials;
 
 /// The users of an htpasswd file; every entry must be bcrypt.
 fn read(path: &Path) -> Result<HashMap<String, String>, HtpasswdError> {
@@ -525,46 +512,18 @@ fn read(path: &Path) -> Result<HashMap<String, String>, HtpasswdError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let malformed = |line: usize, reason: &str| HtpasswdError::Malformed {
-        path: path.to_path_buf(),
-        line,
-        reason: reason.to_string(),
-    };
-    let mut users = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    wharf_spec::htpasswd::parse(&text).map_err(|e| match e {
+        wharf_spec::htpasswd::HtpasswdError::Malformed { line, reason } => {
+            HtpasswdError::Malformed {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            }
         }
-        let Some((user, hash)) = line.split_once(':') else {
-            return Err(malformed(line_no, "expected `user:hash`"));
-        };
-        if user.is_empty() {
-            return Err(malformed(line_no, "empty user name"));
-        }
-        let bcrypt = ["$2y$", "$2a$", "$2b$"]
-            .iter()
-            .any(|prefix| hash.starts_with(prefix));
-        if !bcrypt || hash.len() != 60 {
-            return Err(malformed(
-                line_no,
-                &format!(
-                    "the entry of {user:?} is not a bcrypt hash; only bcrypt ($2y$, $2a$, $2b$) is \
-                     supported: recreate it with `wharf htpasswd {user}` or `htpasswd -Bbn {user} PASSWORD`"
-                ),
-            ));
-        }
-        if users.insert(user.to_string(), hash.to_string()).is_some() {
-            return Err(malformed(line_no, &format!("user {user:?} appears twice")));
-        }
-    }
-    if users.is_empty() {
-        return Err(HtpasswdError::Empty {
+        wharf_spec::htpasswd::HtpasswdError::Empty => HtpasswdError::Empty {
             path: path.to_path_buf(),
-        });
-    }
-    Ok(users)
+        },
+    })
 }
 
 /// Locks that survive a panicking holder: the data stays consistent since
@@ -584,6 +543,7 @@ fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use std::net::SocketAddr;
 
     /// Cheap hashes for tests: cost 4 is bcrypt's minimum.

@@ -2,12 +2,17 @@
 //! small crate both depend on: the digest grammar and the hasher that
 //! verifies content ([`digest`]), repository names, tags and references
 //! ([`names`]), byte ranges ([`ranges`]), the digests a manifest names
-//! ([`references`]), and the OCI error codes with their one JSON rendering
-//! ([`errors`]). Nothing here does I/O; every parser is fuzzed
+//! ([`references`]), the OCI error codes with their one JSON rendering
+//! ([`errors`]), and two things of registry:2's that every storage and
+//! every authenticator of Wharf reads the same way: its on-disk layout
+//! ([`layout`]) and the text of its htpasswd files ([`htpasswd`]). Nothing
+//! here does I/O; every parser of what clients send is fuzzed
 //! (`fuzz/fuzz_targets/`).
 
 pub mod digest;
 pub mod errors;
+pub mod htpasswd;
+pub mod layout;
 pub mod names;
 pub mod ranges;
 pub mod references;

@@ -19,7 +19,7 @@
 pub(crate) mod conformance;
 pub mod files;
 pub mod fs;
-pub mod layout;
+pub use wharf_spec::layout;
 pub mod locks;
 mod mapped;
 #[cfg(test)]

@@ -34,8 +34,8 @@
 //! checked as UUIDs), so no component can be `..` or contain a separator it
 //! should not.
 
+use crate::Digest;
 use std::path::{Path, PathBuf};
-use wharf_spec::Digest;
 
 #[derive(Debug, Clone)]
 pub struct Layout {

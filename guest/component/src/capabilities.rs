@@ -116,7 +116,7 @@ impl Upload for HostUpload {
             .stream()
             .map_err(|m| StoreError::Invalid(format!("request body: {m}")))?;
         let writer = self.0.writer().map_err(store_error)?;
-        let moved = streams::copy(source, &writer);
+        let moved = streams::copy(source, &writer, None);
         drop(writer);
         moved.map_err(|e| match e {
             StreamFailure::Source(m) => StoreError::Invalid(format!("request body: {m}")),

@@ -68,7 +68,14 @@ pub fn send(response: Response<InputStream>, out: ResponseOutparam) {
     let sent = match response.body {
         Body::Empty => Ok(()),
         Body::Bytes(bytes) => streams::write_all(&stream, &bytes),
-        Body::Blob(source) => streams::copy(&source, &stream).map(|_| ()),
+        Body::Blob(source) => {
+            let length = response
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.parse().ok());
+            streams::copy(&source, &stream, length).map(|_| ())
+        }
     };
     drop(stream);
     match sent {

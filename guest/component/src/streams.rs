@@ -34,13 +34,26 @@ fn describe(e: StreamError) -> String {
     }
 }
 
-/// Move everything from `source` to `destination` until `source` ends, then
-/// flush. Returns the bytes moved.
+/// Move everything from `source` to `destination` until `source` ends, or
+/// `limit` bytes when given, then flush. Returns the bytes moved.
+///
+/// The limit is for responses: a host may lend a stream that runs past the
+/// bytes asked for (a file read from an offset to its end, under a stock
+/// wasi-http host), and the response carries `Content-Length` of them.
 #[cfg(not(feature = "copy-through-guest"))]
-pub fn copy(source: &InputStream, destination: &OutputStream) -> Result<u64, StreamFailure> {
+pub fn copy(
+    source: &InputStream,
+    destination: &OutputStream,
+    limit: Option<u64>,
+) -> Result<u64, StreamFailure> {
     let mut moved = 0u64;
     loop {
-        match destination.splice(source, CHUNK) {
+        let want = match limit {
+            Some(limit) if moved >= limit => break,
+            Some(limit) => CHUNK.min(limit - moved),
+            None => CHUNK,
+        };
+        match destination.splice(source, want) {
             Ok(0) => {
                 // Either the destination has no room or the source no bytes yet.
                 match destination.check_write() {
@@ -66,10 +79,19 @@ pub fn copy(source: &InputStream, destination: &OutputStream) -> Result<u64, Str
 
 /// Move everything from `source` to `destination` through guest memory.
 #[cfg(feature = "copy-through-guest")]
-pub fn copy(source: &InputStream, destination: &OutputStream) -> Result<u64, StreamFailure> {
+pub fn copy(
+    source: &InputStream,
+    destination: &OutputStream,
+    limit: Option<u64>,
+) -> Result<u64, StreamFailure> {
     let mut moved = 0u64;
     loop {
-        let bytes = match source.blocking_read(CHUNK) {
+        let want = match limit {
+            Some(limit) if moved >= limit => break,
+            Some(limit) => CHUNK.min(limit - moved),
+            None => CHUNK,
+        };
+        let bytes = match source.blocking_read(want) {
             Ok(bytes) => bytes,
             Err(StreamError::Closed) => break,
             Err(e) => return Err(StreamFailure::Source(describe(e))),

@@ -75,6 +75,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         component: Option<PathBuf>,
     },
+    /// The registry component itself, for other hosts and for registries.
+    Component {
+        #[command(subcommand)]
+        action: ComponentCommand,
+    },
     /// Remove what no manifest references, offline (stop the registry, or
     /// keep pushes away, while it runs): blobs no manifest names, and with
     /// --delete-untagged the manifests no tag reaches (directly, as an index
@@ -128,6 +133,14 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ComponentCommand {
+    /// Write the registry component that `wharf serve` runs (built into
+    /// this binary) to OUT: to keep it in a registry as an OCI artifact
+    /// (`wkg oci push`), or to serve it with `wharf serve --component OUT`.
+    Export { out: PathBuf },
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve {
@@ -175,7 +188,22 @@ fn main() -> anyhow::Result<()> {
             cost,
         } => htpasswd_line(&user, password_stdin, cost),
         Command::Cert { hosts, port, out } => make_cert(&hosts, port, &out),
+        Command::Component {
+            action: ComponentCommand::Export { out },
+        } => export_component(&out),
     }
+}
+
+/// Write the embedded component to `out`.
+fn export_component(out: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = runtime::EMBEDDED_COMPONENT;
+    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote the registry component (wharf:registry/registry) to {} ({} bytes)",
+        out.display(),
+        bytes.len()
+    );
+    Ok(())
 }
 
 /// The configuration file to read: the one given, or `if_exists` when it

@@ -1,6 +1,9 @@
 //! Builds the protocol component (`guest/component`) for `wasm32-wasip2` and
 //! hands its path to `runtime.rs`, which embeds it, so `cargo build` and
-//! `cargo run` need nothing else. The component is built in its own target
+//! `cargo run` need nothing else. The standalone registry's other
+//! components (`standalone/`) are built in the same run and composed with
+//! it (`wharf-standalone-compose`) into the component
+//! `wharf component export --standalone` writes. The component is built in its own target
 //! directory so the nested cargo never waits on the outer one's lock.
 
 use std::env;
@@ -17,6 +20,10 @@ fn main() {
         "guest/Cargo.toml",
         "guest/component/src",
         "guest/component/Cargo.toml",
+        "standalone/gate",
+        "standalone/storage",
+        "standalone/front",
+        "standalone/compose/src",
         "wit",
         "Cargo.lock",
     ] {
@@ -47,6 +54,12 @@ fn main() {
             "--release",
             "-p",
             "wharf-component",
+            "-p",
+            "wharf-standalone-gate",
+            "-p",
+            "wharf-standalone-storage",
+            "-p",
+            "wharf-standalone-front",
             "--target",
             TARGET,
             "--target-dir",
@@ -60,7 +73,12 @@ fn main() {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET");
     if !features.is_empty() {
-        build.args(["--features", &features]);
+        let qualified: Vec<String> = features
+            .split([',', ' '])
+            .filter(|f| !f.is_empty())
+            .map(|f| format!("wharf-component/{f}"))
+            .collect();
+        build.args(["--features", &qualified.join(",")]);
     }
     let status = build
         .status()
@@ -70,16 +88,35 @@ fn main() {
         "building the registry component (guest/component) for {TARGET} failed"
     );
 
-    let wasm = target_dir
-        .join(TARGET)
-        .join("release")
-        .join("wharf_component.wasm");
+    let release = target_dir.join(TARGET).join("release");
+    let wasm = release.join("wharf_component.wasm");
     assert!(
         wasm.exists(),
         "the component build produced no {}",
         wasm.display()
     );
     println!("cargo:rustc-env=WHARF_COMPONENT_WASM={}", wasm.display());
+
+    let read = |name: &str| {
+        let path = release.join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    };
+    let (core, gate, storage, entry) = (
+        read("wharf_component.wasm"),
+        read("wharf_standalone_gate.wasm"),
+        read("wharf_standalone_storage.wasm"),
+        read("wharf_standalone_front.wasm"),
+    );
+    let standalone = wharf_standalone_compose::compose(&wharf_standalone_compose::Parts {
+        core: &core,
+        gate: &gate,
+        storage: &storage,
+        entry: &entry,
+    })
+    .unwrap_or_else(|e| panic!("composing the standalone registry: {e:#}"));
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("wharf_standalone.wasm");
+    std::fs::write(&out, standalone).expect("writing the standalone component");
+    println!("cargo:rustc-env=WHARF_STANDALONE_WASM={}", out.display());
 }
 
 /// Add the wasm target through rustup if it is missing, or say how.

@@ -70,7 +70,14 @@ impl Registry {
     }
 
     fn new(wharf: Arc<Wharf>, ns: String) -> Registry {
+        // With WHARF_TEST_AUTH=htpasswd every request carries the test
+        // user's credentials.
+        let mut headers = HeaderMap::new();
+        if let Some(authorization) = support::test_authorization() {
+            headers.insert("authorization", authorization.parse().unwrap());
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             // No kept-alive connections: a restarted server is a new peer.
             .pool_max_idle_per_host(0)
@@ -1083,8 +1090,11 @@ mod push {
     fn raw_put(registry: &Registry, path: &str, content_type: &str, body: Vec<u8>) -> u16 {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(registry.wharf.addr()).unwrap();
+        let authorization = support::test_authorization()
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{authorization}Connection: close\r\n\r\n",
             registry.wharf.addr(),
             body.len()
         );

@@ -14,6 +14,7 @@ mod docker;
 mod garage;
 mod load;
 mod servers;
+mod standalone;
 
 use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Benchmark Wharf against docker-registry (CNCF Distribution)")]
-struct Args {
+pub(crate) struct Args {
     /// Repetitions of every line; the table shows medians.
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -51,7 +52,8 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     s3_blob_mib: usize,
     /// Run only these groups of lines (comma-separated: blobs, manifests,
-    /// docker, rss, s3); all of them when not given. `--write` needs all.
+    /// docker, rss, s3, standalone); all of them when not given. `--write`
+    /// needs all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Group>,
     /// Use this `wharf` binary instead of building it with cargo.
@@ -70,6 +72,7 @@ enum Group {
     Docker,
     Rss,
     S3,
+    Standalone,
 }
 
 impl Args {
@@ -121,7 +124,7 @@ struct Row {
     goal: Goal,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n == 0 {
@@ -134,7 +137,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn mb_per_s(bytes: usize, took: Duration) -> f64 {
+pub(crate) fn mb_per_s(bytes: usize, took: Duration) -> f64 {
     bytes as f64 / took.as_secs_f64() / 1e6
 }
 
@@ -149,7 +152,8 @@ impl Samples {
     fn push(&mut self, kind: Kind, value: f64) {
         match kind {
             Kind::Distribution => self.distribution.push(value),
-            Kind::Wharf => self.wharf.push(value),
+            // The standalone lines keep their own samples (`standalone.rs`).
+            Kind::Wharf | Kind::Standalone => self.wharf.push(value),
         }
     }
 
@@ -166,7 +170,7 @@ impl Samples {
 
 /// Both kinds, the first one alternating between repetitions so that
 /// neither always runs on a warmer (or busier) machine.
-fn order(rep: usize) -> [Kind; 2] {
+pub(crate) fn order(rep: usize) -> [Kind; 2] {
     if rep.is_multiple_of(2) {
         [Kind::Distribution, Kind::Wharf]
     } else {
@@ -208,7 +212,7 @@ fn build_wharf() -> anyhow::Result<PathBuf> {
         .context("cargo did not report the wharf executable")
 }
 
-fn random_bytes(len: usize) -> anyhow::Result<Bytes> {
+pub(crate) fn random_bytes(len: usize) -> anyhow::Result<Bytes> {
     use std::io::Read as _;
     let mut buf = vec![0u8; len];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
@@ -252,7 +256,7 @@ fn lookup<T>(items: &[(Kind, T)], kind: Kind) -> &T {
 /// frees an ended session's pages after answering) and give background
 /// work a moment, so that neither registry is timed while paying for the
 /// other's, or its own, previous step.
-async fn settle() -> anyhow::Result<()> {
+pub(crate) async fn settle() -> anyhow::Result<()> {
     let status = tokio::process::Command::new("sync").status().await?;
     ensure!(status.success(), "sync failed: {status}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -260,7 +264,7 @@ async fn settle() -> anyhow::Result<()> {
 }
 
 /// Downloads timed together in each repetition of the GET line.
-const GETS_PER_REP: usize = 4;
+pub(crate) const GETS_PER_REP: usize = 4;
 
 /// What a line's label says about where the registries store.
 fn on(store: &Store) -> &'static str {
@@ -369,7 +373,7 @@ async fn blob_lines(
 }
 
 /// `random` with its first bytes replaced by `n`: new content, same size.
-fn stamped(random: &Bytes, n: usize) -> Bytes {
+pub(crate) fn stamped(random: &Bytes, n: usize) -> Bytes {
     let mut blob = random.to_vec();
     let stamp = (n as u64).to_le_bytes();
     let len = stamp.len().min(blob.len());
@@ -380,7 +384,7 @@ fn stamped(random: &Bytes, n: usize) -> Bytes {
 fn mono_last(samples: &Samples, kind: Kind) -> f64 {
     let v = match kind {
         Kind::Distribution => &samples.distribution,
-        Kind::Wharf => &samples.wharf,
+        Kind::Wharf | Kind::Standalone => &samples.wharf,
     };
     v.last().copied().unwrap_or(f64::NAN)
 }
@@ -691,7 +695,7 @@ fn table(rows: &[Row]) -> String {
 /// Where the part of BENCHMARKS.md that `--write` leaves alone begins.
 const KEPT: &str = "\n## Per-request cost";
 
-fn markdown(args: &Args, rows: &[Row], machine: &str) -> String {
+fn markdown(args: &Args, table: &str, machine: &str) -> String {
     format!(
         "# Benchmarks\n\n\
          Wharf against Debian's `docker-registry` (CNCF Distribution), measured side by side in one \
@@ -719,7 +723,6 @@ fn markdown(args: &Args, rows: &[Row], machine: &str) -> String {
          wrk duration).\n",
         reps = args.reps,
         gets = GETS_PER_REP,
-        table = table(rows),
     )
 }
 
@@ -739,6 +742,7 @@ async fn main() -> anyhow::Result<()> {
     let bins = Binaries {
         wharf,
         distribution: PathBuf::from(servers::DISTRIBUTION_BIN),
+        wasmtime: PathBuf::from(servers::WASMTIME_BIN),
     };
     if !bins.distribution.exists() {
         bail!(
@@ -785,7 +789,15 @@ async fn main() -> anyhow::Result<()> {
         drop(garage);
     }
 
-    let table = table(&rows);
+    let mut portability = Vec::new();
+    if args.runs(Group::Standalone) {
+        portability = standalone::lines(&args, &bins, &auth).await?;
+    }
+
+    let mut table = table(&rows);
+    if !portability.is_empty() {
+        table.push_str(&standalone::table(&portability));
+    }
     println!("\n{table}\n{machine}");
     if args.write {
         let path = workspace_root().join("BENCHMARKS.md");
@@ -794,7 +806,7 @@ async fn main() -> anyhow::Result<()> {
             .ok()
             .and_then(|old| old.find(KEPT).map(|at| old[at..].to_string()))
             .unwrap_or_default();
-        std::fs::write(&path, markdown(&args, &rows, &machine) + &kept)
+        std::fs::write(&path, markdown(&args, &table, &machine) + &kept)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -21,6 +21,8 @@ pub const DISTRIBUTION_BIN: &str = "/usr/bin/docker-registry";
 pub enum Kind {
     Distribution,
     Wharf,
+    /// The standalone component under stock `wasmtime serve`.
+    Standalone,
 }
 
 impl fmt::Display for Kind {
@@ -28,6 +30,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Distribution => "Distribution",
             Kind::Wharf => "Wharf",
+            Kind::Standalone => "Standalone",
         })
     }
 }
@@ -37,7 +40,12 @@ impl fmt::Display for Kind {
 pub struct Binaries {
     pub wharf: PathBuf,
     pub distribution: PathBuf,
+    /// Stock `wasmtime` (wasmtime-cli), for the standalone component.
+    pub wasmtime: PathBuf,
 }
+
+/// Where `tests/install` puts wasmtime-cli.
+pub const WASMTIME_BIN: &str = "/opt/wharf-tools/wasmtime-48.0.8/bin/wasmtime";
 
 /// htpasswd credentials both registries check, when the line needs them.
 #[derive(Clone, Debug)]
@@ -137,12 +145,15 @@ impl Server {
             }
             Kind::Wharf => {
                 let mut c = Command::new(&bins.wharf);
-                c.arg("serve").env_remove("WHARF_LOG");
+                c.arg("serve").env_remove("WHARF_LOG").arg(&config_path);
                 c
             }
+            Kind::Standalone => standalone_command(bins, &dir, &data, addr, auth, store)?,
         };
+        if kind == Kind::Distribution {
+            command.arg(&config_path);
+        }
         let child = command
-            .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -230,6 +241,54 @@ impl Server {
     pub fn rss(&self) -> anyhow::Result<u64> {
         status_field(self.pid(), "VmRSS:")
     }
+}
+
+/// `wasmtime serve` of the standalone component (exported by this `wharf`
+/// into `dir`), as the README runs it: the data directory preopened at
+/// `/var/lib/registry`, htpasswd from the same variables as registry:2.
+fn standalone_command(
+    bins: &Binaries,
+    dir: &TempDir,
+    data: &Path,
+    addr: SocketAddr,
+    auth: Option<&Htpasswd>,
+    store: &Store,
+) -> anyhow::Result<Command> {
+    if !matches!(store, Store::Disk) {
+        bail!("the standalone component stores on wasi:filesystem only");
+    }
+    let component = dir.path().join("registry.wasm");
+    let out = Command::new(&bins.wharf)
+        .args(["component", "export", "--standalone"])
+        .arg(&component)
+        .output()
+        .context("running wharf component export")?;
+    if !out.status.success() {
+        bail!(
+            "wharf component export --standalone failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut c = Command::new(&bins.wasmtime);
+    c.args(["serve", "-S", "cli", "--addr", &addr.to_string()])
+        .arg("--dir")
+        .arg(format!("{}::/var/lib/registry", data.display()));
+    if let Some(auth) = auth {
+        let folder = auth
+            .file
+            .parent()
+            .context("the htpasswd file's directory")?;
+        let name = auth.file.file_name().context("the htpasswd file's name")?;
+        c.arg("--dir")
+            .arg(format!("{}::/auth", folder.display()))
+            .args(["--env", "REGISTRY_AUTH=htpasswd", "--env"])
+            .arg(format!(
+                "REGISTRY_AUTH_HTPASSWD_PATH=/auth/{}",
+                name.to_string_lossy()
+            ));
+    }
+    c.arg(&component);
+    Ok(c)
 }
 
 impl Drop for Server {

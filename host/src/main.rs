@@ -23,6 +23,7 @@ mod reload;
 mod repositories;
 mod runtime;
 mod server;
+mod standalone;
 mod state;
 mod storage;
 mod storage_check;
@@ -70,8 +71,9 @@ enum Command {
         #[arg(long, value_name = "PATH", conflicts_with = "config")]
         config_if_exists: Option<PathBuf>,
         /// Serve with this component (a `wasm32-wasip2` component built for
-        /// the `wharf:registry/registry` world) instead of the built-in one;
-        /// it is reloaded when the file changes and on SIGHUP.
+        /// the `wharf:registry/registry` world, or a standalone registry,
+        /// whose core is used) instead of the built-in one; it is reloaded
+        /// when the file changes and on SIGHUP.
         #[arg(long, value_name = "PATH")]
         component: Option<PathBuf>,
     },
@@ -135,10 +137,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ComponentCommand {
-    /// Write the registry component that `wharf serve` runs (built into
-    /// this binary) to OUT: to keep it in a registry as an OCI artifact
-    /// (`wkg oci push`), or to serve it with `wharf serve --component OUT`.
-    Export { out: PathBuf },
+    /// Write the registry component that `wharf serve` runs to OUT; with
+    /// --standalone, the one that runs in any wasi-http host
+    /// (`wasmtime serve -S cli --dir DATA::/var/lib/registry OUT`): the same
+    /// component composed with storage on wasi:filesystem and htpasswd
+    /// authentication (README: "Run the registry in your own wasmtime host").
+    Export {
+        out: PathBuf,
+        /// Write the standalone form, which imports only WASI 0.2.
+        #[arg(long)]
+        standalone: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -189,21 +198,9 @@ fn main() -> anyhow::Result<()> {
         } => htpasswd_line(&user, password_stdin, cost),
         Command::Cert { hosts, port, out } => make_cert(&hosts, port, &out),
         Command::Component {
-            action: ComponentCommand::Export { out },
-        } => export_component(&out),
+            action: ComponentCommand::Export { out, standalone },
+        } => standalone::export(&out, standalone),
     }
-}
-
-/// Write the embedded component to `out`.
-fn export_component(out: &std::path::Path) -> anyhow::Result<()> {
-    let bytes = runtime::EMBEDDED_COMPONENT;
-    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "wrote the registry component (wharf:registry/registry) to {} ({} bytes)",
-        out.display(),
-        bytes.len()
-    );
-    Ok(())
 }
 
 /// The configuration file to read: the one given, or `if_exists` when it

@@ -32,8 +32,10 @@ impl Source {
             Source::File(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading the component {}", path.display()))?;
+                let core = crate::standalone::registry_core(&bytes)
+                    .with_context(|| format!("reading the component {}", path.display()))?;
                 sandbox
-                    .load(&bytes)
+                    .load(core)
                     .with_context(|| format!("loading the component {}", path.display()))
             }
         }

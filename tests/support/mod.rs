@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod garage;
+pub mod stock;
 
 /// The binary under test, built by cargo for this test target.
 const WHARF_BIN: &str = env!("CARGO_BIN_EXE_wharf");
@@ -35,6 +36,9 @@ pub struct Wharf {
     addr: SocketAddr,
     /// How many times the server has been started, to name its log files.
     generation: u32,
+    /// Whether the standalone component under `wasmtime serve` serves,
+    /// rather than `wharf serve` (see [`stock`]).
+    stock: bool,
 }
 
 /// With `WHARF_TEST_STORAGE=s3`, every [`Wharf`] stores in S3: a Garage
@@ -70,6 +74,25 @@ pub fn test_storage_env() -> Vec<(String, String)> {
     env
 }
 
+/// The user every [`Wharf`] requires with `WHARF_TEST_AUTH=htpasswd`, and
+/// its password: how `tests/run` runs the conformance suite with
+/// credentials.
+pub fn test_credentials() -> Option<(&'static str, &'static str)> {
+    (std::env::var("WHARF_TEST_AUTH").as_deref() == Ok("htpasswd"))
+        .then_some(("conformance", "conformance-password"))
+}
+
+/// The `Authorization` header of [`test_credentials`], if any.
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub fn test_authorization() -> Option<String> {
+    use base64::Engine as _;
+    test_credentials().map(|(user, password)| {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}")
+    })
+}
+
 impl Wharf {
     /// Whether this registry stores in S3 (see [`test_storage_env`]).
     pub fn on_s3(&self) -> bool {
@@ -87,12 +110,31 @@ impl Wharf {
     /// Starts `wharf serve` with extra environment variables (for example
     /// `REGISTRY_STORAGE_DELETE_ENABLED`), on a free loopback port.
     pub fn start_with(env: &[(&str, &str)]) -> Wharf {
+        Wharf::start_as(env, stock::selected(), test_credentials())
+    }
+
+    /// Starts the standalone component under `wasmtime serve`, with extra
+    /// environment variables and, given `credentials`, an htpasswd file
+    /// with that one user (`REGISTRY_AUTH=htpasswd`).
+    #[allow(dead_code)]
+    pub fn start_stock(env: &[(&str, &str)], credentials: Option<(&str, &str)>) -> Wharf {
+        Wharf::start_as(env, true, credentials)
+    }
+
+    /// Starts `wharf serve` (or with `stock`, the standalone component
+    /// under `wasmtime serve`) as [`Wharf::start_stock`] says.
+    pub fn start_as(env: &[(&str, &str)], stock: bool, credentials: Option<(&str, &str)>) -> Wharf {
         let dir = tempfile::Builder::new()
             .prefix("wharf-test-")
             .tempdir()
             .expect("create a temporary directory for wharf");
         std::fs::create_dir(dir.path().join("data")).expect("create wharf's data directory");
         let mut extra_env = test_storage_env();
+        if let Some((user, password)) = credentials {
+            std::fs::create_dir(dir.path().join("auth")).expect("create the auth directory");
+            htpasswd_file(&dir.path().join("auth/htpasswd"), user, password);
+            extra_env.push(("REGISTRY_AUTH".into(), "htpasswd".into()));
+        }
         extra_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut wharf = Wharf {
             dir,
@@ -100,6 +142,7 @@ impl Wharf {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             generation: 0,
+            stock,
         };
         wharf.spawn("127.0.0.1:0");
         wharf
@@ -116,6 +159,23 @@ impl Wharf {
             addr,
             "wharf restarted on another address"
         );
+    }
+
+    /// Stops the server and starts the other host on the same data
+    /// directory, configuration and port: `wharf serve` after the standalone
+    /// component under `wasmtime serve`, or the other way round.
+    #[allow(dead_code)]
+    pub fn switch_host(&mut self) {
+        self.stop();
+        self.stock = !self.stock;
+        let addr = self.addr.to_string();
+        self.spawn(&addr);
+    }
+
+    /// Whether the standalone component under `wasmtime serve` is serving.
+    #[allow(dead_code)]
+    pub fn is_stock(&self) -> bool {
+        self.stock
     }
 
     /// The server process's id.
@@ -169,40 +229,89 @@ impl Wharf {
             .dir
             .path()
             .join(format!("wharf-{}.stdout", self.generation));
-        let stderr = File::create(&stderr_path).expect("create wharf's stderr file");
-        let mut cmd = Command::new(WHARF_BIN);
-        cmd.arg("serve").env("REGISTRY_HTTP_ADDR", listen);
-        if !self.on_s3() {
-            cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", self.data_dir());
-        }
-        cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+        let auth = self.dir.path().join("auth");
+        let auth = auth.exists().then_some(auth);
+        let stock = self.stock;
+        let mut cmd = if stock {
+            assert!(
+                !self.on_s3(),
+                "the standalone component stores on wasi:filesystem only"
+            );
+            let component = self.dir.path().join("registry.wasm");
+            if !component.exists() {
+                stock::export(&component);
+            }
+            let mut env = self.extra_env.clone();
+            if auth.is_some() {
+                env.push((
+                    "REGISTRY_AUTH_HTPASSWD_PATH".into(),
+                    format!("{}/htpasswd", stock::AUTH),
+                ));
+            }
+            stock::command(&component, listen, &self.data_dir(), auth.as_deref(), &env)
+        } else {
+            let mut cmd = Command::new(WHARF_BIN);
+            cmd.arg("serve").env("REGISTRY_HTTP_ADDR", listen);
+            if !self.on_s3() {
+                cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", self.data_dir());
+            }
+            if let Some(auth) = &auth {
+                cmd.env("REGISTRY_AUTH_HTPASSWD_PATH", auth.join("htpasswd"));
+            }
+            cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
+            cmd
+        };
+        // wharf's stderr goes straight to its file; wasmtime serve's is read
+        // for its `Serving HTTP on` line.
+        let stderr = if stock {
+            Stdio::piped()
+        } else {
+            Stdio::from(File::create(&stderr_path).expect("create wharf's stderr file"))
+        };
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
+            .stderr(stderr);
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {WHARF_BIN} serve: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
 
-        // Read stdout on a thread: hand over the first `listening on` line,
-        // and keep draining (into a file) so the server never blocks on it.
-        let stdout = child.stdout.take().expect("piped stdout");
+        // Read stdout and stderr on threads, into files: hand over the
+        // address of the first `listening on` line (wharf, on stdout) or
+        // `Serving HTTP on` line (wasmtime serve, on stderr), and keep
+        // draining so the server never blocks on either.
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut log = File::create(stdout_path).ok();
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(log) = log.as_mut() {
-                    let _ = writeln!(log, "{line}");
-                }
-                if let Some(rest) = line.strip_prefix("listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.trim().to_string());
-                }
-            }
-            // Dropping `tx` (if still held) tells the waiter stdout closed.
-        });
+        let drain =
+            |from: Box<dyn std::io::Read + Send>, to: PathBuf, tx: Option<mpsc::Sender<String>>| {
+                std::thread::spawn(move || {
+                    let mut log = File::create(to).ok();
+                    let mut tx = tx;
+                    for line in BufReader::new(from).lines() {
+                        let Ok(line) = line else { break };
+                        if let Some(log) = log.as_mut() {
+                            let _ = writeln!(log, "{line}");
+                            let _ = log.flush();
+                        }
+                        let addr = match line.strip_prefix("listening on ") {
+                            Some(rest) => Some(rest.trim().to_string()),
+                            None => stock::serving(&line).map(|a| a.to_string()),
+                        };
+                        if let Some(addr) = addr
+                            && let Some(tx) = tx.take()
+                        {
+                            let _ = tx.send(addr);
+                        }
+                    }
+                    // Dropping `tx` (if still held) tells the waiter it closed.
+                })
+            };
+        let stdout = Box::new(child.stdout.take().expect("piped stdout"));
+        if stock {
+            let stderr = Box::new(child.stderr.take().expect("piped stderr"));
+            drain(stdout, stdout_path, None);
+            drain(stderr, stderr_path.clone(), Some(tx));
+        } else {
+            drain(stdout, stdout_path, Some(tx));
+        }
 
         let started = Instant::now();
         let line = rx.recv_timeout(READY_TIMEOUT);

@@ -16,6 +16,9 @@ fn main() {
     let host = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = host.parent().unwrap().to_path_buf();
     for watched in [
+        "spec/src",
+        "spec/Cargo.toml",
+        "layout-fs",
         "guest/src",
         "guest/Cargo.toml",
         "guest/component/src",

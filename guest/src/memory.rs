@@ -15,7 +15,7 @@ use crate::capabilities::{
 };
 use crate::digest::{Algorithm, Digest};
 use crate::names::{Reference, is_valid_name, is_valid_tag};
-use crate::ranges::{RangeRequest, Resolved};
+use crate::ranges::{self, Portion, RangeRequest};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -382,27 +382,26 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
                 redirect: Some(format!("{base}/{digest}")),
             }));
         }
-        let whole = BlobRead {
-            size,
-            offset: 0,
-            length: size,
-            partial: false,
-            content: Some(blob.clone()),
-            redirect: None,
-        };
-        Ok(Some(match range.and_then(|r| r.resolve(size)) {
-            None => whole,
-            Some(Resolved::Unsatisfiable) => BlobRead {
-                content: None,
-                ..whole
-            },
-            Some(Resolved::Satisfiable { first, last }) => BlobRead {
+        // The portion lies within the blob, which is in memory.
+        Ok(Some(match ranges::portion(range, size) {
+            Some(Portion {
+                offset,
+                length,
+                partial,
+            }) => BlobRead {
                 size,
-                offset: first,
-                length: last - first + 1,
-                partial: true,
-                // Both bounds lie within the blob, which is in memory.
-                content: Some(blob[first as usize..=last as usize].to_vec()),
+                offset,
+                length,
+                partial,
+                content: Some(blob[offset as usize..(offset + length) as usize].to_vec()),
+                redirect: None,
+            },
+            None => BlobRead {
+                size,
+                offset: 0,
+                length: size,
+                partial: false,
+                content: None,
                 redirect: None,
             },
         }))

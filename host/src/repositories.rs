@@ -22,7 +22,7 @@ use wasmtime::component::Resource;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 use wharf_spec::Digest;
-use wharf_spec::ranges::{RangeRequest, Resolved};
+use wharf_spec::ranges::{self, Portion, RangeRequest};
 
 /// The host side of a `repository` resource: a checked name and the
 /// access the caller was granted on it.
@@ -438,12 +438,13 @@ impl HostRepository for RequestState {
                     ByteRange::Span((first, last)) => RangeRequest::Span(first, last),
                     ByteRange::Suffix(n) => RangeRequest::Suffix(n),
                 });
-                let (offset, length, partial) = match range.and_then(|r| r.resolve(size)) {
-                    None => (0, size, false),
-                    Some(Resolved::Satisfiable { first, last }) => (first, last - first + 1, true),
-                    Some(Resolved::Unsatisfiable) => {
-                        return Ok(Some((size, 0, size, false, Served::Nothing)));
-                    }
+                let Some(Portion {
+                    offset,
+                    length,
+                    partial,
+                }) = ranges::portion(range, size)
+                else {
+                    return Ok(Some((size, 0, size, false, Served::Nothing)));
                 };
                 let source = caps.blobs.read(&digest, offset, Some(length))?;
                 Ok(Some((size, offset, length, partial, Served::Bytes(source))))

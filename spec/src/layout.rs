@@ -160,3 +160,33 @@ impl Layout {
         self.v2.join("wharf-tmp")
     }
 }
+
+/// The media type a manifest records inside (its `mediaType`), for a
+/// revision stored without `wharf-media-type` (registry:2's data). Only
+/// that field is read; every other is skipped unread.
+pub fn embedded_media_type(content: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType")]
+        media_type: Option<serde_json::Value>,
+    }
+    let typed: Typed = serde_json::from_slice(content).ok()?;
+    typed.media_type?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_names_its_media_type_inside_or_not_at_all() {
+        let typed = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+        assert_eq!(
+            embedded_media_type(typed).as_deref(),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        assert_eq!(embedded_media_type(br#"{"schemaVersion":2}"#), None);
+        assert_eq!(embedded_media_type(br#"{"mediaType":7}"#), None);
+        assert_eq!(embedded_media_type(b"not json"), None);
+    }
+}

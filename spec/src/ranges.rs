@@ -70,6 +70,36 @@ impl RangeRequest {
     }
 }
 
+/// The bytes a read of a blob serves: `length` bytes from `offset`,
+/// `partial` when they are the range asked for (206) rather than the whole
+/// blob (200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Portion {
+    pub offset: u64,
+    pub length: u64,
+    pub partial: bool,
+}
+
+/// What a read of a blob of `size` bytes serves for `range`: the whole blob
+/// without one, or when it is to be ignored; `None` when it cannot be
+/// satisfied (416 with the size, no bytes). Every store answers a blob read
+/// with this.
+pub fn portion(range: Option<RangeRequest>, size: u64) -> Option<Portion> {
+    match range.and_then(|r| r.resolve(size)) {
+        None => Some(Portion {
+            offset: 0,
+            length: size,
+            partial: false,
+        }),
+        Some(Resolved::Satisfiable { first, last }) => Some(Portion {
+            offset: first,
+            length: last - first + 1,
+            partial: true,
+        }),
+        Some(Resolved::Unsatisfiable) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +152,41 @@ mod tests {
             assert_eq!(RangeRequest::parse(header), None, "{header}");
         }
         assert_eq!(resolve("bytes=-5", 0), None);
+    }
+
+    #[test]
+    fn a_read_serves_the_whole_blob_or_the_range() {
+        let bytes = |offset, length, partial| {
+            Some(Portion {
+                offset,
+                length,
+                partial,
+            })
+        };
+        assert_eq!(portion(None, 10), bytes(0, 10, false));
+        assert_eq!(
+            portion(Some(RangeRequest::Span(2, 4)), 10),
+            bytes(2, 3, true)
+        );
+        assert_eq!(
+            portion(Some(RangeRequest::Starting(7)), 10),
+            bytes(7, 3, true)
+        );
+        assert_eq!(
+            portion(Some(RangeRequest::Suffix(3)), 10),
+            bytes(7, 3, true)
+        );
+        assert_eq!(
+            portion(Some(RangeRequest::Span(8, 99)), 10),
+            bytes(8, 2, true)
+        );
+        assert_eq!(portion(Some(RangeRequest::Starting(10)), 10), None);
+        assert_eq!(portion(Some(RangeRequest::Span(5, 3)), 10), None);
+        // A suffix of an empty blob: the whole (empty) blob.
+        assert_eq!(
+            portion(Some(RangeRequest::Suffix(5)), 0),
+            bytes(0, 0, false)
+        );
+        assert_eq!(portion(Some(RangeRequest::Span(0, 0)), 0), None);
     }
 }

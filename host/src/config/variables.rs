@@ -353,7 +353,8 @@ pub fn apply(tree: &mut Value, name: &str, value: &str) -> Result<Vec<Step>, Con
         Text => *slot = Value::String(value.to_string()),
         Bool => {
             *slot = Value::Bool(
-                super::parse_bool(value).ok_or_else(|| bad("expected true or false".into()))?,
+                wharf_spec::settings::parse_bool(value)
+                    .ok_or_else(|| bad("expected true or false".into()))?,
             )
         }
         TextList => {

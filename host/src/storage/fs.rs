@@ -28,6 +28,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use wharf_layout_fs::walk::{is_repository, repositories, sorted_entries};
 use wharf_spec::references::references;
 use wharf_spec::{Algorithm, Digest};
 
@@ -251,65 +252,6 @@ impl FsStorage {
     }
 }
 
-fn is_repository(dir: &Path) -> bool {
-    dir.join("_manifests").is_dir() || dir.join("_layers").is_dir()
-}
-
-/// Names of the entries of `dir`, sorted; empty if it does not exist.
-fn sorted_entries(dir: &Path) -> io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    match fs::read_dir(dir) {
-        Ok(entries) => {
-            for entry in entries {
-                if let Ok(name) = entry?.file_name().into_string() {
-                    names.push(name);
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// Every repository under `dir`, depth first; directories starting with `_`
-/// are a repository's own data, never nested repositories.
-fn collect_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
-    for name in sorted_entries(dir)? {
-        if name.starts_with('_') {
-            continue;
-        }
-        let path: PathBuf = dir.join(&name);
-        if !path.is_dir() {
-            continue;
-        }
-        let full = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if is_repository(&path) {
-            out.push(full.clone());
-        }
-        collect_repositories(&path, &full, out)?;
-    }
-    Ok(())
-}
-
-/// The media type recorded inside a manifest, for manifests stored without
-/// one (registry:2 data).
-pub(super) fn embedded_media_type(content: &[u8]) -> Option<String> {
-    /// Only `mediaType`; every other field is skipped unread.
-    #[derive(serde::Deserialize)]
-    struct Typed {
-        #[serde(rename = "mediaType")]
-        media_type: Option<serde_json::Value>,
-    }
-    let typed: Typed = serde_json::from_slice(content).ok()?;
-    typed.media_type?.as_str().map(str::to_string)
-}
-
 impl BlobStore for FsStorage {
     fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         match fs::metadata(self.layout.blob_data(digest)) {
@@ -364,7 +306,7 @@ impl MetadataStore for FsStorage {
         let media_type = match read_optional(&self.layout.revision_media_type(repository, digest))?
         {
             Some(t) => String::from_utf8_lossy(&t).into_owned(),
-            None => embedded_media_type(&content)
+            None => wharf_spec::layout::embedded_media_type(&content)
                 .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into()),
         };
         let subject = self.read_link(&self.layout.revision_subject(repository, digest))?;
@@ -445,9 +387,7 @@ impl MetadataStore for FsStorage {
     }
 
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page> {
-        let mut names = Vec::new();
-        collect_repositories(&self.layout.repositories(), "", &mut names)?;
-        names.sort();
+        let names = repositories(&self.layout.repositories())?;
         Ok(page(names, after, limit))
     }
 

@@ -59,43 +59,7 @@ pub enum StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// One page of a sorted listing.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Page {
-    pub entries: Vec<String>,
-    pub more: bool,
-}
-
-/// Take up to `limit` names sorting after `after` from a sorted list.
-pub fn page(sorted: Vec<String>, after: Option<&str>, limit: u32) -> Page {
-    page_kept(sorted, after, limit, |_| true)
-}
-
-/// The same, of the names `keep` accepts. `keep` is asked only as far as
-/// the page reaches (one name past it, to tell whether there are more), so
-/// it may cost a look at storage.
-pub fn page_kept(
-    sorted: Vec<String>,
-    after: Option<&str>,
-    limit: u32,
-    mut keep: impl FnMut(&str) -> bool,
-) -> Page {
-    let mut page = Page::default();
-    let after_start = sorted
-        .into_iter()
-        .filter(|n| after.is_none_or(|after| n.as_str() > after));
-    for name in after_start {
-        if !keep(&name) {
-            continue;
-        }
-        if page.entries.len() >= limit as usize {
-            page.more = true;
-            break;
-        }
-        page.entries.push(name);
-    }
-    page
-}
+pub use wharf_spec::pages::{Page, page, page_kept};
 
 /// The bytes `offset..end` of a blob of `size` bytes that a read of
 /// `length` (or the rest) from `offset` covers; `Invalid` if they are not

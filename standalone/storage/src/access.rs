@@ -77,7 +77,7 @@ pub fn to_wit(e: StoreError) -> Error {
     }
 }
 
-pub fn page(p: crate::paging::Page) -> Page {
+pub fn page(p: wharf_spec::pages::Page) -> Page {
     Page {
         entries: p.entries,
         more: p.more,

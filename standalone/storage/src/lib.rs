@@ -16,8 +16,8 @@
 //! The storage logic works on `std::fs` alone and runs natively in the unit
 //! tests: [`metadata`] (manifests, tags, referrers, blob links, the
 //! catalog), [`sessions`] (uploads), [`files`] (durable small writes), and
-//! the pure pieces ([`parts`], [`paging`], [`ranges`], [`ids`],
-//! [`settings`]). Only the shell is wasm: the bindings, the access checks
+//! the pure pieces ([`parts`], [`ids`], [`settings`]; pages and ranges
+//! are `wharf_spec`'s). Only the shell is wasm: the bindings, the access checks
 //! and the calls to the gate (`access.rs`), the WIT resources
 //! (`catalog.rs`, `repository.rs`, `uploads.rs`) and the `wasi:io` streams
 //! of files (`streams.rs`), through which blob bytes go from disk to the
@@ -28,10 +28,8 @@ pub mod error;
 pub mod files;
 pub mod ids;
 pub mod metadata;
-pub mod paging;
 pub mod parts;
 pub mod random;
-pub mod ranges;
 pub mod sessions;
 pub mod settings;
 #[cfg(test)]

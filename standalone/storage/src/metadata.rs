@@ -12,14 +12,15 @@
 //! deleted can be left naming nothing; listings skip such tags, as they
 //! skip those registry:2 leaves.
 
-use crate::error::{Result, StoreError};
+use crate::error::{At, Result, StoreError};
 use crate::files::{
     self, read_link, read_optional, remove_tree, size_of, sorted_entries, write_atomic, write_link,
 };
-use crate::paging::{Page, page, page_kept};
 use crate::settings::Settings;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use wharf_layout_fs::walk;
 use wharf_spec::layout::Layout;
+use wharf_spec::pages::{Page, page, page_kept};
 use wharf_spec::{Digest, Hasher};
 
 /// What deletes answer while the operator has not switched them on; the
@@ -138,7 +139,7 @@ impl Store {
                 let Some(content) = read_optional(&data)? else {
                     return Ok(None);
                 };
-                let media_type = embedded_media_type(&content)
+                let media_type = wharf_spec::layout::embedded_media_type(&content)
                     .unwrap_or_else(|| DEFAULT_MANIFEST_TYPE.to_string());
                 (media_type, content.len() as u64)
             }
@@ -253,7 +254,7 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Option<Page>> {
-        if !is_repository(&self.layout.repository(repository)) {
+        if !walk::is_repository(&self.layout.repository(repository)) {
             return Ok(None);
         }
         let names = sorted_entries(&self.layout.tags(repository))?;
@@ -294,53 +295,14 @@ impl Store {
 
     /// Every repository, sorted.
     pub fn all_repositories(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        collect_repositories(&self.layout.repositories(), "", &mut names)?;
-        names.sort();
-        Ok(names)
+        let root = self.layout.repositories();
+        walk::repositories(&root).at(&root)
     }
 
     /// A page of the repository names.
     pub fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page> {
         Ok(page(self.all_repositories()?, after, limit))
     }
-}
-
-/// Whether `dir` is a repository: it has manifests or linked blobs (an
-/// upload alone does not make one, as in registry:2).
-fn is_repository(dir: &Path) -> bool {
-    dir.join("_manifests").is_dir() || dir.join("_layers").is_dir()
-}
-
-/// Every repository under `dir`, depth first. Directories starting with
-/// `_` are a repository's own data, never nested repositories.
-fn collect_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
-    for name in sorted_entries(dir)? {
-        if name.starts_with('_') {
-            continue;
-        }
-        let path = dir.join(&name);
-        if !path.is_dir() {
-            continue;
-        }
-        let full = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if is_repository(&path) {
-            out.push(full.clone());
-        }
-        collect_repositories(&path, &full, out)?;
-    }
-    Ok(())
-}
-
-/// The `mediaType` a manifest records inside, for manifests stored
-/// without a `wharf-media-type` (registry:2 data).
-pub fn embedded_media_type(content: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(content).ok()?;
-    value.get("mediaType")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]

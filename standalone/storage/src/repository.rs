@@ -11,9 +11,8 @@ use crate::bindings::exports::wharf::registry::repositories::{
 };
 use crate::bindings::wharf::registry::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
 use crate::metadata::NewManifest;
-use crate::ranges::{Served, serve};
 use crate::uploads::UploadHandle;
-use wharf_spec::ranges::RangeRequest;
+use wharf_spec::ranges::{self, Portion, RangeRequest};
 
 /// A checked repository name and the access the caller was granted on it.
 pub struct RepositoryHandle {
@@ -120,22 +119,20 @@ impl GuestRepository for RepositoryHandle {
             ByteRange::Span((first, last)) => RangeRequest::Span(first, last),
             ByteRange::Suffix(n) => RangeRequest::Suffix(n),
         });
-        let (offset, length, partial) = match serve(range, size) {
-            Served::Bytes {
-                offset,
-                length,
-                partial,
-            } => (offset, length, partial),
-            Served::Unsatisfiable => {
-                return Ok(Some(BlobRead {
-                    size,
-                    offset: 0,
-                    length: size,
-                    partial: false,
-                    content: None,
-                    redirect: None,
-                }));
-            }
+        let Some(Portion {
+            offset,
+            length,
+            partial,
+        }) = ranges::portion(range, size)
+        else {
+            return Ok(Some(BlobRead {
+                size,
+                offset: 0,
+                length: size,
+                partial: false,
+                content: None,
+                redirect: None,
+            }));
         };
         // The stream runs on to the end of the file; the core sends
         // `length` bytes of it.

@@ -21,7 +21,7 @@ impl Settings {
             .filter(|root| !root.is_empty())
             .unwrap_or_else(|| DEFAULT_ROOT.to_string());
         let delete_enabled = var("REGISTRY_STORAGE_DELETE_ENABLED")
-            .and_then(|v| parse_bool(&v))
+            .and_then(|v| wharf_spec::settings::parse_bool(&v))
             .unwrap_or(false);
         Settings {
             root: PathBuf::from(root),
@@ -32,16 +32,6 @@ impl Settings {
     /// The settings of this process's environment.
     pub fn from_env() -> Settings {
         Settings::from_vars(|name| std::env::var(name).ok())
-    }
-}
-
-/// A boolean as `wharf serve`'s configuration reads one (case-insensitive
-/// true/1/yes, false/0/no); anything else is none.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
     }
 }
 

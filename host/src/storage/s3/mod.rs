@@ -368,7 +368,7 @@ impl Inner {
             .await?
         {
             Some(t) => String::from_utf8_lossy(&t).into_owned(),
-            None => super::fs::embedded_media_type(&content)
+            None => wharf_spec::layout::embedded_media_type(&content)
                 .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into()),
         };
         let subject = self

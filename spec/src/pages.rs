@@ -1,6 +1,6 @@
-//! Pages of sorted listings (tags, repositories, referrers), cut as the
-//! native host cuts them: up to `limit` names sorting after `after`, and
-//! `more` when a kept name follows the page.
+//! Pages of sorted listings (tags, repositories, referrers), cut the same
+//! way by every storage of Wharf: up to `limit` names sorting after
+//! `after`, and `more` when a kept name follows the page.
 
 /// One page of a sorted listing.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub fn page(sorted: Vec<String>, after: Option<&str>, limit: u32) -> Page {
 
 /// The same, of the names `keep` accepts. `keep` is asked only as far as
 /// the page reaches (one kept name past it, to tell whether there are
-/// more), so it may cost a look at the disk.
+/// more), so it may cost a look at storage.
 pub fn page_kept(
     sorted: Vec<String>,
     after: Option<&str>,

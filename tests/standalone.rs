@@ -72,16 +72,19 @@ impl Client {
         (status, answer.bytes().await.unwrap().to_vec())
     }
 
-    /// Push `data` as a blob of `name` monolithically (POST, then PUT).
-    async fn push_blob(&self, name: &str, data: &[u8]) -> String {
-        let digest = sha256_digest(data);
+    /// Start an upload session in `name`; its `Location`.
+    async fn start_upload(&self, name: &str) -> String {
         let started = self
             .request(reqwest::Method::POST, &format!("/v2/{name}/blobs/uploads/"))
             .send()
             .await
             .unwrap();
         assert_eq!(started.status(), 202, "POST upload of {name}");
-        let location = started.headers()["location"].to_str().unwrap().to_string();
+        started.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    /// Close the session at `location` with `digest`, `body` its last bytes.
+    async fn close_upload(&self, name: &str, location: &str, digest: &str, body: Vec<u8>) {
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = self
             .request(
@@ -89,28 +92,31 @@ impl Client {
                 &format!("{location}{sep}digest={digest}"),
             )
             .header("content-type", "application/octet-stream")
-            .body(data.to_vec())
+            .body(body)
             .send()
             .await
             .unwrap();
         assert_eq!(
             put.status(),
             201,
-            "PUT blob of {name}: {:?}",
+            "closing PUT of {name}: {:?}",
             put.text().await
         );
+    }
+
+    /// Push `data` as a blob of `name` monolithically (POST, then PUT).
+    async fn push_blob(&self, name: &str, data: &[u8]) -> String {
+        let digest = sha256_digest(data);
+        let location = self.start_upload(name).await;
+        self.close_upload(name, &location, &digest, data.to_vec())
+            .await;
         digest
     }
 
     /// Push `data` in chunks of `chunk` bytes (PATCH each, then PUT).
     async fn push_blob_chunked(&self, name: &str, data: &[u8], chunk: usize) -> String {
         let digest = sha256_digest(data);
-        let started = self
-            .request(reqwest::Method::POST, &format!("/v2/{name}/blobs/uploads/"))
-            .send()
-            .await
-            .unwrap();
-        let mut location = started.headers()["location"].to_str().unwrap().to_string();
+        let mut location = self.start_upload(name).await;
         for (i, part) in data.chunks(chunk).enumerate() {
             let first = i * chunk;
             let patched = self
@@ -127,21 +133,8 @@ impl Client {
             assert_eq!(patched.status(), 202, "PATCH chunk {i} of {name}");
             location = patched.headers()["location"].to_str().unwrap().to_string();
         }
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = self
-            .request(
-                reqwest::Method::PUT,
-                &format!("{location}{sep}digest={digest}"),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            put.status(),
-            201,
-            "closing PUT of {name}: {:?}",
-            put.text().await
-        );
+        self.close_upload(name, &location, &digest, Vec::new())
+            .await;
         digest
     }
 

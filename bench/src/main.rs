@@ -141,40 +141,59 @@ pub(crate) fn mb_per_s(bytes: usize, took: Duration) -> f64 {
     bytes as f64 / took.as_secs_f64() / 1e6
 }
 
-/// Both registries' samples for one line, Distribution first.
+/// Samples of one line, per kind of server.
 #[derive(Default)]
-struct Samples {
-    distribution: Vec<f64>,
-    wharf: Vec<f64>,
-}
+pub(crate) struct Samples(Vec<(Kind, Vec<f64>)>);
 
 impl Samples {
-    fn push(&mut self, kind: Kind, value: f64) {
-        match kind {
-            Kind::Distribution => self.distribution.push(value),
-            // The standalone lines keep their own samples (`standalone.rs`).
-            Kind::Wharf | Kind::Standalone => self.wharf.push(value),
+    pub(crate) fn push(&mut self, kind: Kind, value: f64) {
+        match self.0.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, values)) => values.push(value),
+            None => self.0.push((kind, vec![value])),
         }
     }
 
+    fn of(&self, kind: Kind) -> &[f64] {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(&[], |(_, values)| values.as_slice())
+    }
+
+    /// The median of a kind's samples; NaN without any.
+    pub(crate) fn median(&self, kind: Kind) -> f64 {
+        median(self.of(kind).to_vec())
+    }
+
+    /// A kind's latest sample, for the progress lines; NaN without any.
+    pub(crate) fn last(&self, kind: Kind) -> f64 {
+        self.of(kind).last().copied().unwrap_or(f64::NAN)
+    }
+
+    /// Distribution's and Wharf's medians as a row of the table.
     fn row(self, line: String, unit: &'static str, goal: Goal) -> Row {
         Row {
             line,
             unit,
-            distribution: median(self.distribution),
-            wharf: median(self.wharf),
+            distribution: self.median(Kind::Distribution),
+            wharf: self.median(Kind::Wharf),
             goal,
         }
     }
 }
 
-/// Both kinds, the first one alternating between repetitions so that
-/// neither always runs on a warmer (or busier) machine.
+/// Distribution and Wharf, the first one alternating between repetitions.
 pub(crate) fn order(rep: usize) -> [Kind; 2] {
+    alternate(rep, [Kind::Distribution, Kind::Wharf])
+}
+
+/// Two kinds, the first one alternating between repetitions so that
+/// neither always runs on a warmer (or busier) machine.
+pub(crate) fn alternate(rep: usize, [a, b]: [Kind; 2]) -> [Kind; 2] {
     if rep.is_multiple_of(2) {
-        [Kind::Distribution, Kind::Wharf]
+        [a, b]
     } else {
-        [Kind::Wharf, Kind::Distribution]
+        [b, a]
     }
 }
 
@@ -335,10 +354,10 @@ async fn blob_lines(
             eprintln!(
                 "  rep {rep} {kind}: monolithic {:.0} MB/s, streamed {:.0} MB/s, GET {:.0} MB/s \
                  ({:.0} ms of server CPU each)",
-                mono_last(&mono, kind),
-                mono_last(&streamed, kind),
-                mono_last(&get, kind),
-                mono_last(&get_cpu, kind)
+                mono.last(kind),
+                streamed.last(kind),
+                get.last(kind),
+                get_cpu.last(kind)
             );
         }
     }
@@ -379,14 +398,6 @@ pub(crate) fn stamped(random: &Bytes, n: usize) -> Bytes {
     let len = stamp.len().min(blob.len());
     blob[..len].copy_from_slice(&stamp[..len]);
     Bytes::from(blob)
-}
-
-fn mono_last(samples: &Samples, kind: Kind) -> f64 {
-    let v = match kind {
-        Kind::Distribution => &samples.distribution,
-        Kind::Wharf | Kind::Standalone => &samples.wharf,
-    };
-    v.last().copied().unwrap_or(f64::NAN)
 }
 
 async fn manifest_line(
@@ -794,7 +805,12 @@ async fn main() -> anyhow::Result<()> {
         portability = standalone::lines(&args, &bins, &auth).await?;
     }
 
-    let mut table = table(&rows);
+    // `--only standalone` measures no line against Distribution.
+    let mut table = if rows.is_empty() {
+        String::new()
+    } else {
+        table(&rows)
+    };
     if !portability.is_empty() {
         table.push_str(&standalone::table(&portability));
     }

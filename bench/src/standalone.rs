@@ -6,7 +6,7 @@
 
 use crate::servers::Binaries;
 use crate::servers::{Htpasswd, Kind, Server, Store};
-use crate::{Args, client, load, mb_per_s, median, order, random_bytes, settle};
+use crate::{Args, Samples, alternate, client, load, mb_per_s, random_bytes, settle};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -18,37 +18,19 @@ pub struct Line {
     standalone: f64,
 }
 
-/// Samples of one line for the two forms.
-#[derive(Default)]
-struct Pair {
-    wharf: Vec<f64>,
-    standalone: Vec<f64>,
-}
-
-impl Pair {
-    fn push(&mut self, kind: Kind, value: f64) {
-        match kind {
-            Kind::Standalone => self.standalone.push(value),
-            _ => self.wharf.push(value),
-        }
-    }
-
-    fn line(self, line: String, unit: &'static str) -> Line {
-        Line {
-            line,
-            unit,
-            wharf: median(self.wharf),
-            standalone: median(self.standalone),
-        }
+/// Both forms' medians of one line's samples.
+fn line(samples: Samples, line: String, unit: &'static str) -> Line {
+    Line {
+        line,
+        unit,
+        wharf: samples.median(Kind::Wharf),
+        standalone: samples.median(Kind::Standalone),
     }
 }
 
 /// Both forms, alternating which goes first as the other lines do.
 fn kinds(rep: usize) -> [Kind; 2] {
-    order(rep).map(|k| match k {
-        Kind::Distribution => Kind::Standalone,
-        other => other,
-    })
+    alternate(rep, [Kind::Standalone, Kind::Wharf])
 }
 
 pub async fn lines(args: &Args, bins: &Binaries, auth: &Htpasswd) -> anyhow::Result<Vec<Line>> {
@@ -71,10 +53,10 @@ pub async fn lines(args: &Args, bins: &Binaries, auth: &Htpasswd) -> anyhow::Res
     let server = |kind: Kind| servers.iter().find(|s| s.kind == kind).expect("both");
     let random = random_bytes(size)?;
     let (mut mono, mut mono_cpu, mut get, mut get_cpu) = (
-        Pair::default(),
-        Pair::default(),
-        Pair::default(),
-        Pair::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
     );
     for rep in 0..args.reps {
         let blob = crate::stamped(&random, rep);
@@ -110,27 +92,22 @@ pub async fn lines(args: &Args, bins: &Binaries, auth: &Htpasswd) -> anyhow::Res
     }
     drop(servers);
     let mut lines = vec![
-        mono.line(format!("monolithic upload, {mib} MiB"), "MB/s"),
-        mono_cpu.line(
+        line(mono, format!("monolithic upload, {mib} MiB"), "MB/s"),
+        line(
+            mono_cpu,
             format!("server CPU time per monolithic upload, {mib} MiB"),
             "ms",
         ),
-        get.line(format!("blob GET, {mib} MiB"), "MB/s"),
-        get_cpu.line(format!("server CPU time per blob GET, {mib} MiB"), "ms"),
+        line(get, format!("blob GET, {mib} MiB"), "MB/s"),
+        line(
+            get_cpu,
+            format!("server CPU time per blob GET, {mib} MiB"),
+            "ms",
+        ),
     ];
     lines.push(manifests(args, bins, None).await?);
     lines.push(manifests(args, bins, Some(auth)).await?);
     Ok(lines)
-}
-
-impl Pair {
-    fn last(&self, kind: Kind) -> f64 {
-        let v = match kind {
-            Kind::Standalone => &self.standalone,
-            _ => &self.wharf,
-        };
-        v.last().copied().unwrap_or(f64::NAN)
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -163,7 +140,7 @@ async fn manifests(args: &Args, bins: &Binaries, auth: Option<&Htpasswd>) -> any
             .await?;
         urls.push((server.kind, format!("{}{path}", server.base())));
     }
-    let mut rps = Pair::default();
+    let mut rps = Samples::default();
     for rep in 0..args.reps {
         for kind in kinds(rep) {
             let url = urls
@@ -186,7 +163,8 @@ async fn manifests(args: &Args, bins: &Binaries, auth: Option<&Htpasswd>) -> any
             rps.push(kind, value);
         }
     }
-    Ok(rps.line(
+    Ok(line(
+        rps,
         format!(
             "manifest GET by tag, {} connections, {label}",
             load::CONNECTIONS

@@ -104,6 +104,27 @@ impl Client {
         );
     }
 
+    /// PATCH `part`, the bytes from `first` on, to the session at
+    /// `location`; the session's next location (its path: the other host
+    /// may listen elsewhere).
+    async fn patch(&self, location: &str, first: usize, part: &[u8]) -> String {
+        let path = &location[location.find("/v2/").expect("a /v2/ location")..];
+        let patched = self
+            .request(reqwest::Method::PATCH, path)
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{first}-{}", first + part.len() - 1),
+            )
+            .body(part.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 202, "PATCH at {first} to {path}");
+        let next = patched.headers()["location"].to_str().unwrap();
+        next[next.find("/v2/").expect("a /v2/ location")..].to_string()
+    }
+
     /// Push `data` as a blob of `name` monolithically (POST, then PUT).
     async fn push_blob(&self, name: &str, data: &[u8]) -> String {
         let digest = sha256_digest(data);
@@ -118,20 +139,7 @@ impl Client {
         let digest = sha256_digest(data);
         let mut location = self.start_upload(name).await;
         for (i, part) in data.chunks(chunk).enumerate() {
-            let first = i * chunk;
-            let patched = self
-                .request(reqwest::Method::PATCH, &location)
-                .header("content-type", "application/octet-stream")
-                .header(
-                    "content-range",
-                    format!("{first}-{}", first + part.len() - 1),
-                )
-                .body(part.to_vec())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(patched.status(), 202, "PATCH chunk {i} of {name}");
-            location = patched.headers()["location"].to_str().unwrap().to_string();
+            location = self.patch(&location, i * chunk, part).await;
         }
         self.close_upload(name, &location, &digest, Vec::new())
             .await;
@@ -236,8 +244,20 @@ async fn data_survives_restarts_and_moves_between_wasmtime_serve_and_wharf_serve
     assert_eq!((status, pulled.len()), (StatusCode::OK, big.len()));
     assert!(pulled == big, "the layer came back changed after a restart");
 
+    // An upload left open in one host is finished in the other.
+    let open = random_bytes(300_001);
+    let location = client.start_upload("moves/open").await;
+    let location = client.patch(&location, 0, &open[..100_000]).await;
+    let location = client
+        .patch(&location, 100_000, &open[100_000..200_000])
+        .await;
+
     wharf.switch_host();
     assert!(!wharf.is_stock());
+    let location = client
+        .patch(&location, 200_000, &open[200_000..250_000])
+        .await;
+    let open_digest = sha256_digest(&open);
     let (status, got) = client.get("/v2/moves/app/manifests/v1").await;
     assert_eq!(
         status, 200,
@@ -261,12 +281,28 @@ async fn data_survives_restarts_and_moves_between_wasmtime_serve_and_wharf_serve
         .get(&format!("/v2/moves/native/blobs/{native_digest}"))
         .await;
     assert_eq!((status, pulled), (StatusCode::OK, native));
+    client
+        .close_upload(
+            "moves/open",
+            &location,
+            &open_digest,
+            open[250_000..].to_vec(),
+        )
+        .await;
+    let (status, pulled) = client
+        .get(&format!("/v2/moves/open/blobs/{open_digest}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        pulled == open,
+        "an upload moved between hosts came back changed"
+    );
     let (status, catalog) = client.get("/v2/_catalog").await;
     assert_eq!(status, 200);
     let catalog: serde_json::Value = serde_json::from_slice(&catalog).unwrap();
     assert_eq!(
         catalog["repositories"],
-        serde_json::json!(["moves/app", "moves/native"])
+        serde_json::json!(["moves/app", "moves/native", "moves/open"])
     );
     let (status, tags) = client.get("/v2/moves/app/tags/list").await;
     assert_eq!(status, 200);

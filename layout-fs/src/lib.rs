@@ -4,10 +4,13 @@
 //! component's storage on `wasi:filesystem` (`std::fs` builds for
 //! `wasm32-wasip2`, where absolute paths resolve against the preopened
 //! directories). [`durable`] makes a file visible only whole and makes
-//! that survive a power loss; [`walk`] lists the layout's directories.
+//! that survive a power loss; [`walk`] lists the layout's directories;
+//! [`parts`] reads an upload session written as parts (the standalone
+//! component's) and folds it into the one file `wharf serve` appends to.
 //!
 //! Errors are plain `io::Error`s: each storage adds the path and its own
 //! words.
 
 pub mod durable;
+pub mod parts;
 pub mod walk;

@@ -17,6 +17,8 @@
 //!     _manifests/tags/<tag>/current/link                 what the tag points at
 //!     _manifests/tags/<tag>/index/<alg>/<hex>/link       every digest the tag pointed at
 //!     _uploads/<id>/data                                 an upload session's bytes
+//!     _uploads/<id>/wharf-part-<offset>                  or, from the standalone component,
+//!                                                        its bytes from <offset> (Wharf only)
 //!     _uploads/<id>/startedat                            when it started (Unix seconds)
 //!     _uploads/<id>/wharf-algorithm                      the hash it was started with
 //!   wharf-tmp/                                           files being written, renamed into place

@@ -28,6 +28,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use wharf_layout_fs::parts;
 use wharf_layout_fs::walk::{is_repository, repositories, sorted_entries};
 use wharf_spec::references::references;
 use wharf_spec::{Algorithm, Digest};
@@ -69,7 +70,8 @@ impl FsStorage {
 
     /// Clean what a crash can leave behind: staging files in `wharf-tmp/`
     /// (never visible under a real name) and upload sessions that were
-    /// created but never got a data file. Runs before serving.
+    /// created but never got a data file. Sessions the standalone component
+    /// wrote as parts get one, so they resume here. Runs before serving.
     fn recover(&self) -> io::Result<()> {
         let mut staged = 0;
         for name in sorted_entries(&self.layout.tmp())? {
@@ -87,10 +89,15 @@ impl FsStorage {
                 Err(e) => return Err(e),
             }
         }
-        let mut stillborn = 0;
+        let (mut stillborn, mut folded) = (0, 0);
         for (_, uploads) in self.uploads_dirs()? {
             for id in sorted_entries(&uploads)? {
                 let dir = uploads.join(id);
+                // A session the standalone component wrote as parts.
+                let staging = self.layout.tmp().join(uuid::Uuid::new_v4().to_string());
+                if parts::fold_into_data(&dir, &staging)? {
+                    folded += 1;
+                }
                 if is_stillborn(&dir) {
                     remove_tree(&dir)?;
                     stillborn += 1;
@@ -103,6 +110,12 @@ impl FsStorage {
                 staged,
                 stillborn,
                 "recovered from an interrupted run: removed temporary files and empty upload sessions"
+            );
+        }
+        if folded > 0 {
+            tracing::info!(
+                folded,
+                "upload sessions written as parts (by the standalone component) now resume here"
             );
         }
         Ok(())
@@ -564,6 +577,33 @@ mod tests {
             content: content.to_vec(),
             subject: subject.cloned(),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_the_standalone_component_wrote_as_parts_resumes_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "0b4f3e5c-3c1e-4a57-9d3e-5b2f6a1c9d70";
+        let session = Layout::new(dir.path()).upload_dir("team/app", id);
+        fs::create_dir_all(&session).unwrap();
+        fs::write(session.join("wharf-algorithm"), "sha256").unwrap();
+        fs::write(session.join("startedat"), "1700000000").unwrap();
+        fs::write(session.join(parts::part_name(0)), b"hello ").unwrap();
+        fs::write(session.join(parts::part_name(6)), b"world").unwrap();
+        fs::write(session.join("wharf-writing-1f2e"), b"uncommitted").unwrap();
+
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let mut upload = store.open_upload("team/app", id).unwrap();
+        assert_eq!(upload.offset(), 11);
+        let mut sink = upload.writer().unwrap();
+        super::super::conformance::write_all(&mut sink, b"!", 1).await;
+        drop(sink);
+        let digest = Algorithm::Sha256.digest(b"hello world!");
+        assert_eq!(upload.finish(&digest).unwrap(), 12);
+        let read = store.read(&digest, 0, None).unwrap();
+        assert_eq!(
+            super::super::conformance::read_all(read).await,
+            b"hello world!"
+        );
     }
 
     #[test]

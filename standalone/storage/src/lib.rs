@@ -11,13 +11,14 @@
 //! nothing but the directory. So nothing is kept in memory between calls
 //! of different requests, every write is a rename or a hard link into
 //! place, and upload sessions are chains of parts committed by links
-//! ([`parts`], [`sessions`]) instead of one file and an in-memory hasher.
+//! (`wharf_layout_fs::parts`, [`sessions`]) instead of one file and an
+//! in-memory hasher.
 //!
 //! The storage logic works on `std::fs` alone and runs natively in the unit
 //! tests: [`metadata`] (manifests, tags, referrers, blob links, the
 //! catalog), [`sessions`] (uploads), [`files`] (durable small writes), and
-//! the pure pieces ([`parts`], [`ids`], [`settings`]; pages and ranges
-//! are `wharf_spec`'s). Only the shell is wasm: the bindings, the access checks
+//! the pure pieces ([`ids`], [`settings`]; parts are `wharf_layout_fs`'s,
+//! pages and ranges `wharf_spec`'s). Only the shell is wasm: the bindings, the access checks
 //! and the calls to the gate (`access.rs`), the WIT resources
 //! (`catalog.rs`, `repository.rs`, `uploads.rs`) and the `wasi:io` streams
 //! of files (`streams.rs`), through which blob bytes go from disk to the
@@ -28,7 +29,6 @@ pub mod error;
 pub mod files;
 pub mod ids;
 pub mod metadata;
-pub mod parts;
 pub mod random;
 pub mod sessions;
 pub mod settings;

@@ -2,7 +2,7 @@
 //!
 //! A session is the directory `_uploads/<id>/` of its repository, holding
 //! `wharf-algorithm` and `startedat` as the native host writes them, and
-//! its bytes as committed parts ([`crate::parts`]). A request appends by
+//! its bytes as committed parts (`wharf_layout_fs::parts`). A request appends by
 //! writing a staging file of its own in the session
 //! (`wharf-writing-<random>`) and then [`Session::commit`]ting it at the
 //! offset it started from: fsync, then a hard link to the part's name,
@@ -17,15 +17,14 @@
 use crate::error::{At, Result, StoreError};
 use crate::files::{self, read_optional, remove_file_if_present, sync_dir, write_atomic};
 use crate::metadata::Store;
-use crate::parts::{self, Part};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use wharf_layout_fs::parts::{self, Part, WRITING_PREFIX};
 use wharf_spec::{Algorithm, Digest, Hasher};
 
 const STARTED_AT: &str = "startedat";
 const ALGORITHM: &str = "wharf-algorithm";
-const WRITING_PREFIX: &str = "wharf-writing-";
 
 /// How much of a part is read at a time when hashing it.
 const CHUNK: usize = 256 * 1024;
@@ -95,25 +94,7 @@ fn unix_seconds_now() -> String {
 impl Session {
     /// The session's bytes as its chain of parts.
     pub fn parts(&self) -> Result<Vec<Part>> {
-        let mut found = Vec::new();
-        for name in files::sorted_entries(&self.dir)? {
-            let Some(offset) = parts::part_offset(&name) else {
-                continue;
-            };
-            let path = self.dir.join(&name);
-            match fs::metadata(&path) {
-                Ok(m) if m.is_file() => found.push(Part {
-                    name,
-                    offset,
-                    size: m.len(),
-                }),
-                Ok(_) => {}
-                // Taken by a finish meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(crate::error::io_at(&path, &e)),
-            }
-        }
-        Ok(parts::chain(found))
+        parts::session_parts(&self.dir).at(&self.dir)
     }
 
     /// How many bytes the session holds.

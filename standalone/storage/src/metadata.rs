@@ -195,13 +195,14 @@ impl Store {
         if !revision.join("link").exists() {
             return Ok(false);
         }
-        for tag in sorted_entries(&self.layout.tags(repository))? {
-            if read_link(&self.layout.tag_current(repository, &tag))?.as_ref() == Some(digest) {
-                remove_tree(&self.layout.tag_dir(repository, &tag))?;
-            }
-        }
         let subject = read_link(&self.layout.revision_subject(repository, digest))?;
+        // The revision goes first: a tag written after this sees it gone
+        // and takes itself back (`set_tag`); one written before is found
+        // here.
         let removed = remove_tree(&revision)?;
+        for tag in sorted_entries(&self.layout.tags(repository))? {
+            self.remove_tag_naming(repository, &tag, digest)?;
+        }
         if let Some(subject) = subject {
             remove_tree(&self.layout.referrer_dir(repository, &subject, digest))?;
         }
@@ -217,8 +218,15 @@ impl Store {
 
     /// Point `tag` at the manifest `digest`; `NotFound` unless the manifest
     /// is in `repository`.
+    ///
+    /// Instances take no lock, so a delete of the manifest may run at the
+    /// same time. It removes the revision before it looks for the tags
+    /// naming it, so looking at the revision again once the tag is written
+    /// settles it: still there, and the delete (if any) will find this tag;
+    /// gone, and the tag is taken back here. No tag outlives its manifest.
     pub fn set_tag(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
-        if !self.layout.revision_link(repository, digest).exists() {
+        let revision = self.layout.revision_link(repository, digest);
+        if !revision.exists() {
             return Err(StoreError::NotFound);
         }
         let tmp = self.tmp();
@@ -227,7 +235,20 @@ impl Store {
             &self.layout.tag_index(repository, tag, digest),
             digest,
         )?;
-        write_link(&tmp, &self.layout.tag_current(repository, tag), digest)
+        write_link(&tmp, &self.layout.tag_current(repository, tag), digest)?;
+        if !revision.exists() {
+            self.remove_tag_naming(repository, tag, digest)?;
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Remove `tag` if it points at `digest`.
+    fn remove_tag_naming(&self, repository: &str, tag: &str, digest: &Digest) -> Result<()> {
+        if read_link(&self.layout.tag_current(repository, tag))?.as_ref() == Some(digest) {
+            remove_tree(&self.layout.tag_dir(repository, tag))?;
+        }
+        Ok(())
     }
 
     /// Remove a tag; false if it was not there.
@@ -332,6 +353,30 @@ mod tests {
             )
             .unwrap();
         digest
+    }
+
+    #[test]
+    fn a_tag_written_while_its_manifest_is_deleted_never_outlives_it() {
+        let dir = TestDir::new();
+        let s = store(&dir, true);
+        for round in 0..200u32 {
+            let content = format!("{{\"round\":{round}}}");
+            let d = put(&s, "race/app", content.as_bytes(), None);
+            let tag = format!("t{}", round % 4);
+            std::thread::scope(|scope| {
+                let tagging = scope.spawn(|| s.set_tag("race/app", &tag, &d));
+                assert!(s.delete_manifest("race/app", &d).unwrap());
+                match tagging.join().unwrap() {
+                    Ok(()) | Err(StoreError::NotFound) => {}
+                    Err(e) => panic!("set_tag failed: {e:?}"),
+                }
+            });
+            assert_ne!(
+                s.resolve_tag("race/app", &tag).unwrap(),
+                Some(d),
+                "round {round}: the tag names a deleted manifest"
+            );
+        }
     }
 
     #[test]

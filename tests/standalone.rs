@@ -83,25 +83,29 @@ impl Client {
         started.headers()["location"].to_str().unwrap().to_string()
     }
 
-    /// Close the session at `location` with `digest`, `body` its last bytes.
-    async fn close_upload(&self, name: &str, location: &str, digest: &str, body: Vec<u8>) {
-        let sep = if location.contains('?') { '&' } else { '?' };
+    /// PUT `body` to `path` as `content_type`, expecting 201 Created.
+    async fn put_created(&self, path: &str, content_type: &str, body: Vec<u8>, what: &str) {
         let put = self
-            .request(
-                reqwest::Method::PUT,
-                &format!("{location}{sep}digest={digest}"),
-            )
-            .header("content-type", "application/octet-stream")
+            .request(reqwest::Method::PUT, path)
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            put.status(),
-            201,
-            "closing PUT of {name}: {:?}",
-            put.text().await
-        );
+        assert_eq!(put.status(), 201, "{what}: {:?}", put.text().await);
+    }
+
+    /// Close the session at `location` with `digest`, `body` its last bytes.
+    async fn close_upload(&self, name: &str, location: &str, digest: &str, body: Vec<u8>) {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let path = format!("{location}{sep}digest={digest}");
+        self.put_created(
+            &path,
+            "application/octet-stream",
+            body,
+            &format!("closing PUT of {name}"),
+        )
+        .await;
     }
 
     /// PATCH `part`, the bytes from `first` on, to the session at
@@ -149,19 +153,14 @@ impl Client {
     /// Push a manifest naming `config` and `layers` under `tag`; its digest.
     async fn push_manifest(&self, name: &str, tag: &str, config: &str, layers: &[&str]) -> String {
         let manifest = manifest_json(config, layers);
-        let put = self
-            .request(reqwest::Method::PUT, &format!("/v2/{name}/manifests/{tag}"))
-            .header("content-type", OCI_MANIFEST)
-            .body(manifest.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            put.status(),
-            201,
-            "PUT manifest {name}:{tag}: {:?}",
-            put.text().await
-        );
+        let path = format!("/v2/{name}/manifests/{tag}");
+        self.put_created(
+            &path,
+            OCI_MANIFEST,
+            manifest.clone(),
+            &format!("PUT manifest {name}:{tag}"),
+        )
+        .await;
         sha256_digest(&manifest)
     }
 }

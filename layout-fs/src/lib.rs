@@ -5,6 +5,7 @@
 //! `wasm32-wasip2`, where absolute paths resolve against the preopened
 //! directories). [`durable`] makes a file visible only whole and makes
 //! that survive a power loss; [`walk`] lists the layout's directories;
+//! [`links`] reads its link files and the referrers they list;
 //! [`parts`] reads an upload session written as parts (the standalone
 //! component's) and folds it into the one file `wharf serve` appends to.
 //!
@@ -12,5 +13,6 @@
 //! words.
 
 pub mod durable;
+pub mod links;
 pub mod parts;
 pub mod walk;

@@ -28,8 +28,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wharf_layout_fs::parts;
 use wharf_layout_fs::walk::{is_repository, repositories, sorted_entries};
+use wharf_layout_fs::{links, parts};
 use wharf_spec::references::references;
 use wharf_spec::{Algorithm, Digest};
 
@@ -182,18 +182,7 @@ impl FsStorage {
     }
 
     fn read_link(&self, path: &Path) -> Result<Option<Digest>> {
-        match read_optional(path)? {
-            None => Ok(None),
-            Some(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                Digest::parse(text.trim()).map(Some).map_err(|e| {
-                    StorageError::Io(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("corrupt link {}: {e}", path.display()),
-                    ))
-                })
-            }
-        }
+        Ok(links::read_link(path)?)
     }
 
     /// Store a manifest naming `named`, under [`Pins::referencing`].
@@ -411,22 +400,7 @@ impl MetadataStore for FsStorage {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page> {
-        let dir = self.layout.referrers(repository, subject);
-        let mut referrers = Vec::new();
-        for algorithm in sorted_entries(&dir)? {
-            for hex in sorted_entries(&dir.join(&algorithm))? {
-                // Only canonical digests with a link: anything else is not ours.
-                if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}"))
-                    && self
-                        .read_link(&self.layout.referrer_link(repository, subject, &digest))?
-                        .as_ref()
-                        == Some(&digest)
-                {
-                    referrers.push(digest.to_string());
-                }
-            }
-        }
-        referrers.sort();
+        let referrers = links::referrers(&self.layout, repository, subject)?;
         Ok(page(referrers, after, limit))
     }
 

@@ -46,13 +46,11 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
 /// A link file's digest (registry:2's `link`: the digest as text); none
 /// if it does not exist, a storage error if it is not a digest.
 pub fn read_link(path: &Path) -> Result<Option<Digest>> {
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    Digest::parse(text.trim())
-        .map(Some)
-        .map_err(|e| StoreError::Io(format!("corrupt link {}: {e}", path.display())))
+    wharf_layout_fs::links::read_link(path).map_err(|e| match e.kind() {
+        // The text names the file already.
+        io::ErrorKind::InvalidData => StoreError::Io(e.to_string()),
+        _ => crate::error::io_at(path, &e),
+    })
 }
 
 /// Write a link to `digest` at `path`.

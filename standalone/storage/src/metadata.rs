@@ -18,7 +18,7 @@ use crate::files::{
 };
 use crate::settings::Settings;
 use std::path::PathBuf;
-use wharf_layout_fs::walk;
+use wharf_layout_fs::{links, walk};
 use wharf_spec::layout::Layout;
 use wharf_spec::pages::{Page, page, page_kept};
 use wharf_spec::{Digest, Hasher};
@@ -295,20 +295,8 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page> {
-        let dir = self.layout.referrers(repository, subject);
-        let mut referrers = Vec::new();
-        for algorithm in sorted_entries(&dir)? {
-            for hex in sorted_entries(&dir.join(&algorithm))? {
-                // Only canonical digests with their link: nothing else is ours.
-                if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}"))
-                    && read_link(&self.layout.referrer_link(repository, subject, &digest))?.as_ref()
-                        == Some(&digest)
-                {
-                    referrers.push(digest.to_string());
-                }
-            }
-        }
-        referrers.sort();
+        let referrers = links::referrers(&self.layout, repository, subject)
+            .at(&self.layout.referrers(repository, subject))?;
         Ok(page(referrers, after, limit))
     }
 

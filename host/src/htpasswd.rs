@@ -143,9 +143,9 @@ impl Dummy {
     }
 }
 
-/// What tells that the file changed.
+/// What tells that a file changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     ino: u64,
     len: u64,
     mtime: (i64, i64),
@@ -153,7 +153,7 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(path: &Path) -> std::io::Result<Stamp> {
+    pub(crate) fn of(path: &Path) -> std::io::Result<Stamp> {
         let m = std::fs::metadata(path)?;
         Ok(Stamp {
             ino: m.ino(),

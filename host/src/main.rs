@@ -2,6 +2,7 @@
 //! component. This binary owns the sockets, the storage and the credentials,
 //! and lends them to the component one request at a time.
 
+mod access_rules;
 mod allocator;
 mod auth;
 mod bindings;
@@ -233,7 +234,7 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         let _runtime = tokio.enter();
         notifications::Notifier::start(&config.notifications, addr)?
     };
-    let tenants = Arc::new(open_tenants(&config, events.clone())?);
+    let tenants = Arc::new(open_tenants(&config, file.as_deref(), events.clone())?);
     let answers = server::Answers::new(&config)?;
     if answers.read_only {
         tracing::warn!(
@@ -396,6 +397,7 @@ async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<tokio::ne
 /// of `storage` and `auth`.
 fn open_tenants(
     config: &config::Config,
+    file: Option<&std::path::Path>,
     events: Option<Arc<notifications::Notifier>>,
 ) -> anyhow::Result<tenants::Tenants> {
     let Some(list) = &config.tenants else {
@@ -407,7 +409,13 @@ fn open_tenants(
             "default",
             &config.storage.driver(),
             options,
-            &config.auth,
+            (
+                &config.auth,
+                file.map(|file| access_rules::Source {
+                    file: file.to_path_buf(),
+                    tenant: None,
+                }),
+            ),
             config.limits,
             &config.storage.maintenance,
             events,
@@ -433,7 +441,13 @@ fn open_tenants(
             &t.name,
             &driver,
             options,
-            &t.auth,
+            (
+                &t.auth,
+                file.map(|file| access_rules::Source {
+                    file: file.to_path_buf(),
+                    tenant: Some(t.name.clone()),
+                }),
+            ),
             t.limits.or(config.limits),
             &config.storage.maintenance,
             events.clone(),
@@ -449,7 +463,7 @@ fn open_tenant(
     name: &str,
     driver: &config::StorageDriver,
     options: storage::Options,
-    auth: &config::Auth,
+    (auth, rules_source): (&config::Auth, Option<access_rules::Source>),
     limits: config::Limits,
     maintenance: &config::Maintenance,
     events: Option<Arc<notifications::Notifier>>,
@@ -499,10 +513,17 @@ fn open_tenant(
         (Some(h), read_only) => {
             let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm, name)?;
             tracing::info!(tenant = name, path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
+            // The rules govern even when there are none yet, so that
+            // adding them to the file takes effect without a restart.
+            if let Some(rules) = &auth.access {
+                tracing::info!(tenant = name, rules = rules.len(), "access rules");
+            }
+            let governed =
+                access_rules::Governed::new(htpasswd, auth.access.clone(), rules_source, name);
             if read_only {
-                Arc::new(auth::ReadOnly(htpasswd))
+                Arc::new(auth::ReadOnly(governed))
             } else {
-                Arc::new(htpasswd)
+                Arc::new(governed)
             }
         }
     };

@@ -275,7 +275,39 @@ impl HostCatalog for RequestState {
     ) -> Answer<Page> {
         self.table.get(&catalog)?;
         let store = self.capabilities.metadata.clone();
-        blocking(move || Ok(page(store.list_repositories(after.as_deref(), limit)?))).await
+        let (auth, identity) = (self.capabilities.auth.clone(), self.identity.clone());
+        // Only what the caller may pull (access rules may hide some): the
+        // store's pages are read on until this one is full, and one more
+        // name the caller may pull says whether there are more.
+        let may_pull = move |repository: &str| {
+            matches!(
+                auth.authorize(&identity, Some(repository), Action::Pull),
+                Verdict::Allow(_)
+            )
+        };
+        blocking(move || {
+            let batch = limit.saturating_add(1).max(100);
+            let mut kept = storage::Page::default();
+            let mut after = after;
+            loop {
+                let read = store.list_repositories(after.as_deref(), batch)?;
+                for name in read.entries {
+                    after = Some(name.clone());
+                    if !may_pull(&name) {
+                        continue;
+                    }
+                    if kept.entries.len() >= limit as usize {
+                        kept.more = true;
+                        return Ok(page(kept));
+                    }
+                    kept.entries.push(name);
+                }
+                if !read.more {
+                    return Ok(page(kept));
+                }
+            }
+        })
+        .await
     }
 
     async fn drop(&mut self, catalog: Resource<CatalogHandle>) -> wasmtime::Result<()> {

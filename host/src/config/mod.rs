@@ -478,6 +478,10 @@ pub struct Tls {
 pub struct Auth {
     /// `auth.htpasswd`: HTTP Basic authentication against an htpasswd file.
     pub htpasswd: Option<Htpasswd>,
+    /// `auth.access` (Wharf's): who may pull, push or delete which
+    /// repositories (`access_rules.rs`). Without it, every htpasswd user
+    /// may do everything, as with registry:2.
+    pub access: Option<crate::access_rules::Rules>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -904,6 +908,13 @@ impl Config {
                 "with htpasswd authentication, the htpasswd file",
             ));
         }
+        if self.auth.access.is_some() && self.auth.htpasswd.is_none() {
+            return Err(ConfigError::BadValue {
+                key: "auth.access".into(),
+                value: String::new(),
+                reason: "access rules name htpasswd users: configure auth.htpasswd too".into(),
+            });
+        }
         let capacity = &self.capacity;
         let limits = std::iter::once(("limits".to_string(), &self.limits)).chain(
             self.tenants
@@ -1156,6 +1167,13 @@ impl Config {
                     key("auth.htpasswd.path"),
                     "",
                     "with htpasswd authentication, the htpasswd file is required".into(),
+                ));
+            }
+            if tenant.auth.access.is_some() && tenant.auth.htpasswd.is_none() {
+                return Err(bad(
+                    key("auth.access"),
+                    "",
+                    "access rules name htpasswd users: configure auth.htpasswd too".into(),
                 ));
             }
         }
@@ -1731,5 +1749,26 @@ mod tests {
             let e = load(&yaml, &[]).unwrap_err().to_string();
             assert!(e.contains(want), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn access_rules_come_from_the_file_or_a_variable_and_need_htpasswd() {
+        let htpasswd = "auth:\n  htpasswd:\n    path: /auth/htpasswd\n";
+        let rules = "{rules: [{repositories: [\"**\"], users: [\"*\"], actions: [pull]}]}";
+        let c = load(htpasswd, &[("REGISTRY_AUTH_ACCESS", rules)]).unwrap();
+        assert_eq!(c.auth.access.unwrap().len(), 1);
+        let in_file = format!("{htpasswd}  access: {rules}\n");
+        assert_eq!(load(&in_file, &[]).unwrap().auth.access.unwrap().len(), 1);
+        let e = load(&format!("auth:\n  access: {rules}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.htpasswd"), "{e}");
+        let e = load(
+            htpasswd,
+            &[("REGISTRY_AUTH_ACCESS", "{rules: [{repositories: [x]}]}")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("REGISTRY_AUTH_ACCESS"), "{e}");
     }
 }

@@ -134,7 +134,7 @@ const STORAGE: Shape = Drivers {
 
 const AUTH: Shape = Drivers {
     drivers: &[("htpasswd", Section(&[("realm", Text), ("path", Text)]))],
-    others: &[],
+    others: &[("access", Yaml)],
 };
 
 const LIMITS: &[(&str, Shape)] = &[

@@ -8,10 +8,10 @@ mod components;
 #[allow(dead_code)] // each test binary uses part of the helpers
 mod support;
 
-use reqwest::{Client, Method, RequestBuilder};
+use reqwest::{Client, Method};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::{Served, sha256_digest, wharf_run};
+use support::{Caller, Served, sha256_digest, wharf_run};
 
 const CONFIG: &str = "
 http:
@@ -59,22 +59,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     files
-}
-
-struct Caller {
-    client: Client,
-    base: String,
-    user: Option<(&'static str, &'static str)>,
-}
-
-impl Caller {
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let request = self.client.request(method, format!("{}{path}", self.base));
-        match self.user {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
-        }
-    }
 }
 
 /// What team/b holds, for the attempts to aim at.

@@ -8,9 +8,9 @@
 #[allow(dead_code)] // each test binary uses part of the helpers
 mod support;
 
-use reqwest::{Client, Method, RequestBuilder, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use std::path::Path;
-use support::{Served, sha256_digest, wharf_run};
+use support::{Caller, Served, sha256_digest, wharf_run};
 
 const CONFIG: &str = "
 http:
@@ -68,34 +68,15 @@ fn write_config(dir: &Path, text: &str) -> String {
     config.to_str().unwrap().to_string()
 }
 
-struct Caller {
-    client: Client,
-    base: String,
-    user: Option<(&'static str, &'static str)>,
+/// A caller of `served`, signed in as one of USERS or not at all.
+fn caller(served: &Served, user: Option<&'static str>) -> Caller {
+    Caller::new(
+        format!("http://{}", served.addr()),
+        user.map(|u| *USERS.iter().find(|(name, _)| *name == u).unwrap()),
+    )
 }
 
 impl Caller {
-    fn new(served: &Served, user: Option<&'static str>) -> Caller {
-        Caller {
-            client: Client::new(),
-            base: format!("http://{}", served.addr()),
-            user: user.map(|u| *USERS.iter().find(|(name, _)| *name == u).unwrap()),
-        }
-    }
-
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let url = if path.starts_with("http") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
-        };
-        let request = self.client.request(method, url);
-        match self.user {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
-        }
-    }
-
     /// Push `blob` to `repository` monolithically: the status of the step
     /// that failed, or of the PUT.
     async fn push_blob(&self, repository: &str, blob: &[u8]) -> StatusCode {
@@ -167,8 +148,8 @@ async fn rules_decide_who_may_pull_push_and_delete_which_repositories() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(&[&write_config(dir.path(), CONFIG)], &[]);
     let [alice, bob, carol, dave] =
-        ["alice", "bob", "carol", "dave"].map(|u| Caller::new(&served, Some(u)));
-    let anonymous = Caller::new(&served, None);
+        ["alice", "bob", "carol", "dave"].map(|u| caller(&served, Some(u)));
+    let anonymous = caller(&served, None);
     let layer = b"x";
     let digest = sha256_digest(layer);
 
@@ -333,7 +314,7 @@ async fn rules_reload_when_the_file_changes_and_a_broken_file_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), CONFIG);
     let served = Served::start(&[&config], &[]);
-    let carol = Caller::new(&served, Some("carol"));
+    let carol = caller(&served, Some("carol"));
     assert_eq!(carol.push_blob("team-a/app", b"one").await, 403);
 
     let carol_pushes = CONFIG.replace(

@@ -631,3 +631,36 @@ impl Drop for Served {
         }
     }
 }
+
+/// An HTTP client for one registry, signing in as `user` if given.
+#[allow(dead_code)] // not every test binary that includes support uses it
+pub struct Caller {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub user: Option<(&'static str, &'static str)>,
+}
+
+#[allow(dead_code)]
+impl Caller {
+    pub fn new(base: String, user: Option<(&'static str, &'static str)>) -> Caller {
+        Caller {
+            client: reqwest::Client::new(),
+            base,
+            user,
+        }
+    }
+
+    /// A request for `path` under the registry (or for a URL as given).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let request = self.client.request(method, url);
+        match self.user {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
+    }
+}

@@ -7,6 +7,8 @@
 //! One test with sequential steps: the registries take turns on one data
 //! directory and one port (Docker names images by host and port).
 
+#[path = "support/distribution.rs"]
+mod distribution;
 #[path = "support/dockerd.rs"]
 mod dockerd;
 #[allow(dead_code)]
@@ -16,78 +18,11 @@ mod http;
 #[path = "support/mod.rs"]
 mod support;
 
+use distribution::Distribution;
 use dockerd::Dockerd;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{Served, terminate};
-
-/// Debian's build of CNCF Distribution, as `tests/install` installs it.
-const DISTRIBUTION: &str = "/usr/bin/docker-registry";
-
-/// A running `docker-registry serve`, stopped on drop.
-struct Distribution {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Distribution {
-    fn start(dir: &Path, data: &Path, addr: SocketAddr) -> Distribution {
-        assert!(
-            Path::new(DISTRIBUTION).exists(),
-            "{DISTRIBUTION} is missing: install Debian's docker-registry (tests/install does)"
-        );
-        let config = dir.join("distribution.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("distribution.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(DISTRIBUTION)
-            .arg("serve")
-            .arg(&config)
-            .env_remove("AWS_CA_BUNDLE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("start docker-registry");
-        let distribution = Distribution {
-            child: Some(child),
-            log,
-        };
-        let started = Instant::now();
-        while http::request(addr, "GET", "/v2/", &[], b"").is_none_or(|r| r.status != 200) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "docker-registry did not answer on {addr}:\n{}",
-                support::read_lossy(&distribution.log)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        distribution
-    }
-}
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            terminate(child, Duration::from_secs(20));
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- docker-registry log ---\n{}",
-                support::tail(&support::read_lossy(&self.log), 60)
-            );
-        }
-    }
-}
+use support::Served;
 
 fn wharf(data: &Path, addr: SocketAddr) -> Served {
     let served = Served::start(

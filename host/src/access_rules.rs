@@ -380,6 +380,7 @@ impl<A: Authenticator> Authenticator for Governed<A> {
         match identity {
             // Someone who has not signed in may be allowed once they do.
             Identity::Anonymous => self.inner.authorize(identity, Some(repository), action),
+            Identity::Token(_) => self.inner.authorize(identity, Some(repository), action),
             Identity::User(user) => Verdict::Deny(format!(
                 "{user} may not {} {repository}: no rule of auth.access allows it",
                 match action {
@@ -535,7 +536,9 @@ auth:
         fn authorize(&self, identity: &Identity, _: Option<&str>, _: Action) -> Verdict {
             match identity {
                 Identity::User(u) => Verdict::Allow(Some(u.clone())),
-                Identity::Anonymous => Verdict::Challenge("Basic realm=\"r\"".into()),
+                Identity::Anonymous | Identity::Token(_) => {
+                    Verdict::Challenge("Basic realm=\"r\"".into())
+                }
             }
         }
     }

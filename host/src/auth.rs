@@ -10,8 +10,9 @@
 //! (`repositories.rs`), [`Authenticator::authorize`] decides from it at
 //! once which access the handle may have.
 //! [`AllowAll`] when no authentication is configured,
-//! [`crate::htpasswd::Htpasswd`] for `auth.htpasswd`; [`ReadOnly`] around
-//! either in read-only maintenance mode.
+//! [`crate::htpasswd::Htpasswd`] for `auth.htpasswd` (governed by
+//! [`crate::access_rules`]), [`crate::token::Token`] for `auth.token`;
+//! [`ReadOnly`] around any of them in read-only maintenance mode.
 
 use futures::future::BoxFuture;
 use std::net::{IpAddr, SocketAddr};
@@ -65,6 +66,8 @@ pub enum Identity {
     Anonymous,
     /// Valid credentials of this user.
     User(String),
+    /// A valid token (`auth.token`), and what it grants.
+    Token(std::sync::Arc<crate::token::Grant>),
 }
 
 impl Identity {
@@ -73,6 +76,7 @@ impl Identity {
         match self {
             Identity::Anonymous => None,
             Identity::User(user) => Some(user),
+            Identity::Token(grant) => Some(grant.subject.as_str()).filter(|s| !s.is_empty()),
         }
     }
 }
@@ -94,6 +98,24 @@ pub trait Authenticator: Send + Sync + 'static {
     /// May `identity` perform `action` on `repository` (none: the registry
     /// itself)? Answered from memory, during the guest's call.
     fn authorize(&self, identity: &Identity, repository: Option<&str>, action: Action) -> Verdict;
+
+    /// May `identity` list the catalog (`GET /v2/_catalog`)? Asked by the
+    /// server before the component runs, because the component opens the
+    /// same catalog handle for `GET /v2/`. Everyone who may use the
+    /// registry may, unless the scheme says otherwise (tokens need
+    /// `registry:catalog:*`).
+    fn authorize_catalog(&self, _identity: &Identity) -> Verdict {
+        Verdict::Allow(None)
+    }
+
+    /// Does the catalog show `identity` this repository? The ones they may
+    /// pull, unless the scheme says otherwise.
+    fn lists(&self, identity: &Identity, repository: &str) -> bool {
+        matches!(
+            self.authorize(identity, Some(repository), Action::Pull),
+            Verdict::Allow(_)
+        )
+    }
 }
 
 /// No authentication configured: everyone may do everything, as registry:2
@@ -130,6 +152,14 @@ impl<A: Authenticator> Authenticator for ReadOnly<A> {
             (Verdict::Allow(_), Action::Push | Action::Delete) => Verdict::Deny(READ_ONLY.into()),
             (verdict, _) => verdict,
         }
+    }
+
+    fn authorize_catalog(&self, identity: &Identity) -> Verdict {
+        self.0.authorize_catalog(identity)
+    }
+
+    fn lists(&self, identity: &Identity, repository: &str) -> bool {
+        self.0.lists(identity, repository)
     }
 }
 

@@ -280,7 +280,10 @@ impl Authenticator for Htpasswd {
     fn authorize(&self, identity: &Identity, _: Option<&str>, _: Action) -> Verdict {
         match identity {
             Identity::User(user) => Verdict::Allow(Some(user.clone())),
-            Identity::Anonymous => Verdict::Challenge(self.shared.challenge.clone()),
+            // Tokens come from `auth.token`, never alongside htpasswd.
+            Identity::Anonymous | Identity::Token(_) => {
+                Verdict::Challenge(self.shared.challenge.clone())
+            }
         }
     }
 }

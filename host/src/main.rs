@@ -30,6 +30,7 @@ mod storage;
 mod storage_check;
 mod tenants;
 mod tls;
+mod token;
 mod wasi_streams;
 
 /// The static (musl) build's allocator: see `allocator.rs`.
@@ -507,10 +508,26 @@ fn open_tenant(
     let (blobs, metadata): (Arc<dyn storage::BlobStore>, Arc<dyn storage::MetadataStore>) =
         (held.clone(), held.clone());
     let read_only = maintenance.readonly.enabled;
-    let auth: Arc<dyn auth::Authenticator> = match (&auth.htpasswd, read_only) {
-        (None, false) => Arc::new(auth::AllowAll),
-        (None, true) => Arc::new(auth::ReadOnly(auth::AllowAll)),
-        (Some(h), read_only) => {
+    let auth: Arc<dyn auth::Authenticator> = match (&auth.htpasswd, &auth.token, read_only) {
+        (None, None, false) => Arc::new(auth::AllowAll),
+        (None, None, true) => Arc::new(auth::ReadOnly(auth::AllowAll)),
+        (_, Some(t), read_only) => {
+            let keys = token::TrustedKeys::load(t.rootcertbundle.as_deref(), t.jwks.as_deref())?;
+            let token = token::Token::new(t, keys, name)?;
+            tracing::info!(
+                tenant = name,
+                realm = t.realm,
+                service = t.service,
+                issuer = t.issuer,
+                "token authentication"
+            );
+            if read_only {
+                Arc::new(auth::ReadOnly(token))
+            } else {
+                Arc::new(token)
+            }
+        }
+        (Some(h), None, read_only) => {
             let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm, name)?;
             tracing::info!(tenant = name, path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
             // The rules govern even when there are none yet, so that

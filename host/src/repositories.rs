@@ -279,12 +279,7 @@ impl HostCatalog for RequestState {
         // Only what the caller may pull (access rules may hide some): the
         // store's pages are read on until this one is full, and one more
         // name the caller may pull says whether there are more.
-        let may_pull = move |repository: &str| {
-            matches!(
-                auth.authorize(&identity, Some(repository), Action::Pull),
-                Verdict::Allow(_)
-            )
-        };
+        let may_pull = move |repository: &str| auth.lists(&identity, repository);
         blocking(move || {
             let batch = limit.saturating_add(1).max(100);
             let mut kept = storage::Page::default();

@@ -476,6 +476,27 @@ impl Server {
         };
         drop(caller);
         line.user = identity.user().map(str::to_string);
+        // The catalog handle the component opens serves `GET /v2/` too, so
+        // whether the caller may list the catalog is asked here.
+        if path == "/v2/_catalog" {
+            match tenant.capabilities.auth.authorize_catalog(&identity) {
+                crate::auth::Verdict::Allow(_) => {}
+                crate::auth::Verdict::Challenge(challenge) => {
+                    let mut response = oci_error(
+                        StatusCode::UNAUTHORIZED,
+                        Code::Unauthorized,
+                        "authentication required",
+                    );
+                    if let Ok(value) = HeaderValue::try_from(challenge) {
+                        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+                    }
+                    return response;
+                }
+                crate::auth::Verdict::Deny(why) => {
+                    return oci_error(StatusCode::FORBIDDEN, Code::Denied, &why);
+                }
+            }
+        }
         // In read-only mode a push or delete is refused here, as
         // registry:2 refuses it, once the caller may use the registry at
         // all (an anonymous caller is asked to log in first, by the

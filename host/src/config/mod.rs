@@ -482,6 +482,106 @@ pub struct Auth {
     /// repositories (`access_rules.rs`). Without it, every htpasswd user
     /// may do everything, as with registry:2.
     pub access: Option<crate::access_rules::Rules>,
+    /// `auth.token`: Docker's token authentication (`token/mod.rs`).
+    pub token: Option<TokenAuth>,
+}
+
+/// `auth.token`, as registry:2 reads it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenAuth {
+    /// `auth.token.realm`: the token server's URL, sent in challenges.
+    pub realm: String,
+    /// `auth.token.service`: this registry's name; tokens must be for it
+    /// (`aud`), and clients send it to the token server.
+    pub service: String,
+    /// `auth.token.issuer`: who must have issued the tokens (`iss`).
+    pub issuer: String,
+    /// `auth.token.rootcertbundle`: PEM certificates whose keys sign
+    /// tokens, or that anchor the tokens' `x5c` chains.
+    pub rootcertbundle: Option<PathBuf>,
+    /// `auth.token.jwks`: a JSON Web Key Set file of signing keys.
+    pub jwks: Option<PathBuf>,
+    /// `auth.token.autoredirect`: registry:2's realm rewritten to this
+    /// host; not supported (refused when true).
+    pub autoredirect: bool,
+    /// `auth.token.autoredirectpath`: see `autoredirect`.
+    pub autoredirectpath: Option<String>,
+    /// `auth.token.signingalgorithms`: the algorithms accepted (default:
+    /// every public-key one).
+    pub signingalgorithms: Vec<String>,
+}
+
+impl TokenAuth {
+    /// What is wrong with these settings, as (key, value, reason).
+    fn problem(&self) -> Option<(&'static str, String, String)> {
+        for (key, value) in [
+            ("realm", &self.realm),
+            ("service", &self.service),
+            ("issuer", &self.issuer),
+        ] {
+            if value.trim().is_empty() {
+                return Some((
+                    key,
+                    String::new(),
+                    format!(
+                        "token authentication needs auth.token.{key} (REGISTRY_AUTH_TOKEN_{})",
+                        key.to_ascii_uppercase()
+                    ),
+                ));
+            }
+        }
+        if self.rootcertbundle.is_none() && self.jwks.is_none() {
+            return Some((
+                "rootcertbundle",
+                String::new(),
+                "token authentication needs the keys that sign tokens: auth.token.rootcertbundle \
+                 (PEM certificates) or auth.token.jwks (a JSON Web Key Set file)"
+                    .into(),
+            ));
+        }
+        if self.autoredirect {
+            return Some((
+                "autoredirect",
+                "true".into(),
+                "not supported: set auth.token.realm to the token server's full URL".into(),
+            ));
+        }
+        for name in &self.signingalgorithms {
+            if let Err(why) = crate::token::algorithm(name) {
+                return Some(("signingalgorithms", name.clone(), why));
+            }
+        }
+        None
+    }
+}
+
+impl Auth {
+    /// What is wrong with this `auth` section, as (key under `auth`,
+    /// value, reason).
+    fn problem(&self) -> Option<(String, String, String)> {
+        if self.htpasswd.is_some() && self.token.is_some() {
+            return Some((
+                "token".into(),
+                String::new(),
+                "configure one of auth.htpasswd and auth.token, not both".into(),
+            ));
+        }
+        if self.access.is_some() && self.token.is_some() {
+            return Some((
+                "access".into(),
+                String::new(),
+                "with token authentication the token server's grants decide: remove auth.access"
+                    .into(),
+            ));
+        }
+        if let Some(token) = &self.token
+            && let Some((key, value, reason)) = token.problem()
+        {
+            return Some((format!("token.{key}"), value, reason));
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -908,6 +1008,13 @@ impl Config {
                 "with htpasswd authentication, the htpasswd file",
             ));
         }
+        if let Some((key, value, reason)) = self.auth.problem() {
+            return Err(ConfigError::BadValue {
+                key: format!("auth.{key}"),
+                value,
+                reason,
+            });
+        }
         if self.auth.access.is_some() && self.auth.htpasswd.is_none() {
             return Err(ConfigError::BadValue {
                 key: "auth.access".into(),
@@ -1068,9 +1175,9 @@ impl Config {
                 "list at least one tenant, or remove the section to serve one registry".into(),
             ));
         }
-        if self.auth.htpasswd.is_some() {
+        if self.auth.htpasswd.is_some() || self.auth.token.is_some() {
             return Err(bad(
-                "auth.htpasswd".into(),
+                "auth".into(),
                 "",
                 "with tenants configured, credentials are per tenant: move the top-level auth \
                  section into each tenant that needs it"
@@ -1168,6 +1275,9 @@ impl Config {
                     "",
                     "with htpasswd authentication, the htpasswd file is required".into(),
                 ));
+            }
+            if let Some((field, value, reason)) = tenant.auth.problem() {
+                return Err(bad(key(&format!("auth.{field}")), &value, reason));
             }
             if tenant.auth.access.is_some() && tenant.auth.htpasswd.is_none() {
                 return Err(bad(
@@ -1660,6 +1770,82 @@ mod tests {
         let tenants = c.tenants.unwrap();
         assert_eq!(tenants[0].hosts, ["a.localhost"]);
         assert_eq!(tenants[0].limits.concurrent_uploads, Some(3));
+    }
+
+    #[test]
+    fn token_auth_comes_from_the_file_or_registry_2_variables() {
+        let file = "auth:\n  token:\n    realm: https://auth.example.com/token\n    service: registry.example.com\n    issuer: auth.example.com\n    rootcertbundle: /certs/bundle.pem\n";
+        let t = load(file, &[]).unwrap().auth.token.unwrap();
+        assert_eq!(t.realm, "https://auth.example.com/token");
+        assert_eq!(t.rootcertbundle, Some(PathBuf::from("/certs/bundle.pem")));
+        let t = load(
+            "",
+            &[
+                ("REGISTRY_AUTH", "token"),
+                ("REGISTRY_AUTH_TOKEN_REALM", "https://a/token"),
+                ("REGISTRY_AUTH_TOKEN_SERVICE", "s"),
+                ("REGISTRY_AUTH_TOKEN_ISSUER", "i"),
+                ("REGISTRY_AUTH_TOKEN_JWKS", "/certs/jwks.json"),
+                ("REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS", "[ES256, EdDSA]"),
+            ],
+        )
+        .unwrap()
+        .auth
+        .token
+        .unwrap();
+        assert_eq!(t.jwks, Some(PathBuf::from("/certs/jwks.json")));
+        assert_eq!(t.signingalgorithms, ["ES256", "EdDSA"]);
+        let refused = |text: &str, wanted: &[&str]| {
+            let e = load(text, &[]).unwrap_err().to_string();
+            for w in wanted {
+                assert!(e.contains(w), "{e} (wanted {w})");
+            }
+        };
+        refused(
+            "auth:\n  token:\n    service: s\n    issuer: i\n    jwks: /j\n",
+            &["auth.token.realm", "REGISTRY_AUTH_TOKEN_REALM"],
+        );
+        refused(
+            "auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n",
+            &["auth.token.rootcertbundle", "jwks"],
+        );
+        refused(
+            &format!("{file}    signingalgorithms: [HS256]\n"),
+            &["auth.token.signingalgorithms", "shared secret"],
+        );
+        refused(
+            &format!("{file}    autoredirect: true\n"),
+            &["auth.token.autoredirect", "realm"],
+        );
+        refused(
+            &format!("{file}  htpasswd:\n    path: /auth/htpasswd\n"),
+            &["not both"],
+        );
+        refused(
+            &format!("{file}  access: {{rules: []}}\n"),
+            &["auth.access", "token server"],
+        );
+        refused(&format!("{file}    audience: x\n"), &["audience"]);
+        // Per tenant, as htpasswd is; at the top level beside tenants, not.
+        let tenant = |auth: &str| {
+            format!(
+                "tenants:\n  - name: acme\n    hosts: [acme.localhost]\n    storage: {{ filesystem: {{ rootdirectory: /a }} }}\n    auth: {auth}\n"
+            )
+        };
+        let c = load(
+            &tenant("{ token: { realm: r, service: s, issuer: i, jwks: /j } }"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.tenants.unwrap()[0].auth.token.as_ref().unwrap().service,
+            "s"
+        );
+        refused(
+            &tenant("{ token: { realm: r, service: s, issuer: i } }"),
+            &["tenants[acme].auth.token.rootcertbundle"],
+        );
+        refused(&format!("{file}{}", tenant("{}")), &["per tenant"]);
     }
 
     #[test]

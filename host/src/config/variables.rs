@@ -133,7 +133,22 @@ const STORAGE: Shape = Drivers {
 };
 
 const AUTH: Shape = Drivers {
-    drivers: &[("htpasswd", Section(&[("realm", Text), ("path", Text)]))],
+    drivers: &[
+        ("htpasswd", Section(&[("realm", Text), ("path", Text)])),
+        (
+            "token",
+            Section(&[
+                ("realm", Text),
+                ("service", Text),
+                ("issuer", Text),
+                ("rootcertbundle", Text),
+                ("jwks", Text),
+                ("autoredirect", Bool),
+                ("autoredirectpath", Text),
+                ("signingalgorithms", TextList),
+            ]),
+        ),
+    ],
     others: &[("access", Yaml)],
 };
 

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// A registry's base URL and the credentials to send, if any.
+/// A registry's base URL and the `Authorization` to send, if any.
 #[derive(Clone)]
 pub struct Registry {
     client: Client,
     base: String,
-    credentials: Option<(String, String)>,
+    authorization: Option<String>,
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -24,7 +24,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 impl Registry {
-    pub fn new(base: String, credentials: Option<(String, String)>) -> anyhow::Result<Registry> {
+    pub fn new(base: String, authorization: Option<String>) -> anyhow::Result<Registry> {
         let client = Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(4)
@@ -32,13 +32,13 @@ impl Registry {
         Ok(Registry {
             client,
             base,
-            credentials,
+            authorization,
         })
     }
 
     fn with_auth(&self, request: RequestBuilder) -> RequestBuilder {
-        match &self.credentials {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
+        match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
             None => request,
         }
     }
@@ -158,7 +158,7 @@ impl Registry {
     /// GB/s, while 16 or 64 KiB reads keep up with 3.5.
     pub async fn get_blob(&self, repo: &str, digest: &str, len: u64) -> anyhow::Result<Duration> {
         ensure!(
-            self.credentials.is_none(),
+            self.authorization.is_none(),
             "the raw blob GET sends no credentials"
         );
         let authority = self

@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
 use clap::Parser;
 use client::Registry;
-use servers::{Binaries, Htpasswd, Kind, Server, Store};
+use servers::{Auth, Binaries, Kind, Server, Store};
 use sha2::{Digest as _, Sha256};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -238,24 +238,19 @@ pub(crate) fn random_bytes(len: usize) -> anyhow::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-fn registries(
-    servers: &[Server],
-    auth: Option<&Htpasswd>,
-) -> anyhow::Result<Vec<(Kind, Registry)>> {
+fn registries(servers: &[Server], auth: Option<&Auth>) -> anyhow::Result<Vec<(Kind, Registry)>> {
     servers
         .iter()
         .map(|s| {
-            let credentials = auth.map(|a| (a.user.clone(), a.password.clone()));
-            Ok((s.kind, Registry::new(s.base(), credentials)?))
+            Ok((
+                s.kind,
+                Registry::new(s.base(), auth.map(Auth::authorization))?,
+            ))
         })
         .collect()
 }
 
-fn start_both(
-    bins: &Binaries,
-    auth: Option<&Htpasswd>,
-    store: &Store,
-) -> anyhow::Result<Vec<Server>> {
+fn start_both(bins: &Binaries, auth: Option<&Auth>, store: &Store) -> anyhow::Result<Vec<Server>> {
     Ok(vec![
         Server::start_on(Kind::Distribution, bins, auth, store)?,
         Server::start_on(Kind::Wharf, bins, auth, store)?,
@@ -403,14 +398,10 @@ pub(crate) fn stamped(random: &Bytes, n: usize) -> Bytes {
 async fn manifest_line(
     args: &Args,
     bins: &Binaries,
-    auth: Option<&Htpasswd>,
+    auth: Option<&Auth>,
     store: &Store,
 ) -> anyhow::Result<Row> {
-    let label = if auth.is_some() {
-        "with htpasswd auth"
-    } else {
-        "anonymous"
-    };
+    let label = auth.map_or("anonymous", Auth::label);
     eprintln!(
         "manifest GET by tag, {label}: wrk, {} connections, {} s × {}",
         load::CONNECTIONS,
@@ -428,12 +419,7 @@ async fn manifest_line(
                 .await?,
         ));
     }
-    let authorization = auth.map(|a| {
-        use base64::Engine as _;
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", a.user, a.password));
-        format!("Basic {token}")
-    });
+    let authorization = auth.map(Auth::authorization);
     let mut rps = Samples::default();
     for rep in 0..args.reps {
         for kind in order(rep) {
@@ -763,7 +749,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let machine = machine();
     let work = tempfile::tempdir()?;
-    let auth = servers::htpasswd(work.path())?;
+    let auth = Auth::Htpasswd(servers::htpasswd(work.path())?);
+    let token = Auth::Token(servers::token(work.path(), "bench/manifest")?);
 
     let mut rows = Vec::new();
     if args.runs(Group::Blobs) {
@@ -772,6 +759,7 @@ async fn main() -> anyhow::Result<()> {
     if args.runs(Group::Manifests) {
         rows.push(manifest_line(&args, &bins, None, &Store::Disk).await?);
         rows.push(manifest_line(&args, &bins, Some(&auth), &Store::Disk).await?);
+        rows.push(manifest_line(&args, &bins, Some(&token), &Store::Disk).await?);
     }
     if args.runs(Group::Docker) {
         let docker_args = args.clone();

@@ -55,6 +55,96 @@ pub struct Htpasswd {
     pub password: String,
 }
 
+/// How both registries authenticate a line's requests.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    Htpasswd(Htpasswd),
+    /// `auth.token`: the bundle trusted and a token it verifies.
+    Token(Token),
+}
+
+/// A token both registries accept: ES256, its key's self-signed
+/// certificate in the token's `x5c` header and in the `rootcertbundle`.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub bundle: PathBuf,
+    pub token: String,
+}
+
+/// The `service` and `issuer` of [`Token`]s.
+const TOKEN_SERVICE: &str = "wharf-bench";
+const TOKEN_ISSUER: &str = "wharf-bench-issuer";
+
+impl Auth {
+    /// The `auth` section of the registries' configuration.
+    fn section(&self) -> String {
+        match self {
+            Auth::Htpasswd(h) => format!(
+                "auth:\n  htpasswd:\n    realm: wharf-bench\n    path: {}\n",
+                h.file.display()
+            ),
+            Auth::Token(t) => format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:9/token\n    service: {TOKEN_SERVICE}\n    \
+                 issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                t.bundle.display()
+            ),
+        }
+    }
+
+    /// The `Authorization` value every request sends.
+    pub fn authorization(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            Auth::Htpasswd(h) => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", h.user, h.password))
+            ),
+            Auth::Token(t) => format!("Bearer {}", t.token),
+        }
+    }
+
+    /// How a line names it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Auth::Htpasswd(_) => "with htpasswd auth",
+            Auth::Token(_) => "with token auth",
+        }
+    }
+}
+
+/// A signing key and certificate in `dir`, and a token for a day's pushes
+/// and pulls of `repository`.
+pub fn token(dir: &Path, repository: &str) -> anyhow::Result<Token> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "wharf-bench token signer");
+    let certificate = params.self_signed(&key)?;
+    let bundle = dir.join("token-signer.pem");
+    std::fs::write(&bundle, certificate.pem())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": "bench", "aud": TOKEN_SERVICE,
+        "exp": now + 86_400, "nbf": now - 60, "iat": now,
+        "access": [{"type": "repository", "name": repository, "actions": ["pull", "push"]}],
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    use base64::Engine as _;
+    header.x5c = Some(vec![
+        base64::engine::general_purpose::STANDARD.encode(certificate.der()),
+    ]);
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der()),
+    )?;
+    Ok(Token { bundle, token })
+}
+
 /// Where a registry under test stores.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -103,14 +193,14 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(kind: Kind, bins: &Binaries, auth: Option<&Htpasswd>) -> anyhow::Result<Server> {
+    pub fn start(kind: Kind, bins: &Binaries, auth: Option<&Auth>) -> anyhow::Result<Server> {
         Server::start_on(kind, bins, auth, &Store::Disk)
     }
 
     pub fn start_on(
         kind: Kind,
         bins: &Binaries,
-        auth: Option<&Htpasswd>,
+        auth: Option<&Auth>,
         store: &Store,
     ) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new()
@@ -127,10 +217,7 @@ impl Server {
             store.section(&data, &prefix)
         );
         if let Some(auth) = auth {
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: wharf-bench\n    path: {}\n",
-                auth.file.display()
-            ));
+            config.push_str(&auth.section());
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config)?;
@@ -251,7 +338,7 @@ fn standalone_command(
     dir: &TempDir,
     data: &Path,
     addr: SocketAddr,
-    auth: Option<&Htpasswd>,
+    auth: Option<&Auth>,
     store: &Store,
 ) -> anyhow::Result<Command> {
     if !matches!(store, Store::Disk) {
@@ -274,6 +361,9 @@ fn standalone_command(
         .arg("--dir")
         .arg(format!("{}::/var/lib/registry", data.display()));
     if let Some(auth) = auth {
+        let Auth::Htpasswd(auth) = auth else {
+            bail!("the standalone component authenticates with htpasswd only");
+        };
         let folder = auth
             .file
             .parent()

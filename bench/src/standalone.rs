@@ -5,7 +5,7 @@
 //! notes say why.
 
 use crate::servers::Binaries;
-use crate::servers::{Htpasswd, Kind, Server, Store};
+use crate::servers::{Auth, Kind, Server, Store};
 use crate::{Args, Samples, alternate, client, load, mb_per_s, random_bytes, settle};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -33,7 +33,7 @@ fn kinds(rep: usize) -> [Kind; 2] {
     alternate(rep, [Kind::Standalone, Kind::Wharf])
 }
 
-pub async fn lines(args: &Args, bins: &Binaries, auth: &Htpasswd) -> anyhow::Result<Vec<Line>> {
+pub async fn lines(args: &Args, bins: &Binaries, auth: &Auth) -> anyhow::Result<Vec<Line>> {
     if !bins.wasmtime.exists() {
         anyhow::bail!(
             "{} is missing: tests/install builds wasmtime-cli",
@@ -114,27 +114,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn manifests(args: &Args, bins: &Binaries, auth: Option<&Htpasswd>) -> anyhow::Result<Line> {
-    let label = if auth.is_some() {
-        "with htpasswd auth"
-    } else {
-        "anonymous"
-    };
+async fn manifests(args: &Args, bins: &Binaries, auth: Option<&Auth>) -> anyhow::Result<Line> {
+    let label = auth.map_or("anonymous", Auth::label);
     eprintln!("standalone: manifest GET by tag, {label}");
     let servers = [
         Server::start_on(Kind::Wharf, bins, auth, &Store::Disk)?,
         Server::start_on(Kind::Standalone, bins, auth, &Store::Disk)?,
     ];
-    let credentials = auth.map(|a| (a.user.clone(), a.password.clone()));
-    let authorization = auth.map(|a| {
-        use base64::Engine as _;
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", a.user, a.password));
-        format!("Basic {token}")
-    });
+    let authorization = auth.map(Auth::authorization);
     let mut urls = Vec::new();
     for server in &servers {
-        let registry = client::Registry::new(server.base(), credentials.clone())?;
+        let registry = client::Registry::new(server.base(), authorization.clone())?;
         let path = registry
             .push_small_image("bench/manifest", "latest")
             .await?;

@@ -121,7 +121,8 @@ struct Remembered {
 }
 
 impl Token {
-    /// `algorithms`: names from [`ALGORITHMS`] (none: all of them).
+    /// Token authentication as `settings` say, trusting `keys`; its
+    /// `signingalgorithms` are names from [`ALGORITHMS`] (none: all of them).
     pub fn new(
         settings: &crate::config::TokenAuth,
         keys: TrustedKeys,

@@ -378,9 +378,11 @@ impl<A: Authenticator> Authenticator for Governed<A> {
             return Verdict::Allow(identity.user().map(str::to_string));
         }
         match identity {
-            // Someone who has not signed in may be allowed once they do.
-            Identity::Anonymous => self.inner.authorize(identity, Some(repository), action),
-            Identity::Token(_) => self.inner.authorize(identity, Some(repository), action),
+            // Someone who has not signed in may be allowed once they do
+            // (and a token is not htpasswd's to judge).
+            Identity::Anonymous | Identity::Token(_) => {
+                self.inner.authorize(identity, Some(repository), action)
+            }
             Identity::User(user) => Verdict::Deny(format!(
                 "{user} may not {} {repository}: no rule of auth.access allows it",
                 match action {

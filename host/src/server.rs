@@ -462,17 +462,7 @@ impl Server {
         };
         let identity = match tenant.capabilities.auth.authenticate(&caller).await {
             Ok(identity) => identity,
-            Err(refused) => {
-                let mut response = oci_error(
-                    StatusCode::UNAUTHORIZED,
-                    Code::Unauthorized,
-                    "authentication required",
-                );
-                if let Ok(value) = HeaderValue::try_from(refused.challenge) {
-                    response.headers_mut().insert(WWW_AUTHENTICATE, value);
-                }
-                return response;
-            }
+            Err(refused) => return challenged(refused.challenge),
         };
         drop(caller);
         line.user = identity.user().map(str::to_string);
@@ -481,17 +471,7 @@ impl Server {
         if path == "/v2/_catalog" {
             match tenant.capabilities.auth.authorize_catalog(&identity) {
                 crate::auth::Verdict::Allow(_) => {}
-                crate::auth::Verdict::Challenge(challenge) => {
-                    let mut response = oci_error(
-                        StatusCode::UNAUTHORIZED,
-                        Code::Unauthorized,
-                        "authentication required",
-                    );
-                    if let Ok(value) = HeaderValue::try_from(challenge) {
-                        response.headers_mut().insert(WWW_AUTHENTICATE, value);
-                    }
-                    return response;
-                }
+                crate::auth::Verdict::Challenge(challenge) => return challenged(challenge),
                 crate::auth::Verdict::Deny(why) => {
                     return oci_error(StatusCode::FORBIDDEN, Code::Denied, &why);
                 }
@@ -635,6 +615,19 @@ enum Transport {
 }
 
 /// registry:2's answer while a health check fails.
+/// registry:2's 401: `UNAUTHORIZED`, with this `WWW-Authenticate` value.
+fn challenged(challenge: String) -> Response<HyperOutgoingBody> {
+    let mut response = oci_error(
+        StatusCode::UNAUTHORIZED,
+        Code::Unauthorized,
+        "authentication required",
+    );
+    if let Ok(value) = HeaderValue::try_from(challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
 fn unavailable() -> Response<HyperOutgoingBody> {
     retry_later(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -77,11 +77,12 @@ impl TrustedKeys {
             .map_err(|e| format!("a certificate cannot be parsed: {e}"))?;
         let spki = cert.public_key();
         let origin = format!("rootcertbundle certificate {}", cert.subject());
+        let key = decoding_key(spki)?;
         for id in [libtrust_key_id(spki)].into_iter().chain(thumbprints(spki)) {
             self.by_id.insert(
                 id,
                 Trusted {
-                    key: decoding_key(spki)?,
+                    key: key.clone(),
                     origin: origin.clone(),
                 },
             );

@@ -203,6 +203,7 @@ impl Token {
         validation.algorithms = vec![header.alg];
         let data = jsonwebtoken::decode::<Claims>(raw, &trusted.key, &validation)
             .map_err(|e| format!("token signed by {} refused: {e}", trusted.origin))?;
+        METRICS.credential(&self.tenant, "verified");
         let until = data.claims.exp.saturating_add(LEEWAY_SECONDS);
         let grant = Arc::new(Grant {
             subject: data.claims.sub,
@@ -234,10 +235,7 @@ impl Authenticator for Token {
             // needs.
             None => Ok(Identity::Anonymous),
             Some(raw) => match self.verify(raw) {
-                Ok(grant) => {
-                    METRICS.credential(&self.tenant, "verified");
-                    Ok(Identity::Token(grant))
-                }
+                Ok(grant) => Ok(Identity::Token(grant)),
                 Err(why) => {
                     METRICS.credential(&self.tenant, "failed");
                     tracing::info!(tenant = self.tenant, peer = ?caller.peer, reason = why, "token refused");
@@ -251,8 +249,10 @@ impl Authenticator for Token {
     }
 
     fn authorize(&self, identity: &Identity, repository: Option<&str>, action: Action) -> Verdict {
-        let scope =
-            repository.map(|name| format!("repository:{name}:{}", token_actions(action).join(",")));
+        // Made only for a challenge: an allowed open is the hot path.
+        let scope = || {
+            repository.map(|name| format!("repository:{name}:{}", token_actions(action).join(",")))
+        };
         match (identity, repository) {
             // The registry itself (`GET /v2/`): any valid token.
             (Identity::Token(grant), None) => Verdict::Allow(Some(grant.subject.clone())),
@@ -263,10 +263,14 @@ impl Authenticator for Token {
                 {
                     Verdict::Allow(Some(grant.subject.clone()))
                 } else {
-                    Verdict::Challenge(self.challenge(scope.as_deref(), Some("insufficient_scope")))
+                    Verdict::Challenge(
+                        self.challenge(scope().as_deref(), Some("insufficient_scope")),
+                    )
                 }
             }
-            (Identity::Anonymous, _) => Verdict::Challenge(self.challenge(scope.as_deref(), None)),
+            (Identity::Anonymous, _) => {
+                Verdict::Challenge(self.challenge(scope().as_deref(), None))
+            }
             (Identity::User(user), _) => Verdict::Deny(format!(
                 "{user} signed in with a password, but this registry takes tokens from {}",
                 self.realm

@@ -1,10 +1,12 @@
 //! Builds the protocol component (`guest/component`) for `wasm32-wasip2` and
 //! hands its path to `runtime.rs`, which embeds it, so `cargo build` and
-//! `cargo run` need nothing else. The standalone registry's other
-//! components (`standalone/`) are built in the same run and composed with
-//! it (`wharf-standalone-compose`) into the component
-//! `wharf component export --standalone` writes. The component is built in its own target
-//! directory so the nested cargo never waits on the outer one's lock.
+//! `cargo run` need nothing else. The component is also compiled ahead of
+//! time (`wharf-precompile`, with the engine's own settings), so a start
+//! need not compile it. The standalone registry's other components
+//! (`standalone/`) are built in the same run and composed with it
+//! (`wharf-standalone-compose`) into the component
+//! `wharf component export --standalone` writes. Each nested cargo has its
+//! own target directory, so it never waits on the outer one's lock.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ fn main() {
         "standalone/storage",
         "standalone/front",
         "standalone/compose/src",
+        "host/precompile",
         "wit",
         "Cargo.lock",
     ] {
@@ -99,6 +102,11 @@ fn main() {
         wasm.display()
     );
     println!("cargo:rustc-env=WHARF_COMPONENT_WASM={}", wasm.display());
+    let precompiled = precompile(&workspace, &wasm);
+    println!(
+        "cargo:rustc-env=WHARF_COMPONENT_CWASM={}",
+        precompiled.display()
+    );
 
     let read = |name: &str| {
         let path = release.join(name);
@@ -120,6 +128,49 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("wharf_standalone.wasm");
     std::fs::write(&out, standalone).expect("writing the standalone component");
     println!("cargo:rustc-env=WHARF_STANDALONE_WASM={}", out.display());
+}
+
+/// Compile the component ahead of time with `wharf-precompile` (built in
+/// its own target directory, once for every profile of the host), for the
+/// target the host is built for, so the host loads it without compiling.
+fn precompile(workspace: &Path, wasm: &Path) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = workspace.join("target").join("precompile");
+    let status = Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "wharf-precompile",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("running cargo to build wharf-precompile");
+    assert!(status.success(), "building wharf-precompile failed");
+
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("wharf_component.cwasm");
+    let mut run = Command::new(target_dir.join("release").join("wharf-precompile"));
+    run.arg(wasm).arg(&out);
+    // Built for another machine (a static musl build, say): code that runs
+    // on any CPU of that target rather than on this one's alone.
+    let (host, target) = (env::var("HOST").unwrap(), env::var("TARGET").unwrap());
+    if host != target {
+        run.arg(&target);
+    }
+    let status = run.status().expect("running wharf-precompile");
+    assert!(
+        status.success(),
+        "precompiling the registry component failed"
+    );
+    out
 }
 
 /// Add the wasm target through rustup if it is missing, or say how.

@@ -288,7 +288,14 @@ fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Result<()
         Some(path) => reload::Source::File(path),
         None => reload::Source::Embedded,
     };
-    let runtime = Arc::new(runtime::Current::new(source.load(&sandbox)?));
+    let loading = std::time::Instant::now();
+    let loaded = source.load(&sandbox)?;
+    tracing::info!(
+        compiled = ?loaded.compiled,
+        ms = loading.elapsed().as_millis() as u64,
+        "component loaded"
+    );
+    let runtime = Arc::new(runtime::Current::new(loaded));
     let drain = config
         .http
         .draintimeout

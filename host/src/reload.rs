@@ -6,7 +6,7 @@
 //! an upload started before a swap finishes after it. A component that is
 //! refused is logged, and the one serving keeps serving.
 
-use crate::runtime::{Current, EMBEDDED_COMPONENT, Runtime, Sandbox};
+use crate::runtime::{Current, Runtime, Sandbox};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ impl Source {
     /// Compile the component; refused unless it fits the world.
     pub fn load(&self, sandbox: &Sandbox) -> anyhow::Result<Runtime> {
         match self {
-            Source::Embedded => sandbox.load(EMBEDDED_COMPONENT),
+            Source::Embedded => sandbox.load_embedded(),
             Source::File(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading the component {}", path.display()))?;

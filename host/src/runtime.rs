@@ -48,6 +48,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// The protocol component built from `guest/component` by `build.rs`.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("WHARF_COMPONENT_WASM"));
+/// The same component compiled ahead of time by `wharf-precompile`
+/// (`build.rs`), with the engine settings of `wharf_precompile`, so a start
+/// need not compile it.
+pub static EMBEDDED_PRECOMPILED: &[u8] = include_bytes!(env!("WHARF_COMPONENT_CWASM"));
 
 /// What one request's component may instantiate, at most: the pool holds
 /// this much per request slot. Wharf's component takes 3 core instances,
@@ -124,8 +128,8 @@ impl Sandbox {
             .table_keep_resident(KEEP_RESIDENT_TABLE_BYTES)
             .decommit_batch_size(DECOMMIT_BATCH);
         let mut config = Config::new();
+        wharf_precompile::compiled_for_wharf(&mut config);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
         // A plain thread, so the clock keeps time even when every runtime
         // thread is busy running guests.
@@ -151,10 +155,50 @@ impl Sandbox {
     /// refused unless it targets the `wharf:registry/registry` world.
     pub fn load(&self, component: &[u8]) -> anyhow::Result<Runtime> {
         fits_a_request_slot(component)?;
-        let engine = &self.engine;
-        let component = Component::new(engine, component)
+        self.link(self.compile(component)?, Compiled::AtLoad)
+    }
+
+    /// The same for the built-in component, from its code compiled ahead of
+    /// time when this engine accepts it (same wasmtime, settings and CPU
+    /// features), compiled now otherwise.
+    pub fn load_embedded(&self) -> anyhow::Result<Runtime> {
+        // SAFETY: native code made for this binary by its own build
+        // (`wharf-precompile`), trusted as the binary is.
+        unsafe { self.load_precompiled(EMBEDDED_COMPONENT, EMBEDDED_PRECOMPILED) }
+    }
+
+    /// # Safety
+    /// `precompiled` must be `component` compiled by `wharf-precompile` (or
+    /// any bytes wasmtime will refuse): accepted, it runs as native code.
+    /// wasmtime checks that it was made by this wasmtime for this engine's
+    /// settings and this machine's CPU before it uses it.
+    unsafe fn load_precompiled(
+        &self,
+        component: &[u8],
+        precompiled: &[u8],
+    ) -> anyhow::Result<Runtime> {
+        fits_a_request_slot(component)?;
+        match unsafe { Component::deserialize(&self.engine, precompiled) } {
+            Ok(component) => self.link(component, Compiled::AheadOfTime),
+            Err(e) => {
+                tracing::warn!(
+                    reason = format!("{e:#}"),
+                    "the built-in component's precompiled code does not suit this engine; \
+                     compiling it instead (this start is slower, serving is the same)"
+                );
+                self.link(self.compile(component)?, Compiled::AtLoad)
+            }
+        }
+    }
+
+    fn compile(&self, component: &[u8]) -> anyhow::Result<Component> {
+        Component::new(&self.engine, component)
             .map_err(anyhow::Error::from)
-            .context("compiling the registry component")?;
+            .context("compiling the registry component")
+    }
+
+    fn link(&self, component: Component, compiled: Compiled) -> anyhow::Result<Runtime> {
+        let engine = &self.engine;
 
         let mut linker = Linker::new(engine);
         // WASI for the guest's standard library: no directories, no network.
@@ -178,6 +222,7 @@ impl Sandbox {
             .context("the component does not fit the wharf:registry/registry world")?;
         Ok(Runtime {
             pre,
+            compiled,
             budget: self.budget.clone(),
             queue_timeout: self.queue_timeout,
         })
@@ -220,9 +265,19 @@ fn fits_a_request_slot(component: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a loaded component's native code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiled {
+    /// Made at build time (`wharf-precompile`) and accepted by the engine.
+    AheadOfTime,
+    /// Compiled when it was loaded.
+    AtLoad,
+}
+
 /// One compiled component, ready to instantiate per request.
 pub struct Runtime {
     pre: RegistryPre<RequestState>,
+    pub compiled: Compiled,
     budget: Arc<MemoryBudget>,
     queue_timeout: Duration,
 }
@@ -441,4 +496,42 @@ fn log_cut(tenant: &str, e: &anyhow::Error) {
         error = format!("{e:#}"),
         "the component failed after sending the response head; the response was cut"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> Sandbox {
+        Sandbox::new(Sizing {
+            instances: 2,
+            max_memory_bytes: 0,
+            guest_memory_bytes: 1 << 30,
+            queue_timeout: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    /// The engine's settings and `wharf-precompile`'s agree: were they to
+    /// drift apart, every start would compile again, and only the log
+    /// would say so.
+    #[test]
+    fn the_built_in_component_is_loaded_as_compiled_at_build_time() {
+        let runtime = sandbox().load_embedded().unwrap();
+        assert_eq!(runtime.compiled, Compiled::AheadOfTime);
+    }
+
+    #[test]
+    fn code_this_engine_would_not_make_is_refused_and_compiled_again() {
+        let sandbox = sandbox();
+        // Compiled without epoch interruption: it could not be stopped at
+        // a deadline, and wasmtime tells.
+        let other = Engine::new(&Config::new()).unwrap();
+        let unstoppable = other.precompile_component(EMBEDDED_COMPONENT).unwrap();
+        for precompiled in [&unstoppable[..], b"not compiled code"] {
+            // SAFETY: code for another engine, or no code: both refused.
+            let runtime = unsafe { sandbox.load_precompiled(EMBEDDED_COMPONENT, precompiled) };
+            assert_eq!(runtime.unwrap().compiled, Compiled::AtLoad);
+        }
+    }
 }

@@ -370,6 +370,10 @@ fn restart_removes_temporary_files_and_empty_sessions() {
     std::fs::write(empty.join("startedat"), "1").unwrap();
     wharf.crash_and_restart();
     assert!(!v2.join("wharf-tmp/3f0c-leftover").exists());
+    // Sessions are recovered by the walk at start, which runs beside
+    // serving; the catalog answers once it has ended.
+    let catalog = request(wharf.addr(), "GET", "/v2/_catalog", &[], b"").unwrap();
+    assert_eq!(catalog.status, 200);
     assert!(!empty.exists());
 }
 

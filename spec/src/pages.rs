@@ -40,6 +40,40 @@ pub fn page_kept(
     page
 }
 
+/// The same, read a chunk at a time from a sorted source: `next(after, n)`
+/// gives up to `n` names sorting after `after`, in order, fewer only at the
+/// end. Reads as far as the page reaches, so a page costs what it holds
+/// (and the names `keep` turns down), not what the source holds.
+pub fn page_read(
+    mut next: impl FnMut(Option<&str>, usize) -> Vec<String>,
+    after: Option<&str>,
+    limit: u32,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Page {
+    let chunk = (limit as usize).saturating_add(1);
+    let mut page = Page::default();
+    let mut cursor = after.map(str::to_string);
+    loop {
+        let names = next(cursor.as_deref(), chunk);
+        let end = names.len() < chunk;
+        for name in names {
+            if !keep(&name) {
+                cursor = Some(name);
+                continue;
+            }
+            if page.entries.len() >= limit as usize {
+                page.more = true;
+                return page;
+            }
+            cursor = Some(name.clone());
+            page.entries.push(name);
+        }
+        if end {
+            return page;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +132,35 @@ mod tests {
                 more: false
             }
         );
+    }
+
+    #[test]
+    fn pages_read_in_chunks_are_the_pages_of_the_whole() {
+        let all = names(&["a", "b", "c", "d", "e", "f", "g"]);
+        let reads = std::cell::RefCell::new(vec![]);
+        let next = |after: Option<&str>, n: usize| {
+            reads.borrow_mut().push((after.map(str::to_string), n));
+            all.iter()
+                .filter(|s| after.is_none_or(|a| s.as_str() > a))
+                .take(n)
+                .cloned()
+                .collect()
+        };
+        for after in [None, Some("a"), Some("bb"), Some("g")] {
+            for limit in 0..9 {
+                for skip in [&[][..], &["b", "c", "d"], &["a", "g"]] {
+                    let keep = |n: &str| !skip.contains(&n);
+                    assert_eq!(
+                        page_read(next, after, limit, keep),
+                        page_kept(all.clone(), after, limit, keep),
+                        "after {after:?}, limit {limit}, skipping {skip:?}"
+                    );
+                }
+            }
+        }
+        // A full page of kept names takes one read of limit + 1.
+        reads.borrow_mut().clear();
+        page_read(next, None, 2, |_| true);
+        assert_eq!(*reads.borrow(), [(None, 3)]);
     }
 }

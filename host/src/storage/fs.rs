@@ -17,17 +17,18 @@
 
 use super::files::{self, read_optional, remove_tree, write_atomic};
 use super::layout::Layout;
+use super::listings::{Listings, RepositoryIndex, Shape, names_after};
 use super::locks::RepositoryLocks;
 use super::streams::FileRange;
 use super::uploads::{Sessions, data_bytes, is_stillborn};
 use super::{
     Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StorageError,
-    StoredBlob, StoredUpload, UploadSession, page, page_kept,
+    StoredBlob, StoredUpload, UploadSession, page, page_read,
 };
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use wharf_layout_fs::walk::{is_repository, repositories, sorted_entries};
 use wharf_layout_fs::{links, parts};
 use wharf_spec::references::references;
@@ -40,6 +41,48 @@ pub struct FsStorage {
     pins: Arc<Pins>,
     delete_enabled: bool,
     locks: RepositoryLocks,
+    /// The catalog, filled by the walk at start.
+    repositories: Arc<RepositoryIndex>,
+    /// Tags and referrers, as listed.
+    listings: Listings,
+    /// The walk at start, which runs beside serving.
+    recovery: Arc<Recovery>,
+}
+
+/// Where the walk at start is: what waits for it (the catalog, opening an
+/// upload session, listing sessions) blocks until it ends.
+#[derive(Default)]
+struct Recovery {
+    /// `None` while it runs; whether it completed.
+    ended: Mutex<Option<bool>>,
+    changed: Condvar,
+}
+
+impl Recovery {
+    fn end(&self, completed: bool) {
+        *self.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(completed);
+        self.changed.notify_all();
+    }
+
+    /// Wait for the walk; whether it completed (if not, its error is in
+    /// the log and the repository index is incomplete).
+    fn wait(&self) -> bool {
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(completed) = *ended {
+                return completed;
+            }
+            ended = self.changed.wait(ended).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// What one walk of `repositories/` found.
+#[derive(Default)]
+struct Walked {
+    repositories: Vec<String>,
+    /// Every `_uploads/` directory, with its repository's name.
+    uploads: Vec<(String, PathBuf)>,
 }
 
 impl FsStorage {
@@ -63,16 +106,18 @@ impl FsStorage {
             pins,
             delete_enabled,
             locks: RepositoryLocks::new(),
+            repositories: Arc::default(),
+            listings: Listings::default(),
+            recovery: Arc::default(),
         };
-        storage.recover()?;
+        storage.remove_staged()?;
+        storage.start_recovery()?;
         Ok(storage)
     }
 
-    /// Clean what a crash can leave behind: staging files in `wharf-tmp/`
-    /// (never visible under a real name) and upload sessions that were
-    /// created but never got a data file. Sessions the standalone component
-    /// wrote as parts get one, so they resume here. Runs before serving.
-    fn recover(&self) -> io::Result<()> {
+    /// Remove the staging files a crash can leave in `wharf-tmp/` (never
+    /// visible under a real name). Runs before serving.
+    fn remove_staged(&self) -> io::Result<()> {
         let mut staged = 0;
         for name in sorted_entries(&self.layout.tmp())? {
             let path = self.layout.tmp().join(name);
@@ -89,59 +134,61 @@ impl FsStorage {
                 Err(e) => return Err(e),
             }
         }
-        let (mut stillborn, mut folded) = (0, 0);
-        for (_, uploads) in self.uploads_dirs()? {
-            for id in sorted_entries(&uploads)? {
-                let dir = uploads.join(id);
-                // A session the standalone component wrote as parts.
-                let staging = self.layout.tmp().join(uuid::Uuid::new_v4().to_string());
-                if parts::fold_into_data(&dir, &staging)? {
-                    folded += 1;
-                }
-                if is_stillborn(&dir) {
-                    remove_tree(&dir)?;
-                    stillborn += 1;
-                }
-            }
-        }
-        if staged + stillborn > 0 {
+        if staged > 0 {
             files::sync_dir(&self.layout.tmp())?;
             tracing::info!(
                 staged,
-                stillborn,
-                "recovered from an interrupted run: removed temporary files and empty upload sessions"
-            );
-        }
-        if folded > 0 {
-            tracing::info!(
-                folded,
-                "upload sessions written as parts (by the standalone component) now resume here"
+                "recovered from an interrupted run: removed temporary files"
             );
         }
         Ok(())
     }
 
-    /// Every `_uploads/` directory with its repository's name, including
-    /// those of repositories that hold nothing else yet.
-    fn uploads_dirs(&self) -> io::Result<Vec<(String, PathBuf)>> {
-        fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
-            for name in sorted_entries(dir)? {
-                let path = dir.join(&name);
-                if name == "_uploads" {
-                    out.push((prefix.to_string(), path));
-                } else if !name.starts_with('_') && path.is_dir() {
-                    let repository = match prefix {
-                        "" => name,
-                        _ => format!("{prefix}/{name}"),
-                    };
-                    walk(&path, &repository, out)?;
+    /// Walk `repositories/` on a thread of its own, beside serving (it
+    /// takes about 30 µs a repository): fill the repository index, give
+    /// sessions the standalone component wrote as parts a data file so
+    /// they resume here, and remove sessions a crash left before they got
+    /// one. What needs the walk waits for it; everything else is served
+    /// at once.
+    fn start_recovery(&self) -> io::Result<()> {
+        let (layout, index, recovery) = (
+            self.layout.clone(),
+            self.repositories.clone(),
+            self.recovery.clone(),
+        );
+        // A session this process starts while the walk runs is not one a
+        // crash left, however empty it still is.
+        let started = std::time::SystemTime::now();
+        std::thread::Builder::new()
+            .name("wharf-recovery".into())
+            .spawn(move || {
+                let took = std::time::Instant::now();
+                match recover(&layout, &index, started) {
+                    Ok(repositories) => {
+                        tracing::debug!(
+                            repositories,
+                            ms = took.elapsed().as_millis() as u64,
+                            "walked the repositories"
+                        );
+                        recovery.end(true);
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "walking {} failed: {e}; the catalog is listed by walking it again for each page",
+                            layout.repositories().display()
+                        );
+                        recovery.end(false);
+                    }
                 }
-            }
-            Ok(())
-        }
-        let mut out = Vec::new();
-        walk(&self.layout.repositories(), "", &mut out)?;
-        Ok(out)
+            })?;
+        Ok(())
+    }
+
+    /// Every `_uploads/` directory with its repository's name (after the
+    /// walk at start, which may fold sessions into ones that resume here).
+    fn uploads_dirs(&self) -> io::Result<Vec<(String, PathBuf)>> {
+        self.recovery.wait();
+        Ok(walk(&self.layout)?.uploads)
     }
 
     /// Every upload session with its directory.
@@ -227,12 +274,16 @@ impl FsStorage {
                 &self.layout.referrer_link(repository, subject, digest),
                 digest,
             )?;
+            self.listings
+                .forget(&self.layout.referrers(repository, subject));
         }
         // The link last: it is what makes the manifest visible.
         self.write_link(
             &self.layout.revision_link(repository, &manifest.digest),
             &manifest.digest,
-        )
+        )?;
+        self.repositories.add(repository);
+        Ok(())
     }
 
     /// Whether `tag` names a manifest present in `repository`. A tag whose
@@ -252,6 +303,82 @@ impl FsStorage {
     fn repository_exists(&self, repository: &str) -> bool {
         is_repository(&self.layout.repository(repository))
     }
+}
+
+/// Every repository, and every `_uploads/` directory with its
+/// repository's name (including those of repositories that hold
+/// nothing else yet), in one walk of the tree. Repositories are found
+/// as registry:2 finds them (`walk::repositories`): a directory with
+/// `_manifests` or `_layers`, under directories not starting with `_`.
+fn walk(layout: &Layout) -> io::Result<Walked> {
+    fn walk(dir: &Path, prefix: &str, found: &mut Walked) -> io::Result<()> {
+        let names = sorted_entries(dir)?;
+        if !prefix.is_empty()
+            && names.iter().any(|n| n == "_manifests" || n == "_layers")
+            && is_repository(dir)
+        {
+            found.repositories.push(prefix.to_string());
+        }
+        for name in names {
+            let path = dir.join(&name);
+            if name == "_uploads" {
+                found.uploads.push((prefix.to_string(), path));
+            } else if !name.starts_with('_') && path.is_dir() {
+                let repository = match prefix {
+                    "" => name,
+                    _ => format!("{prefix}/{name}"),
+                };
+                walk(&path, &repository, found)?;
+            }
+        }
+        Ok(())
+    }
+    let mut found = Walked::default();
+    walk(&layout.repositories(), "", &mut found)?;
+    Ok(found)
+}
+
+/// The walk at start ([`FsStorage::start_recovery`]); the number of
+/// repositories found.
+fn recover(
+    layout: &Layout,
+    index: &RepositoryIndex,
+    started: std::time::SystemTime,
+) -> io::Result<usize> {
+    let walked = walk(layout)?;
+    let repositories = walked.repositories.len();
+    index.extend(walked.repositories);
+    let (mut stillborn, mut folded) = (0, 0);
+    for (_, uploads) in walked.uploads {
+        for id in sorted_entries(&uploads)? {
+            let dir = uploads.join(id);
+            // A session the standalone component wrote as parts.
+            let staging = layout.tmp().join(uuid::Uuid::new_v4().to_string());
+            if parts::fold_into_data(&dir, &staging)? {
+                folded += 1;
+            }
+            let before_start = fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .is_ok_and(|made| made < started);
+            if before_start && is_stillborn(&dir) {
+                remove_tree(&dir)?;
+                stillborn += 1;
+            }
+        }
+    }
+    if stillborn > 0 {
+        tracing::info!(
+            stillborn,
+            "recovered from an interrupted run: removed empty upload sessions"
+        );
+    }
+    if folded > 0 {
+        tracing::info!(
+            folded,
+            "upload sessions written as parts (by the standalone component) now resume here"
+        );
+    }
+    Ok(repositories)
 }
 
 impl BlobStore for FsStorage {
@@ -286,6 +413,8 @@ impl BlobStore for FsStorage {
     }
 
     fn open_upload(&self, repository: &str, id: &str) -> Result<Box<dyn UploadSession>> {
+        // A session written as parts gets its data file in the walk.
+        self.recovery.wait();
         self.sessions.open(&self.layout, repository, id)
     }
 }
@@ -338,19 +467,23 @@ impl MetadataStore for FsStorage {
         if !revision.join("link").exists() {
             return Ok(false);
         }
-        for tag in sorted_entries(&self.layout.tags(repository))? {
+        let tags = self.layout.tags(repository);
+        for tag in sorted_entries(&tags)? {
             if self
                 .read_link(&self.layout.tag_current(repository, &tag))?
                 .as_ref()
                 == Some(digest)
             {
                 remove_tree(&self.layout.tag_dir(repository, &tag))?;
+                self.listings.forget(&tags);
             }
         }
         let subject = self.read_link(&self.layout.revision_subject(repository, digest))?;
         let removed = remove_tree(&revision)?;
         if let Some(subject) = subject {
             remove_tree(&self.layout.referrer_dir(repository, &subject, digest))?;
+            self.listings
+                .forget(&self.layout.referrers(repository, &subject));
         }
         Ok(removed)
     }
@@ -367,32 +500,49 @@ impl MetadataStore for FsStorage {
             return Err(StorageError::NotFound);
         }
         self.write_link(&self.layout.tag_index(repository, tag, digest), digest)?;
-        self.write_link(&self.layout.tag_current(repository, tag), digest)
+        self.write_link(&self.layout.tag_current(repository, tag), digest)?;
+        self.listings.forget(&self.layout.tags(repository));
+        Ok(())
     }
 
     fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
         self.check_delete()?;
         let _exclusive = self.locks.lock(repository);
-        Ok(remove_tree(&self.layout.tag_dir(repository, tag))?)
+        let removed = remove_tree(&self.layout.tag_dir(repository, tag))?;
+        self.listings.forget(&self.layout.tags(repository));
+        Ok(removed)
     }
 
+    /// From the kept listing of the tags directory; each tag on the page
+    /// is checked to resolve (a tag that does not is skipped and the next
+    /// one takes its place).
     fn list_tags(&self, repository: &str, after: Option<&str>, limit: u32) -> Result<Option<Page>> {
         if !self.repository_exists(repository) {
             return Ok(None);
         }
-        // Checked only as far as the page reaches: a tag that does not
-        // resolve is skipped and the next one takes its place.
-        let names = sorted_entries(&self.layout.tags(repository))?;
-        Ok(Some(page_kept(names, after, limit, |tag| {
+        let dir = self.layout.tags(repository);
+        let names = self
+            .listings
+            .get(&dir, Shape::Flat, || sorted_entries(&dir))?;
+        let next = |after: Option<&str>, n| names_after(&names, after, n);
+        Ok(Some(page_read(next, after, limit, |tag| {
             self.tag_resolves(repository, tag)
         })))
     }
 
+    /// From the index; each repository on the page is checked to be there.
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page> {
-        let names = repositories(&self.layout.repositories())?;
-        Ok(page(names, after, limit))
+        if !self.recovery.wait() {
+            let names = repositories(&self.layout.repositories())?;
+            return Ok(page(names, after, limit));
+        }
+        let next = |after: Option<&str>, n| self.repositories.after(after, n);
+        Ok(page_read(next, after, limit, |name| {
+            self.repository_exists(name)
+        }))
     }
 
+    /// From the kept listing of the subject's referrers directory.
     fn list_referrers(
         &self,
         repository: &str,
@@ -400,8 +550,12 @@ impl MetadataStore for FsStorage {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page> {
-        let referrers = links::referrers(&self.layout, repository, subject)?;
-        Ok(page(referrers, after, limit))
+        let dir = self.layout.referrers(repository, subject);
+        let referrers = self.listings.get(&dir, Shape::Nested, || {
+            links::referrers(&self.layout, repository, subject)
+        })?;
+        let next = |after: Option<&str>, n| names_after(&referrers, after, n);
+        Ok(page_read(next, after, limit, |_| true))
     }
 
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
@@ -412,10 +566,11 @@ impl MetadataStore for FsStorage {
             // Linked now: a grace period against collection starts anew.
             files::touch(&self.layout.blob_data(digest))?;
             let link = self.layout.layer_link(repository, digest);
-            if link.exists() {
-                return Ok(());
+            if !link.exists() {
+                self.write_link(&link, digest)?;
             }
-            self.write_link(&link, digest)
+            self.repositories.add(repository);
+            Ok(())
         })
     }
 
@@ -632,5 +787,86 @@ mod tests {
         assert_eq!(list(Some("c"), 2), want(&["e"], false));
         assert_eq!(list(Some("a"), 2), want(&["c", "e"], false));
         assert_eq!(list(None, 10).entries, ["a", "c", "e"]);
+    }
+
+    /// Make every directory under `dir` look long unchanged, so that the
+    /// kept listings trust their stamps.
+    fn settle_tree(dir: &Path) {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                settle_tree(&path);
+            }
+        }
+        File::open(dir).unwrap().set_modified(old).unwrap();
+    }
+
+    #[test]
+    fn the_catalog_is_walked_again_at_start_and_never_lists_what_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(b"listed", None);
+        {
+            let store = FsStorage::open(dir.path(), true).unwrap();
+            for repo in ["b/app", "a", "c"] {
+                store.put_manifest(repo, &m).unwrap();
+            }
+            // Made while serving: listed at once.
+            assert_eq!(
+                store.list_repositories(None, 10).unwrap().entries,
+                ["a", "b/app", "c"]
+            );
+        }
+        // As after kill -9: nothing of the index was stored, the walk at
+        // start finds what the layout holds, including what another
+        // process wrote meanwhile.
+        let layout = Layout::new(dir.path());
+        fs::create_dir_all(layout.layers("d/e")).unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let list = |after, n| store.list_repositories(after, n).unwrap();
+        assert_eq!(list(None, 10).entries, ["a", "b/app", "c", "d/e"]);
+        // Removed behind the index's back: passed over, and the page is
+        // still full.
+        remove_tree(&layout.repository("b")).unwrap();
+        assert_eq!(
+            list(None, 2),
+            Page {
+                entries: vec!["a".into(), "c".into()],
+                more: true
+            }
+        );
+        assert_eq!(list(Some("a"), 10).entries, ["c", "d/e"]);
+    }
+
+    #[test]
+    fn a_kept_tag_listing_follows_this_process_and_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStorage::open(dir.path(), true).unwrap();
+        let m = manifest(b"tagged", None);
+        store.put_manifest("team/app", &m).unwrap();
+        for tag in ["v1", "v2"] {
+            store.set_tag("team/app", tag, &m.digest).unwrap();
+        }
+        settle_tree(dir.path());
+        let tags = || {
+            store
+                .list_tags("team/app", None, 10)
+                .unwrap()
+                .unwrap()
+                .entries
+        };
+        assert_eq!(tags(), ["v1", "v2"]);
+        // This process's own writes are listed at once.
+        store.set_tag("team/app", "v3", &m.digest).unwrap();
+        store.delete_tag("team/app", "v1").unwrap();
+        assert_eq!(tags(), ["v2", "v3"]);
+        // Another process's tag: the directory's stamp changed, so the
+        // listing is read again.
+        let other = FsStorage::open(dir.path(), true).unwrap();
+        other.set_tag("team/app", "v4", &m.digest).unwrap();
+        assert_eq!(tags(), ["v2", "v3", "v4"]);
+        // Deleting the manifest takes its tags out of the listing.
+        store.delete_manifest("team/app", &m.digest).unwrap();
+        assert!(tags().is_empty());
     }
 }

@@ -19,6 +19,7 @@
 pub(crate) mod conformance;
 pub mod files;
 pub mod fs;
+mod listings;
 pub use wharf_spec::layout;
 pub mod locks;
 mod mapped;
@@ -59,7 +60,7 @@ pub enum StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-pub use wharf_spec::pages::{Page, page, page_kept};
+pub use wharf_spec::pages::{Page, page, page_read};
 
 /// The bytes `offset..end` of a blob of `size` bytes that a read of
 /// `length` (or the rest) from `offset` covers; `Invalid` if they are not

@@ -19,15 +19,34 @@ pub struct Registry {
     authorization: Option<String>,
 }
 
+/// The `n`th of the loopback addresses clients of their own connect from
+/// (127.0.1.1 onwards): a registry that limits requests per client address
+/// sees each as the separate machine it stands for.
+pub fn client_address(n: usize) -> std::net::IpAddr {
+    let n = n as u32 + 1;
+    std::net::Ipv4Addr::new(127, 0, 1 + (n >> 8) as u8, n as u8).into()
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 impl Registry {
     pub fn new(base: String, authorization: Option<String>) -> anyhow::Result<Registry> {
+        Registry::from_address(base, authorization, None)
+    }
+
+    /// A client whose connections come from `local` (a loopback address of
+    /// its own, as a machine of its own would have), or from any address.
+    pub fn from_address(
+        base: String,
+        authorization: Option<String>,
+        local: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Registry> {
         let client = Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(4)
+            .local_address(local)
             .build()?;
         Ok(Registry {
             client,
@@ -175,13 +194,19 @@ impl Registry {
     /// Push a small image (config, one layer, OCI manifest) as `repo:tag`;
     /// returns the manifest's path for the load generator.
     pub async fn push_small_image(&self, repo: &str, tag: &str) -> anyhow::Result<String> {
-        let config = Bytes::from_static(
-            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
-        );
         let layer = Bytes::from(
             (0..1024u32)
                 .map(|i| (i * 31 % 251) as u8)
                 .collect::<Vec<_>>(),
+        );
+        self.push_image(repo, tag, layer).await
+    }
+
+    /// Push an image of one `layer` (config, layer, OCI manifest) as
+    /// `repo:tag`; returns the manifest's path.
+    pub async fn push_image(&self, repo: &str, tag: &str, layer: Bytes) -> anyhow::Result<String> {
+        let config = Bytes::from_static(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
         );
         let mut descriptors = Vec::new();
         for (blob, media_type) in [
@@ -212,6 +237,75 @@ impl Registry {
         )
         .await?;
         Ok(path)
+    }
+}
+
+impl Registry {
+    /// `GET path` expecting `200 OK` and a JSON body: the time from sending
+    /// to the last byte, and the body.
+    pub async fn get_json(
+        &self,
+        path: &str,
+        accept: &str,
+    ) -> anyhow::Result<(Duration, serde_json::Value)> {
+        let started = Instant::now();
+        let response = Self::expect(
+            self.with_auth(self.client.get(format!("{}{path}", self.base)))
+                .header(reqwest::header::ACCEPT, accept),
+            StatusCode::OK,
+            &format!("GET {path}"),
+        )
+        .await?;
+        let body = response.bytes().await?;
+        let took = started.elapsed();
+        let json = serde_json::from_slice(&body)
+            .with_context(|| format!("GET {path}: the body is not JSON"))?;
+        Ok((took, json))
+    }
+
+    /// `HEAD path` of a manifest: its digest and size, from the headers.
+    pub async fn head_manifest(&self, path: &str) -> anyhow::Result<(String, u64)> {
+        let response = Self::expect(
+            self.with_auth(self.client.head(format!("{}{path}", self.base)))
+                .header(reqwest::header::ACCEPT, OCI_MANIFEST),
+            StatusCode::OK,
+            &format!("HEAD {path}"),
+        )
+        .await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .with_context(|| format!("HEAD {path}: no {name}"))
+        };
+        Ok((
+            header("docker-content-digest")?,
+            header("content-length")?.parse()?,
+        ))
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` of an OCI image manifest,
+    /// expecting `201 Created`.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        manifest: String,
+    ) -> anyhow::Result<()> {
+        Self::expect(
+            self.with_auth(
+                self.client
+                    .put(format!("{}/v2/{repo}/manifests/{reference}", self.base)),
+            )
+            .header(CONTENT_TYPE, OCI_MANIFEST)
+            .body(manifest),
+            StatusCode::CREATED,
+            "pushing a manifest",
+        )
+        .await?;
+        Ok(())
     }
 }
 

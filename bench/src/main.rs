@@ -12,7 +12,10 @@ mod client;
 mod docker;
 #[path = "../../tests/support/garage.rs"]
 mod garage;
+mod gc;
 mod load;
+mod pushes;
+mod scale;
 mod servers;
 mod standalone;
 
@@ -52,8 +55,8 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 64)]
     s3_blob_mib: usize,
     /// Run only these groups of lines (comma-separated: blobs, manifests,
-    /// docker, rss, s3, standalone); all of them when not given. `--write`
-    /// needs all.
+    /// docker, rss, s3, standalone, scale, gc, pushes); all of them when not
+    /// given. `--write` needs all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Group>,
     /// Use this `wharf` binary instead of building it with cargo.
@@ -73,6 +76,9 @@ enum Group {
     Rss,
     S3,
     Standalone,
+    Scale,
+    Gc,
+    Pushes,
 }
 
 impl Args {
@@ -91,6 +97,8 @@ enum Goal {
     TimeAtMost(f64),
     /// Wharf's own figure at most this many MiB.
     MibAtMost(f64),
+    /// Wharf's own figure at most this many milliseconds.
+    MsAtMost(f64),
     /// No target: a figure that explains another line.
     Explains,
 }
@@ -101,6 +109,7 @@ impl Goal {
             Goal::FasterBy(x) => format!("≥ {x}×"),
             Goal::TimeAtMost(x) => format!("≤ {x}× (time)"),
             Goal::MibAtMost(x) => format!("Wharf ≤ {x} MiB"),
+            Goal::MsAtMost(x) => format!("Wharf ≤ {x} ms"),
             Goal::Explains => "none".to_string(),
         }
     }
@@ -110,7 +119,7 @@ impl Goal {
         Some(match self {
             Goal::FasterBy(x) => wharf / distribution >= x,
             Goal::TimeAtMost(x) => wharf / distribution <= x,
-            Goal::MibAtMost(x) => wharf <= x,
+            Goal::MibAtMost(x) | Goal::MsAtMost(x) => wharf <= x,
             Goal::Explains => return None,
         })
     }
@@ -277,13 +286,16 @@ pub(crate) async fn settle() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Uploads at once in the concurrent RSS line, 64 MiB each.
+const CONCURRENT_UPLOADS: usize = 100;
+
 /// Downloads timed together in each repetition of the GET line.
 pub(crate) const GETS_PER_REP: usize = 4;
 
 /// What a line's label says about where the registries store.
 fn on(store: &Store) -> &'static str {
     match store {
-        Store::Disk => "",
+        Store::Disk | Store::Existing(_) => "",
         Store::S3 { .. } => "S3 (Garage, 3 nodes): ",
     }
 }
@@ -309,6 +321,8 @@ async fn blob_lines(
         Samples::default(),
         Samples::default(),
     );
+    let (mut mono_cpu, mut streamed_cpu) = (Samples::default(), Samples::default());
+    let ms = |cpu: Duration| cpu.as_secs_f64() * 1e3;
     for rep in 0..args.reps {
         // Every upload stores new content, as a push does: a registry that
         // already holds a blob has less to do.
@@ -316,13 +330,19 @@ async fn blob_lines(
         let (digest, streamed_digest) = (client::sha256(&blob), client::sha256(&streamed_blob));
         for kind in order(rep) {
             let registry = lookup(&registries, kind);
+            let server = servers.iter().find(|s| s.kind == kind).expect("both kinds");
             let repo = format!("bench/blob-{rep}");
+            // An upload's server CPU time runs to after the next settle,
+            // so that work left for after the answer counts.
             settle().await?;
+            let cpu_before = server.cpu_time()?;
             let took = registry
                 .upload_monolithic(&repo, blob.clone(), &digest)
                 .await?;
             mono.push(kind, mb_per_s(size, took));
             settle().await?;
+            let cpu_between = server.cpu_time()?;
+            mono_cpu.push(kind, ms(cpu_between.saturating_sub(cpu_before)));
             let took = registry
                 .upload_streamed(
                     &format!("bench/stream-{rep}"),
@@ -333,24 +353,26 @@ async fn blob_lines(
                 .await?;
             streamed.push(kind, mb_per_s(size, took));
             settle().await?;
+            let cpu_before = server.cpu_time()?;
+            streamed_cpu.push(kind, ms(cpu_before.saturating_sub(cpu_between)));
             // Back to back: a GET is short (under 0.1 s), and the first one
             // after the machine idled runs a third slower on this VM (CPUs
             // waking up), for either registry; several in a row measure the
             // serving, not the wake-up.
-            let server = servers.iter().find(|s| s.kind == kind).expect("both kinds");
-            let cpu_before = server.cpu_time()?;
             let mut took = Duration::ZERO;
             for _ in 0..GETS_PER_REP {
                 took += registry.get_blob(&repo, &digest, size as u64).await?;
             }
             let cpu = server.cpu_time()?.saturating_sub(cpu_before);
             get.push(kind, mb_per_s(size * GETS_PER_REP, took));
-            get_cpu.push(kind, cpu.as_secs_f64() * 1e3 / GETS_PER_REP as f64);
+            get_cpu.push(kind, ms(cpu) / GETS_PER_REP as f64);
             eprintln!(
-                "  rep {rep} {kind}: monolithic {:.0} MB/s, streamed {:.0} MB/s, GET {:.0} MB/s \
-                 ({:.0} ms of server CPU each)",
+                "  rep {rep} {kind}: monolithic {:.0} MB/s ({:.0} ms of server CPU), streamed \
+                 {:.0} MB/s ({:.0} ms), GET {:.0} MB/s ({:.0} ms each)",
                 mono.last(kind),
+                mono_cpu.last(kind),
                 streamed.last(kind),
+                streamed_cpu.last(kind),
                 get.last(kind),
                 get_cpu.last(kind)
             );
@@ -358,7 +380,7 @@ async fn blob_lines(
     }
     // No targets on S3 yet: the first figures say where the time goes.
     let goal = |target| match store {
-        Store::Disk => target,
+        Store::Disk | Store::Existing(_) => target,
         Store::S3 { .. } => Goal::Explains,
     };
     let on = on(store);
@@ -378,10 +400,20 @@ async fn blob_lines(
             "MB/s",
             goal(Goal::FasterBy(1.5)),
         ),
+        mono_cpu.row(
+            format!("{on}server CPU time per monolithic upload, {mib} MiB"),
+            "ms",
+            goal(Goal::TimeAtMost(0.25)),
+        ),
+        streamed_cpu.row(
+            format!("{on}server CPU time per streamed upload, {mib} MiB"),
+            "ms",
+            goal(Goal::TimeAtMost(0.25)),
+        ),
         get_cpu.row(
             format!("{on}server CPU time per blob GET, {mib} MiB"),
             "ms",
-            Goal::Explains,
+            goal(Goal::TimeAtMost(0.5)),
         ),
     ])
 }
@@ -444,44 +476,54 @@ async fn manifest_line(
         ),
         "req/s",
         match store {
-            Store::Disk => Goal::FasterBy(6.0),
+            Store::Disk | Store::Existing(_) => Goal::FasterBy(12.0),
             Store::S3 { .. } => Goal::Explains,
         },
     ))
 }
 
-/// Peak RSS of each server while it receives a `rss_mib` streamed upload
-/// (chunked PATCH, as Docker sends it), through `/proc/<pid>/status`.
-async fn rss_line(args: &Args, bins: &Binaries) -> anyhow::Result<Row> {
+/// Peak RSS of each server while it receives `uploads` streamed uploads of
+/// `mib` MiB at once (chunked PATCH, as Docker sends them), each of new
+/// content, through `/proc/<pid>/status`.
+async fn rss_line(args: &Args, bins: &Binaries, uploads: usize, mib: usize) -> anyhow::Result<Row> {
     const CHUNK: usize = 1 << 20;
-    let total = args.rss_mib << 20;
-    eprintln!(
-        "peak RSS during a {} MiB streamed upload, {} repetitions",
-        args.rss_mib, args.reps
-    );
-    // A 16 MiB random pattern repeated: no server can tell, and the client
-    // does not need the whole body in memory.
+    let total = mib << 20;
+    let what = match uploads {
+        1 => format!("a {mib} MiB streamed upload"),
+        n => format!("{n} concurrent {mib} MiB streamed uploads"),
+    };
+    eprintln!("peak RSS during {what}, {} repetitions", args.reps);
+    // A 16 MiB random pattern repeated, its first chunk stamped with the
+    // upload's number: no server can tell, and the client does not need
+    // the bodies in memory.
     let pattern = random_bytes(16 << 20)?;
-    let chunks = move || {
+    let chunks = move |n: usize| {
+        let first = stamped(&pattern.slice(..CHUNK), n);
         (0..total / CHUNK).map({
             let pattern = pattern.clone();
-            move |i| {
-                let at = (i * CHUNK) % pattern.len();
-                pattern.slice(at..at + CHUNK)
+            move |i| match i {
+                0 => first.clone(),
+                _ => {
+                    let at = (i * CHUNK) % pattern.len();
+                    pattern.slice(at..at + CHUNK)
+                }
             }
         })
     };
-    let mut hasher = Sha256::new();
-    for chunk in chunks() {
-        hasher.update(&chunk);
-    }
-    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let digest = |n: usize| {
+        let mut hasher = Sha256::new();
+        for chunk in chunks(n) {
+            hasher.update(&chunk);
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    };
+    let digests: Vec<String> = (0..uploads * args.reps).map(digest).collect();
     let servers = start_both(bins, None, &Store::Disk)?;
-    let registries = registries(&servers, None)?;
     let mut peak = Samples::default();
     for rep in 0..args.reps {
         for kind in order(rep) {
             let server = servers.iter().find(|s| s.kind == kind).expect("both kinds");
+            settle().await?;
             server.reset_peak_rss()?;
             let pid = server.pid();
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -501,15 +543,27 @@ async fn rss_line(args: &Args, bins: &Binaries) -> anyhow::Result<Row> {
                     max
                 }
             });
-            let body = reqwest::Body::wrap_stream(futures::stream::iter(
-                chunks().map(Ok::<Bytes, std::io::Error>),
-            ));
-            let result = lookup(&registries, kind)
-                .upload_streamed(&format!("bench/rss-{rep}"), body, None, &digest)
-                .await;
+            let sent = (0..uploads).map(|i| {
+                let n = rep * uploads + i;
+                let body = reqwest::Body::wrap_stream(futures::stream::iter(
+                    chunks(n).map(Ok::<Bytes, std::io::Error>),
+                ));
+                // Each from an address of its own, as many clients' would be.
+                let registry =
+                    Registry::from_address(server.base(), None, Some(client::client_address(i)));
+                let digest = digests[n].clone();
+                tokio::spawn(async move {
+                    registry?
+                        .upload_streamed(&format!("bench/rss-{n}"), body, None, &digest)
+                        .await
+                })
+            });
+            let results = futures::future::join_all(sent.collect::<Vec<_>>()).await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let sampled = sampler.join().unwrap_or(0);
-            result?;
+            for result in results {
+                result??;
+            }
             let bytes = server.peak_rss()?.max(sampled).max(server.rss()?);
             let mib = bytes as f64 / (1 << 20) as f64;
             eprintln!("  rep {rep} {kind}: peak RSS {mib:.1} MiB");
@@ -517,9 +571,9 @@ async fn rss_line(args: &Args, bins: &Binaries) -> anyhow::Result<Row> {
         }
     }
     Ok(peak.row(
-        format!("peak RSS during a {} MiB streamed upload", args.rss_mib),
+        format!("peak RSS during {what}"),
         "MiB",
-        Goal::MibAtMost(64.0),
+        Goal::MibAtMost(if uploads == 1 { 64.0 } else { 256.0 }),
     ))
 }
 
@@ -706,7 +760,22 @@ fn markdown(args: &Args, table: &str, machine: &str) -> String {
          300 ms so that no registry is timed while the machine writes back the previous step, and \
          each GET repetition is {gets} downloads back to back, read like curl into a 64 KiB buffer \
          (see \"Large blobs\" below for why), with the CPU time the server spent on them (from \
-         `/proc/<pid>/stat`).\n\n\
+         `/proc/<pid>/stat`); an upload's CPU time runs until after the `sync` that follows it, \
+         so that work a registry leaves for after its answer counts.\n\n\
+         The second table holds the lines that must not grow with the registry, each measured at \
+         several sizes (the sizes column, in the unit the line names). The catalog and tag \
+         registries are written straight into registry:2's filesystem layout (one small image, \
+         the same files registry:2 writes), once per run, and both registries serve the same \
+         root in turn with upload purging off; a page is `n=100`, first or from `last` at \
+         90 % of the names, {requests} requests back to back after one untimed round (what a \
+         running registry has read once it may keep), and each is checked to hold the right \
+         names. Start-up is exec to the first answer to `GET /v2/`, polled every 2 ms, \
+         {starts} starts per repetition. Referrers are pushed through the API (Distribution \
+         2.8 has none). GC is each registry's offline collector (`wharf gc`, \
+         `docker-registry garbage-collect`) on a layout where 6 blobs in 10 are reached and \
+         the other 4, stored a day ago, are removed by each run and written again before the \
+         next. \"Wharf, largest / smallest\" is Wharf's figure at the largest size over the \
+         one at the smallest: the target is that it stays within 1.5.\n\n\
          ## Latest run\n\n{table}\n\
          ## Machine\n\n{machine}\n\
          ## Reproduce\n\n\
@@ -720,6 +789,8 @@ fn markdown(args: &Args, table: &str, machine: &str) -> String {
          wrk duration).\n",
         reps = args.reps,
         gets = GETS_PER_REP,
+        requests = scale::REQUESTS_PER_REP,
+        starts = scale::STARTS_PER_REP,
     )
 }
 
@@ -769,7 +840,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if args.runs(Group::Rss) {
-        rows.push(rss_line(&args, &bins).await?);
+        rows.push(rss_line(&args, &bins, 1, args.rss_mib).await?);
+        rows.push(rss_line(&args, &bins, CONCURRENT_UPLOADS, 64).await?);
     }
     if args.runs(Group::S3) {
         // Both registries on one three-node Garage cluster, each under a
@@ -788,6 +860,23 @@ async fn main() -> anyhow::Result<()> {
         drop(garage);
     }
 
+    let mut scale_rows = Vec::new();
+    if args.runs(Group::Scale) {
+        let starts = scale::start_up(&args, &bins)?;
+        rows.push(starts.row(
+            "start-up on an empty data directory, exec to answering GET /v2/".into(),
+            "ms",
+            Goal::MsAtMost(100.0),
+        ));
+        scale_rows = scale::lines(&args, &bins).await?;
+    }
+    if args.runs(Group::Gc) {
+        scale_rows.push(gc::line(&args, &bins).await?);
+    }
+    if args.runs(Group::Pushes) {
+        rows.extend(pushes::lines(&args, &bins).await?);
+    }
+
     let mut portability = Vec::new();
     if args.runs(Group::Standalone) {
         portability = standalone::lines(&args, &bins, &auth).await?;
@@ -799,6 +888,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         table(&rows)
     };
+    if !scale_rows.is_empty() {
+        table.push_str(&scale::table(&scale_rows));
+    }
     if !portability.is_empty() {
         table.push_str(&standalone::table(&portability));
     }

@@ -150,6 +150,10 @@ pub fn token(dir: &Path, repository: &str) -> anyhow::Result<Token> {
 pub enum Store {
     /// A fresh data directory of its own.
     Disk,
+    /// A data directory written before the line starts (a large registry
+    /// laid out directly), which several servers read in turn. Upload
+    /// purging is off, so that no background walk of it is timed.
+    Existing(PathBuf),
     /// A prefix of its own in an S3 bucket.
     S3 {
         endpoint: String,
@@ -166,6 +170,11 @@ impl Store {
             Store::Disk => format!(
                 "storage:\n  filesystem:\n    rootdirectory: {}\n",
                 data.display()
+            ),
+            Store::Existing(root) => format!(
+                "storage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    \
+                 uploadpurging:\n      enabled: false\n",
+                root.display()
             ),
             // The same keys for both: registry:2's S3 driver's. Blob GETs
             // are served by the registry (no redirect to the bucket), as
@@ -188,6 +197,8 @@ impl Store {
 pub struct Server {
     pub kind: Kind,
     pub addr: SocketAddr,
+    /// From spawning the process to its first answer to `GET /v2/`.
+    pub ready_after: Duration,
     child: Child,
     dir: TempDir,
 }
@@ -246,16 +257,20 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .with_context(|| format!("starting {kind}"))?;
+        let spawned = Instant::now();
         let mut server = Server {
             kind,
             addr,
+            ready_after: Duration::ZERO,
             child,
             dir,
         };
         server.wait_ready()?;
+        server.ready_after = spawned.elapsed();
         Ok(server)
     }
 
+    /// Polls every 2 ms, so that the start-up line can read the time.
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
@@ -272,7 +287,7 @@ impl Server {
                     self.log()
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 

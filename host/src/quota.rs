@@ -58,8 +58,10 @@ struct Shared {
     storage_bytes: Option<u64>,
     concurrent_uploads: Option<u32>,
     held: Mutex<Held>,
-    /// Upload sessions open.
-    open: Mutex<u32>,
+    /// Upload sessions open; `None` until first needed (counting lists
+    /// every session, which on a large registry is a walk of it: not
+    /// something to make every start wait for).
+    open: Mutex<Option<u32>>,
     /// Bytes held as last counted from disk for [`Quota::usage`], and when.
     usage: Mutex<Option<(std::time::Instant, u64)>>,
 }
@@ -96,12 +98,10 @@ impl<S: Backend + ?Sized> Quota<S> {
             Some(_) => held_bytes(&*inner, &HashMap::new())?,
             None => 0,
         };
-        let open = open_sessions(&*inner)?;
         tracing::info!(
             tenant,
             used_bytes = used,
             storage_bytes,
-            open_uploads = open,
             concurrent_uploads,
             "tenant storage counted"
         );
@@ -116,7 +116,7 @@ impl<S: Backend + ?Sized> Quota<S> {
                     writing: HashMap::new(),
                     counted: None,
                 }),
-                open: Mutex::new(open),
+                open: Mutex::new(None),
                 usage: Mutex::new(None),
             }),
         })
@@ -133,7 +133,13 @@ impl<S: Backend + ?Sized> Quota<S> {
     /// space back behind the running count's back.
     pub fn usage(&self) -> Result<(u32, u64)> {
         let shared = &self.shared;
-        let open = *shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let open = {
+            let mut open = shared.open.lock().unwrap_or_else(|e| e.into_inner());
+            match *open {
+                Some(n) => n,
+                None => *open.insert(open_sessions(&*self.inner)?),
+            }
+        };
         let mut usage = shared.usage.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = match *usage {
             Some((at, bytes)) if at.elapsed() < USAGE_RECOUNT => bytes,
@@ -213,8 +219,10 @@ impl Shared {
     }
 
     fn session_ended(&self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        *open = open.saturating_sub(1);
+        // Uncounted yet: the count, when made, will not hold this one.
+        if let Some(open) = self.open.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            *open = open.saturating_sub(1);
+        }
     }
 }
 
@@ -237,7 +245,11 @@ impl<S: Backend + ?Sized> BlobStore for Quota<S> {
         algorithm: Algorithm,
     ) -> Result<Box<dyn UploadSession>> {
         let shared = &self.shared;
-        let mut open = shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let open = match guard.as_mut() {
+            Some(open) => open,
+            None => guard.insert(open_sessions(&*self.inner)?),
+        };
         if let Some(limit) = shared.concurrent_uploads {
             if *open >= limit {
                 // Sessions may have been purged behind our back.
@@ -777,7 +789,9 @@ mod tests {
         store.start_upload("a", Algorithm::Sha256).unwrap();
         // Sessions stored count after a restart.
         let again = quota(f, None, Some(2));
-        assert_eq!(*again.shared.open.lock().unwrap(), 2);
+        assert_eq!(again.usage().unwrap().0, 2);
+        let e = again.start_upload("a", Algorithm::Sha256).err().unwrap();
+        assert!(matches!(e, StorageError::LimitExceeded(_)), "{e}");
     }
 
     #[test]

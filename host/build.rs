@@ -70,14 +70,8 @@ fn main() {
             TARGET,
             "--target-dir",
         ])
-        .arg(&target_dir)
-        // The outer build's flags and wrappers (clippy, coverage) are for the host.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET");
+        .arg(&target_dir);
+    without_outer_build(&mut build);
     if !features.is_empty() {
         let qualified: Vec<String> = features
             .split([',', ' '])
@@ -136,7 +130,8 @@ fn main() {
 fn precompile(workspace: &Path, wasm: &Path) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = workspace.join("target").join("precompile");
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    build
         .current_dir(workspace)
         .args([
             "build",
@@ -145,13 +140,8 @@ fn precompile(workspace: &Path, wasm: &Path) -> PathBuf {
             "wharf-precompile",
             "--target-dir",
         ])
-        .arg(&target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
+        .arg(&target_dir);
+    let status = without_outer_build(&mut build)
         .status()
         .expect("running cargo to build wharf-precompile");
     assert!(status.success(), "building wharf-precompile failed");
@@ -171,6 +161,22 @@ fn precompile(workspace: &Path, wasm: &Path) -> PathBuf {
         "precompiling the registry component failed"
     );
     out
+}
+
+/// A nested cargo without the outer build's flags, wrappers (clippy,
+/// coverage) and target settings, which are for the host.
+fn without_outer_build(cargo: &mut Command) -> &mut Command {
+    for name in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cargo.env_remove(name);
+    }
+    cargo
 }
 
 /// Add the wasm target through rustup if it is missing, or say how.

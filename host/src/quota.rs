@@ -133,13 +133,9 @@ impl<S: Backend + ?Sized> Quota<S> {
     /// space back behind the running count's back.
     pub fn usage(&self) -> Result<(u32, u64)> {
         let shared = &self.shared;
-        let open = {
-            let mut open = shared.open.lock().unwrap_or_else(|e| e.into_inner());
-            match *open {
-                Some(n) => n,
-                None => *open.insert(open_sessions(&*self.inner)?),
-            }
-        };
+        let open = *self
+            .counted(&mut shared.open.lock().unwrap_or_else(|e| e.into_inner()))?
+            .0;
         let mut usage = shared.usage.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = match *usage {
             Some((at, bytes)) if at.elapsed() < USAGE_RECOUNT => bytes,
@@ -151,6 +147,16 @@ impl<S: Backend + ?Sized> Quota<S> {
             }
         };
         Ok((open, bytes))
+    }
+
+    /// The open-session count, counted from storage now if it never was;
+    /// whether it was counted just now.
+    fn counted<'a>(&self, open: &'a mut Option<u32>) -> Result<(&'a mut u32, bool)> {
+        let just_counted = open.is_none();
+        if just_counted {
+            *open = Some(open_sessions(&*self.inner)?);
+        }
+        Ok((open.as_mut().expect("counted above"), just_counted))
     }
 
     fn session(&self, inner: Box<dyn UploadSession>, repository: &str) -> Box<dyn UploadSession> {
@@ -246,12 +252,9 @@ impl<S: Backend + ?Sized> BlobStore for Quota<S> {
     ) -> Result<Box<dyn UploadSession>> {
         let shared = &self.shared;
         let mut guard = shared.open.lock().unwrap_or_else(|e| e.into_inner());
-        let open = match guard.as_mut() {
-            Some(open) => open,
-            None => guard.insert(open_sessions(&*self.inner)?),
-        };
+        let (open, just_counted) = self.counted(&mut guard)?;
         if let Some(limit) = shared.concurrent_uploads {
-            if *open >= limit {
+            if *open >= limit && !just_counted {
                 // Sessions may have been purged behind our back.
                 *open = open_sessions(&*self.inner)?;
             }

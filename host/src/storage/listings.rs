@@ -190,9 +190,10 @@ impl Listings {
             let mut kept = self.lock();
             kept.clock += 1;
             let now = kept.clock;
+            // Only settled stamps are kept, and a settled time stays so: an
+            // equal stamp is one to trust.
             if let Some(listing) = kept.dirs.get_mut(dir)
                 && listing.stamp == stamp
-                && stamp.settled()
             {
                 listing.used = now;
                 return Ok(listing.names.clone());

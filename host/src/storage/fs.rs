@@ -157,8 +157,11 @@ impl FsStorage {
             self.recovery.clone(),
         );
         // A session this process starts while the walk runs is not one a
-        // crash left, however empty it still is.
-        let started = std::time::SystemTime::now();
+        // crash left, however empty it still is. The start is read from the
+        // filesystem's clock, which session directories are stamped by: it
+        // lags the system clock by up to a tick, so a directory made just
+        // after `SystemTime::now()` could look older than it.
+        let started = filesystem_now(&self.layout.tmp())?;
         std::thread::Builder::new()
             .name("wharf-recovery".into())
             .spawn(move || {
@@ -336,6 +339,16 @@ fn walk(layout: &Layout) -> io::Result<Walked> {
     let mut found = Walked::default();
     walk(&layout.repositories(), "", &mut found)?;
     Ok(found)
+}
+
+/// The time the filesystem stamps a file made in `dir` now with.
+fn filesystem_now(dir: &Path) -> io::Result<std::time::SystemTime> {
+    fs::create_dir_all(dir)?;
+    let probe = dir.join(format!("clock-{}", uuid::Uuid::new_v4()));
+    fs::write(&probe, b"")?;
+    let now = fs::metadata(&probe).and_then(|m| m.modified());
+    fs::remove_file(&probe)?;
+    now
 }
 
 /// The walk at start ([`FsStorage::start_recovery`]); the number of

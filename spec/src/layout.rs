@@ -22,6 +22,9 @@
 //!     _uploads/<id>/startedat                            when it started (Unix seconds)
 //!     _uploads/<id>/wharf-algorithm                      the hash it was started with
 //!   wharf-tmp/                                           files being written, renamed into place
+//!   wharf-catalog/<name>                                 on S3: an empty object per repository,
+//!                                                        so a catalog page is one listing (Wharf only)
+//!   wharf-catalog-complete                               on S3: every repository has its object
 //! ```
 //!
 //! The `wharf-*` files and `_manifests/referrers/` are Wharf's additions;
@@ -160,6 +163,18 @@ impl Layout {
 
     pub fn tmp(&self) -> PathBuf {
         self.v2.join("wharf-tmp")
+    }
+
+    pub fn catalog(&self) -> PathBuf {
+        self.v2.join("wharf-catalog")
+    }
+
+    pub fn catalog_entry(&self, name: &str) -> PathBuf {
+        self.catalog().join(name)
+    }
+
+    pub fn catalog_complete(&self) -> PathBuf {
+        self.v2.join("wharf-catalog-complete")
     }
 }
 

@@ -142,9 +142,16 @@ impl S3Fixture {
     }
 }
 
+impl S3Fixture {
+    /// The store itself, for tests of the S3 backend's own parts.
+    pub fn open_s3(&self) -> super::s3::S3Storage {
+        super::s3::S3Storage::open(&self.config, true, false).unwrap()
+    }
+}
+
 impl Fixture for S3Fixture {
     fn open(&self) -> Arc<dyn Backend> {
-        Arc::new(super::s3::S3Storage::open(&self.config, true, false).unwrap())
+        Arc::new(self.open_s3())
     }
 
     /// Object times are the server's: S3 cannot backdate.

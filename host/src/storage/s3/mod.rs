@@ -18,19 +18,22 @@
 //! bucket ([`uploads`]), so one started on one host is continued and
 //! finished on another.
 
+mod catalog;
 mod source;
 mod uploads;
 
 use super::layout::Layout;
 use super::{
     Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StorageError,
-    StoredBlob, StoredUpload, UploadSession, page,
+    StoredBlob, StoredUpload, UploadSession, page, page_read,
 };
 use crate::config::s3::S3;
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectMeta, ObjectStore, PutPayload, RetryConfig};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -49,6 +52,7 @@ const REDIRECT_TTL: Duration = Duration::from_secs(20 * 60);
 
 pub struct S3Storage {
     inner: Arc<Inner>,
+    catalog: Arc<catalog::Catalog>,
     sessions: Arc<Sessions>,
     pins: Arc<Pins>,
     delete_enabled: bool,
@@ -133,6 +137,7 @@ impl S3Storage {
                 name,
                 chunk_size: config.chunk_size() as usize,
             }),
+            catalog: Arc::default(),
             sessions: Arc::default(),
             pins: Arc::default(),
             delete_enabled,
@@ -146,7 +151,29 @@ impl S3Storage {
                 format!("{e} (is the bucket there, and the endpoint and keys right?)"),
             )
         })?;
+        storage.start_indexing();
         Ok(storage)
+    }
+
+    /// Index the catalog in the background if the bucket's is not
+    /// complete ([`catalog`]); pages come from a walk meanwhile.
+    fn start_indexing(&self) {
+        let (catalog, s3) = (self.catalog.clone(), self.inner.clone());
+        self.handle().spawn(async move {
+            match catalog.build(&s3).await {
+                Ok(0) => tracing::debug!(bucket = %s3.name, "catalog indexed"),
+                Ok(written) => tracing::info!(
+                    bucket = %s3.name,
+                    written,
+                    "catalog indexed: entries written for repositories that had none"
+                ),
+                Err(e) => tracing::warn!(
+                    bucket = %s3.name,
+                    error = %e,
+                    "cannot index the catalog; its pages walk the bucket until a restart indexes it"
+                ),
+            }
+        });
     }
 
     /// Run `future` on the backend's runtime and wait for it. Called from
@@ -317,7 +344,7 @@ impl Inner {
         let mut pending = vec![(String::new(), key(self.layout.repositories()))];
         while let Some((name, prefix)) = pending.pop() {
             let children = self.dirs(&prefix).await?;
-            if children.iter().any(|c| c == "_manifests" || c == "_layers") {
+            if holds_repository(&children) {
                 repositories.push(name.clone());
             }
             for child in children {
@@ -334,6 +361,14 @@ impl Inner {
         }
         repositories.sort();
         Ok((repositories, uploads))
+    }
+
+    /// Whether `name` is a repository: its "directory" holds `_manifests`
+    /// or `_layers`.
+    async fn repository_exists(&self, name: &str) -> Result<bool> {
+        Ok(holds_repository(
+            &self.dirs(&key(self.layout.repository(name))).await?,
+        ))
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -401,6 +436,11 @@ impl Inner {
             }
         }
     }
+}
+
+/// Whether a "directory" with these children is a repository's.
+fn holds_repository(children: &[String]) -> bool {
+    children.iter().any(|c| c == "_manifests" || c == "_layers")
 }
 
 /// Beside a blob's `data`: when it was last linked or stored again.
@@ -478,7 +518,9 @@ impl MetadataStore for S3Storage {
             }
             let _exclusive = self.locks.lock(repository);
             let (repository, manifest) = (repository.to_string(), manifest.clone());
+            let catalog = self.catalog.clone();
             self.with(|s3| async move {
+                catalog.enter(&s3, &repository).await?;
                 let layout = &s3.layout;
                 let digest = &manifest.digest;
                 let data = key(layout.blob_data(digest));
@@ -581,9 +623,7 @@ impl MetadataStore for S3Storage {
         let repository = repository.to_string();
         let after = after.map(str::to_string);
         self.with(|s3| async move {
-            let dir = key(s3.layout.repository(&repository));
-            let children = s3.dirs(&dir).await?;
-            if !children.iter().any(|c| c == "_manifests" || c == "_layers") {
+            if !s3.repository_exists(&repository).await? {
                 return Ok(None);
             }
             let names = s3.dirs(&key(s3.layout.tags(&repository))).await?;
@@ -605,9 +645,42 @@ impl MetadataStore for S3Storage {
         })
     }
 
+    /// From the catalog's entries ([`catalog`]), each checked to be a
+    /// repository; from a walk of the bucket until they are complete.
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page> {
-        let (names, _) = self.with(|s3| async move { s3.walk().await })?;
-        Ok(page(names, after, limit))
+        if !self.catalog.complete() {
+            let (names, _) = self.with(|s3| async move { s3.walk().await })?;
+            return Ok(page(names, after, limit));
+        }
+        let there = RefCell::new(HashSet::new());
+        let failed = RefCell::new(None);
+        let next = |after: Option<&str>, n| {
+            let after = after.map(str::to_string);
+            match self
+                .with(move |s3| async move { catalog::entries(&s3, after.as_deref(), n).await })
+            {
+                Ok(entries) => {
+                    let mut there = there.borrow_mut();
+                    let names = entries.iter().map(|(name, _)| name.clone()).collect();
+                    there.extend(
+                        entries
+                            .into_iter()
+                            .filter(|(_, t)| *t)
+                            .map(|(name, _)| name),
+                    );
+                    names
+                }
+                Err(e) => {
+                    *failed.borrow_mut() = Some(e);
+                    Vec::new()
+                }
+            }
+        };
+        let page = page_read(next, after, limit, |name| there.borrow().contains(name));
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(page),
+        }
     }
 
     fn list_referrers(
@@ -636,11 +709,13 @@ impl MetadataStore for S3Storage {
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
         let link = key(self.inner.layout.layer_link(repository, digest));
         self.pins.referencing([digest], || {
-            let digest = digest.clone();
+            let (repository, digest) = (repository.to_string(), digest.clone());
+            let catalog = self.catalog.clone();
             self.with(|s3| async move {
                 if s3.blob_size(&digest).await?.is_none() {
                     return Err(StorageError::NotFound);
                 }
+                catalog.enter(&s3, &repository).await?;
                 // Linked now: a grace period against collection starts anew.
                 s3.touch(&digest).await?;
                 s3.write_link(&link, &digest).await

@@ -843,6 +843,7 @@ async fn main() -> anyhow::Result<()> {
         rows.push(rss_line(&args, &bins, 1, args.rss_mib).await?);
         rows.push(rss_line(&args, &bins, CONCURRENT_UPLOADS, 64).await?);
     }
+    let mut s3_scale_rows = Vec::new();
     if args.runs(Group::S3) {
         // Both registries on one three-node Garage cluster, each under a
         // prefix of its own in one bucket.
@@ -857,6 +858,7 @@ async fn main() -> anyhow::Result<()> {
         };
         rows.extend(blob_lines(&args, &bins, &store, args.s3_blob_mib).await?);
         rows.push(manifest_line(&args, &bins, None, &store).await?);
+        s3_scale_rows = scale::s3_catalog_lines(&args, &bins, &store).await?;
         drop(garage);
     }
 
@@ -873,6 +875,7 @@ async fn main() -> anyhow::Result<()> {
     if args.runs(Group::Gc) {
         scale_rows.push(gc::line(&args, &bins).await?);
     }
+    scale_rows.extend(s3_scale_rows);
     if args.runs(Group::Pushes) {
         rows.extend(pushes::lines(&args, &bins).await?);
     }

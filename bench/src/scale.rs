@@ -24,6 +24,10 @@ pub const REQUESTS_PER_REP: usize = 3;
 /// The registry sizes of the catalog and tag lines.
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
+/// The registry sizes of the S3 catalog line: its repositories are pushed
+/// through the API, a few thousand a minute.
+const S3_SIZES: [usize; 2] = [1_000, 10_000];
+
 /// The numbers of referrers of the referrers line.
 const REFERRERS: [usize; 2] = [1_000, 10_000];
 
@@ -379,6 +383,93 @@ async fn referrers_line(args: &Args, bins: &Binaries) -> anyhow::Result<ScaleRow
         wharf: medians(&samples, Kind::Wharf),
         flat_within: Some(1.5),
     })
+}
+
+/// Catalog pages on S3 at each of [`S3_SIZES`], Wharf only: each
+/// repository is made by pushing a two-byte blob through the API, which
+/// writes its catalog entry. registry:2's S3 catalog lists every
+/// "directory" of the bucket for each page, and is left out.
+pub async fn s3_catalog_lines(
+    args: &Args,
+    bins: &Binaries,
+    store: &Store,
+) -> anyhow::Result<Vec<ScaleRow>> {
+    let server = Server::start_on(Kind::Wharf, bins, None, store)?;
+    let registry = Registry::new(server.base(), None)?;
+    let (mut first, mut deep) = (Vec::new(), Vec::new());
+    let mut pushed = 0;
+    for &size in &S3_SIZES {
+        let started = std::time::Instant::now();
+        let pushes = futures::stream::iter(pushed..size)
+            .map(|i| {
+                let registry = registry.clone();
+                async move {
+                    registry
+                        .upload_monolithic(&repository(i), bytes::Bytes::from_static(b"{}"), EMPTY)
+                        .await
+                }
+            })
+            .buffer_unordered(16);
+        futures::pin_mut!(pushes);
+        while let Some(pushed) = pushes.next().await {
+            pushed?;
+        }
+        eprintln!(
+            "S3 catalog line: {} repositories pushed in {:.1} s",
+            size - pushed,
+            started.elapsed().as_secs_f64()
+        );
+        pushed = size;
+        let at = size * 9 / 10;
+        let pages = [
+            (format!("/v2/_catalog?n={PAGE}"), repository(0)),
+            (
+                format!("/v2/_catalog?n={PAGE}&last={}", repository(at - 1)),
+                repository(at),
+            ),
+        ];
+        let mut at_size: [Samples; 2] = Default::default();
+        for rep in 0..args.reps {
+            for ((path, first), samples) in pages.iter().zip(&mut at_size) {
+                let check = |b: &serde_json::Value| expect_page(b, "repositories", first, size);
+                page_ms(&registry, path, "application/json", &check).await?;
+                samples.push(
+                    Kind::Wharf,
+                    page_ms(&registry, path, "application/json", &check).await?,
+                );
+            }
+            eprintln!(
+                "  rep {rep} at {size}: {:.1} / {:.1} ms (first / deep)",
+                at_size[0].last(Kind::Wharf),
+                at_size[1].last(Kind::Wharf)
+            );
+        }
+        let [f, d] = at_size;
+        first.push(f);
+        deep.push(d);
+    }
+    let row = |line: String, samples: &[Samples]| ScaleRow {
+        line,
+        unit: "ms",
+        sizes: S3_SIZES.to_vec(),
+        distribution: vec![f64::NAN; S3_SIZES.len()],
+        wharf: medians(samples, Kind::Wharf),
+        flat_within: Some(1.5),
+    };
+    Ok(vec![
+        row(
+            format!(
+                "S3 (Garage, 3 nodes): catalog, first page of {PAGE} (by repositories; Wharf only)"
+            ),
+            &first,
+        ),
+        row(
+            format!(
+                "S3 (Garage, 3 nodes): catalog, page of {PAGE} at 90 % (by repositories; Wharf only)"
+            ),
+            &deep,
+        ),
+    ])
 }
 
 /// The OCI empty descriptor's digest: of `{}`, every referrer's config.

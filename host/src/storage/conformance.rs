@@ -140,9 +140,7 @@ impl S3Fixture {
             config: serde_yaml_ng::from_str(&yaml).unwrap(),
         }
     }
-}
 
-impl S3Fixture {
     /// The store itself, for tests of the S3 backend's own parts.
     pub fn open_s3(&self) -> super::s3::S3Storage {
         super::s3::S3Storage::open(&self.config, true, false).unwrap()

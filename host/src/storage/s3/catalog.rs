@@ -21,6 +21,7 @@ use super::{Inner, key};
 use crate::storage::Result;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::ObjectMeta;
 use object_store::list::{PaginatedListOptions, PaginatedListStore as _};
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -61,8 +62,7 @@ impl Catalog {
         {
             return Ok(());
         }
-        s3.put(&key(s3.layout.catalog_entry(repository)), Bytes::new())
-            .await?;
+        write_entry(s3, repository).await?;
         let mut known = self.known.lock().expect("catalog lock");
         if known.len() >= MAX_KNOWN {
             known.clear();
@@ -86,12 +86,7 @@ impl Catalog {
             .list(&key(s3.layout.catalog()))
             .await?
             .iter()
-            .filter_map(|o| {
-                o.location
-                    .as_ref()
-                    .strip_prefix(&prefix)
-                    .map(str::to_string)
-            })
+            .filter_map(|o| name_of(&prefix, o))
             .collect();
         let missing: Vec<String> = repositories
             .into_iter()
@@ -99,10 +94,7 @@ impl Catalog {
             .collect();
         let written = missing.len();
         futures::stream::iter(missing)
-            .map(|repository| async move {
-                s3.put(&key(s3.layout.catalog_entry(&repository)), Bytes::new())
-                    .await
-            })
+            .map(|repository| async move { write_entry(s3, &repository).await })
             .buffer_unordered(AT_ONCE)
             .try_for_each(|()| async { Ok(()) })
             .await?;
@@ -136,12 +128,13 @@ pub async fn entries(s3: &Inner, after: Option<&str>, n: usize) -> Result<Vec<(S
             .list_paginated(Some(&prefix), options)
             .await
             .map_err(|e| s3.failed("listing the catalog", e))?;
-        names.extend(listed.result.objects.iter().filter_map(|o| {
-            o.location
-                .as_ref()
-                .strip_prefix(&prefix)
-                .map(str::to_string)
-        }));
+        names.extend(
+            listed
+                .result
+                .objects
+                .iter()
+                .filter_map(|o| name_of(&prefix, o)),
+        );
         match listed.page_token {
             Some(token) => page_token = Some(token),
             None => break,
@@ -161,6 +154,21 @@ pub async fn entries(s3: &Inner, after: Option<&str>, n: usize) -> Result<Vec<(S
 /// The entries' common prefix, as listed keys begin.
 fn prefix(s3: &Inner) -> String {
     format!("{}/", key(s3.layout.catalog()))
+}
+
+/// The repository a listed entry stands for.
+fn name_of(prefix: &str, entry: &ObjectMeta) -> Option<String> {
+    entry
+        .location
+        .as_ref()
+        .strip_prefix(prefix)
+        .map(str::to_string)
+}
+
+/// `repository`'s entry, written.
+async fn write_entry(s3: &Inner, repository: &str) -> Result<()> {
+    s3.put(&key(s3.layout.catalog_entry(repository)), Bytes::new())
+        .await
 }
 
 #[cfg(test)]

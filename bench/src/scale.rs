@@ -332,21 +332,16 @@ async fn referrers_line(args: &Args, bins: &Binaries) -> anyhow::Result<ScaleRow
             .upload_monolithic(&repo, bytes::Bytes::from_static(b"{}"), EMPTY)
             .await?;
         let started = std::time::Instant::now();
-        let pushes = futures::stream::iter(0..count)
-            .map(|i| {
-                let registry = registry.clone();
-                let (repo, digest) = (repo.clone(), digest.clone());
-                async move {
-                    let manifest = referrer(&digest, size, i);
-                    let reference = client::sha256(manifest.as_bytes());
-                    registry.put_manifest(&repo, &reference, manifest).await
-                }
-            })
-            .buffer_unordered(16);
-        futures::pin_mut!(pushes);
-        while let Some(pushed) = pushes.next().await {
-            pushed?;
-        }
+        push_all(0..count, |i| {
+            let registry = registry.clone();
+            let (repo, digest) = (repo.clone(), digest.clone());
+            async move {
+                let manifest = referrer(&digest, size, i);
+                let reference = client::sha256(manifest.as_bytes());
+                registry.put_manifest(&repo, &reference, manifest).await
+            }
+        })
+        .await?;
         eprintln!(
             "referrers line: {count} referrers pushed in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -400,20 +395,15 @@ pub async fn s3_catalog_lines(
     let mut pushed = 0;
     for &size in &S3_SIZES {
         let started = std::time::Instant::now();
-        let pushes = futures::stream::iter(pushed..size)
-            .map(|i| {
-                let registry = registry.clone();
-                async move {
-                    registry
-                        .upload_monolithic(&repository(i), bytes::Bytes::from_static(b"{}"), EMPTY)
-                        .await
-                }
-            })
-            .buffer_unordered(16);
-        futures::pin_mut!(pushes);
-        while let Some(pushed) = pushes.next().await {
-            pushed?;
-        }
+        push_all(pushed..size, |i| {
+            let registry = registry.clone();
+            async move {
+                registry
+                    .upload_monolithic(&repository(i), bytes::Bytes::from_static(b"{}"), EMPTY)
+                    .await
+            }
+        })
+        .await?;
         eprintln!(
             "S3 catalog line: {} repositories pushed in {:.1} s",
             size - pushed,
@@ -470,6 +460,20 @@ pub async fn s3_catalog_lines(
             &deep,
         ),
     ])
+}
+
+/// `push(i)` for each `i` of `range`, 16 at a time; the first failure
+/// ends it.
+async fn push_all<T, F: std::future::Future<Output = anyhow::Result<T>>>(
+    range: std::ops::Range<usize>,
+    push: impl FnMut(usize) -> F,
+) -> anyhow::Result<()> {
+    let pushes = futures::stream::iter(range).map(push).buffer_unordered(16);
+    futures::pin_mut!(pushes);
+    while let Some(pushed) = pushes.next().await {
+        pushed?;
+    }
+    Ok(())
 }
 
 /// The OCI empty descriptor's digest: of `{}`, every referrer's config.

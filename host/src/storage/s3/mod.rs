@@ -217,7 +217,10 @@ fn run_on<T: Send + 'static>(
     handle: &tokio::runtime::Handle,
     future: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    match futures::executor::block_on(handle.spawn(future)) {
+    // Unconstrained: waited for on a thread that is inside a tokio task
+    // (a test's body, say), a join handle polled past that task's budget
+    // would answer "not yet" at once, every time, and this would spin.
+    match futures::executor::block_on(tokio::task::unconstrained(handle.spawn(future))) {
         Ok(result) => result,
         Err(e) => Err(StorageError::Io(io::Error::other(format!(
             "an S3 call was lost: {e}"

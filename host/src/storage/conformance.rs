@@ -293,6 +293,8 @@ on_every_backend!(
     a_tag_names_only_a_manifest_the_repository_holds,
     a_manifest_whose_bytes_do_not_match_its_digest_is_refused,
     repositories_and_tags_are_listed_in_pages,
+    tags_that_extend_others_are_paged_in_tag_order,
+    referrers_are_paged_in_digest_order,
     links_are_per_repository,
     maintenance_listings_see_everything_stored;
     only_local:
@@ -576,6 +578,95 @@ async fn repositories_and_tags_are_listed_in_pages(f: &dyn Fixture) {
         Some(names(&[], false))
     );
     assert_eq!(store.list_tags("nothing/here", None, 10).unwrap(), None);
+}
+
+/// Every page of `list(after, limit)` from the start, at each page size up
+/// to 4, joined: each page's `more` must say whether another follows.
+fn walk_pages(list: impl Fn(Option<&str>, u32) -> Page, from: Option<&str>) -> Vec<Vec<String>> {
+    (1..=4)
+        .map(|limit| {
+            let mut all = Vec::new();
+            let mut after = from.map(str::to_string);
+            loop {
+                let page = list(after.as_deref(), limit);
+                assert!(page.entries.len() <= limit as usize);
+                all.extend(page.entries.iter().cloned());
+                after = page.entries.last().cloned();
+                if !page.more {
+                    break;
+                }
+                assert_eq!(
+                    page.entries.len(),
+                    limit as usize,
+                    "a full page before more"
+                );
+            }
+            all
+        })
+        .collect()
+}
+
+/// `-` and `.` sort before `/`, so on S3 a tag's key sorts after the keys
+/// of the tags that extend it with them; pages still follow the tags' order.
+async fn tags_that_extend_others_are_paged_in_tag_order(f: &dyn Fixture) {
+    let store = f.open();
+    let m = manifest(b"tagged", None);
+    store.put_manifest("a", &m).unwrap();
+    let mut tags = vec![
+        "v1",
+        "v1-rc",
+        "v1.0",
+        "v1.0-rc.1",
+        "v1.0.1",
+        "v1.1",
+        "v10",
+        "v1_x",
+        "v2",
+        "a",
+        "a.b.c",
+        "a-",
+        "latest",
+    ];
+    for tag in &tags {
+        store.set_tag("a", tag, &m.digest).unwrap();
+    }
+    tags.sort();
+    let list = |after: Option<&str>, limit| store.list_tags("a", after, limit).unwrap().unwrap();
+    for walked in walk_pages(list, None) {
+        assert_eq!(walked, tags);
+    }
+    for from in ["v1", "v1.0-rc.1", "a-", "v"] {
+        let after: Vec<&str> = tags.iter().copied().filter(|t| *t > from).collect();
+        for walked in walk_pages(list, Some(from)) {
+            assert_eq!(walked, after, "after {from}");
+        }
+    }
+}
+
+async fn referrers_are_paged_in_digest_order(f: &dyn Fixture) {
+    let store = f.open();
+    let subject = Algorithm::Sha256.digest(b"subject");
+    let mut want = Vec::new();
+    for i in 0..7 {
+        let m = manifest(format!("referrer {i}").as_bytes(), Some(&subject));
+        store.put_manifest("team/app", &m).unwrap();
+        want.push(m.digest.to_string());
+    }
+    let other = Algorithm::Sha512.digest(b"another subject");
+    let sha512 = manifest(b"of another", Some(&other));
+    store.put_manifest("team/app", &sha512).unwrap();
+    want.sort();
+    let list = |after: Option<&str>, limit| {
+        store
+            .list_referrers("team/app", &subject, after, limit)
+            .unwrap()
+    };
+    for walked in walk_pages(list, None) {
+        assert_eq!(walked, want);
+    }
+    for walked in walk_pages(list, Some(&want[2])) {
+        assert_eq!(walked, want[3..]);
+    }
 }
 
 async fn links_are_per_repository(f: &dyn Fixture) {

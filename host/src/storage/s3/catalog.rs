@@ -17,21 +17,16 @@
 //! the bucket afterwards has no entry: delete `wharf-catalog-complete` and
 //! restart to index it.
 
+use super::levels::{AT_ONCE, MAX_KEYS, list};
 use super::{Inner, key};
 use crate::storage::Result;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::ObjectMeta;
-use object_store::list::{PaginatedListOptions, PaginatedListStore as _};
+use object_store::list::PaginatedListOptions;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// How many entries are checked, or written, at once.
-const AT_ONCE: usize = 16;
-
-/// The most keys one S3 listing returns.
-const MAX_KEYS: usize = 1000;
 
 /// How many names `known` holds before it starts over (an entry written
 /// again is harmless).
@@ -123,11 +118,7 @@ pub async fn entries(s3: &Inner, after: Option<&str>, n: usize) -> Result<Vec<(S
             page_token: page_token.take(),
             ..Default::default()
         };
-        let listed = s3
-            .store
-            .list_paginated(Some(&prefix), options)
-            .await
-            .map_err(|e| s3.failed("listing the catalog", e))?;
+        let listed = list(s3, &prefix, options).await?;
         names.extend(
             listed
                 .result

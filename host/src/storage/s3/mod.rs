@@ -19,6 +19,7 @@
 //! finished on another.
 
 mod catalog;
+mod levels;
 mod source;
 mod uploads;
 
@@ -209,6 +210,40 @@ impl S3Storage {
         work: impl FnOnce(Arc<Inner>) -> F,
     ) -> Result<T> {
         self.run(work(self.inner.clone()))
+    }
+
+    /// A page read a chunk at a time ([`page_read`]): `chunk(s3, after, n)`
+    /// lists up to `n` names after `after`, in order (fewer only at the
+    /// end), each with whether it is there, checked many at a time.
+    fn page_checked<F: Future<Output = Result<Vec<(String, bool)>>> + Send + 'static>(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        chunk: impl Fn(Arc<Inner>, Option<String>, usize) -> F,
+    ) -> Result<Page> {
+        let there = RefCell::new(HashSet::new());
+        let failed = RefCell::new(None);
+        let next = |after: Option<&str>, n| {
+            let after = after.map(str::to_string);
+            match self.with(|s3| chunk(s3, after, n)) {
+                Ok(names) => {
+                    let listed = names.iter().map(|(name, _)| name.clone()).collect();
+                    there
+                        .borrow_mut()
+                        .extend(names.into_iter().filter(|(_, t)| *t).map(|(name, _)| name));
+                    listed
+                }
+                Err(e) => {
+                    *failed.borrow_mut() = Some(e);
+                    Vec::new()
+                }
+            }
+        };
+        let page = page_read(next, after, limit, |name| there.borrow().contains(name));
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(page),
+        }
     }
 }
 
@@ -619,33 +654,19 @@ impl MetadataStore for S3Storage {
         self.with(|s3| async move { s3.delete_tree(&dir).await })
     }
 
-    /// Tags are listed a level at a time and sorted: S3 sorts keys by
-    /// bytes, and `a/…` sorts after `a.x/…`, so a key order is not the tag
-    /// order a page must follow.
+    /// Listed from the page's start ([`levels`]), each tag checked to name
+    /// a manifest that is there.
     fn list_tags(&self, repository: &str, after: Option<&str>, limit: u32) -> Result<Option<Page>> {
-        let repository = repository.to_string();
-        let after = after.map(str::to_string);
-        self.with(|s3| async move {
-            if !s3.repository_exists(&repository).await? {
-                return Ok(None);
-            }
-            let names = s3.dirs(&key(s3.layout.tags(&repository))).await?;
-            let mut page = Page::default();
-            for tag in names
-                .into_iter()
-                .filter(|t| after.as_deref().is_none_or(|a| t.as_str() > a))
-            {
-                if !s3.tag_resolves(&repository, &tag).await {
-                    continue;
-                }
-                if page.entries.len() >= limit as usize {
-                    page.more = true;
-                    break;
-                }
-                page.entries.push(tag);
-            }
-            Ok(Some(page))
+        let name = repository.to_string();
+        if !self.with(|s3| async move { s3.repository_exists(&name).await })? {
+            return Ok(None);
+        }
+        let repository = Arc::<str>::from(repository);
+        self.page_checked(after, limit, |s3, after, n| {
+            let repository = repository.clone();
+            async move { levels::tags(&s3, &repository, after.as_deref(), n).await }
         })
+        .map(Some)
     }
 
     /// From the catalog's entries ([`catalog`]), each checked to be a
@@ -655,37 +676,13 @@ impl MetadataStore for S3Storage {
             let (names, _) = self.with(|s3| async move { s3.walk().await })?;
             return Ok(page(names, after, limit));
         }
-        let there = RefCell::new(HashSet::new());
-        let failed = RefCell::new(None);
-        let next = |after: Option<&str>, n| {
-            let after = after.map(str::to_string);
-            match self
-                .with(move |s3| async move { catalog::entries(&s3, after.as_deref(), n).await })
-            {
-                Ok(entries) => {
-                    let mut there = there.borrow_mut();
-                    let names = entries.iter().map(|(name, _)| name.clone()).collect();
-                    there.extend(
-                        entries
-                            .into_iter()
-                            .filter(|(_, t)| *t)
-                            .map(|(name, _)| name),
-                    );
-                    names
-                }
-                Err(e) => {
-                    *failed.borrow_mut() = Some(e);
-                    Vec::new()
-                }
-            }
-        };
-        let page = page_read(next, after, limit, |name| there.borrow().contains(name));
-        match failed.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(page),
-        }
+        self.page_checked(after, limit, |s3, after, n| async move {
+            catalog::entries(&s3, after.as_deref(), n).await
+        })
     }
 
+    /// Listed from the page's start ([`levels`]), each referrer checked to
+    /// be linked.
     fn list_referrers(
         &self,
         repository: &str,
@@ -693,20 +690,11 @@ impl MetadataStore for S3Storage {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page> {
-        let dir = key(self.inner.layout.referrers(repository, subject));
-        let (repository, subject) = (repository.to_string(), subject.clone());
-        let referrers = self.with(|s3| async move {
-            let mut referrers = Vec::new();
-            for digest in s3.digests_under(&dir).await? {
-                let link = key(s3.layout.referrer_link(&repository, &subject, &digest));
-                if s3.read_link(&link).await?.as_ref() == Some(&digest) {
-                    referrers.push(digest.to_string());
-                }
-            }
-            referrers.sort();
-            Ok(referrers)
-        })?;
-        Ok(page(referrers, after, limit))
+        let (repository, subject) = (Arc::<str>::from(repository), subject.clone());
+        self.page_checked(after, limit, |s3, after, n| {
+            let (repository, subject) = (repository.clone(), subject.clone());
+            async move { levels::referrers(&s3, &repository, &subject, after.as_deref(), n).await }
+        })
     }
 
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()> {

@@ -146,15 +146,23 @@ impl Dockerd {
     /// pointing at this engine: docker-compose, scripts/image.
     #[allow(dead_code)]
     pub fn run_with(&self, program: &Path, args: &[&str]) -> Output {
-        Command::new(program)
-            .env("DOCKER_HOST", self.host())
-            .env("DOCKER_CONFIG", self.dir.path().join("config"))
+        self.command(program)
             .args(args)
-            .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| {
                 panic!("cannot run `{} {}`: {e}", program.display(), args.join(" "))
             })
+    }
+
+    /// `program` set up to talk to this engine, as `run_with` runs it.
+    #[allow(dead_code)]
+    pub fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("config"))
+            .stdin(Stdio::null());
+        command
     }
 
     /// Imports a `FROM scratch` image of random files of these sizes (one

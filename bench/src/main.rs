@@ -858,7 +858,7 @@ async fn main() -> anyhow::Result<()> {
         };
         rows.extend(blob_lines(&args, &bins, &store, args.s3_blob_mib).await?);
         rows.push(manifest_line(&args, &bins, None, &store).await?);
-        s3_scale_rows = scale::s3_catalog_lines(&args, &bins, &store).await?;
+        s3_scale_rows = scale::s3_lines(&args, &bins, &store).await?;
         drop(garage);
     }
 

@@ -24,8 +24,8 @@ pub const REQUESTS_PER_REP: usize = 3;
 /// The registry sizes of the catalog and tag lines.
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
-/// The registry sizes of the S3 catalog line: its repositories are pushed
-/// through the API, a few thousand a minute.
+/// The sizes of the S3 lines: their repositories, tags and referrers are
+/// pushed through the API, a few thousand a minute.
 const S3_SIZES: [usize; 2] = [1_000, 10_000];
 
 /// The numbers of referrers of the referrers line.
@@ -380,86 +380,126 @@ async fn referrers_line(args: &Args, bins: &Binaries) -> anyhow::Result<ScaleRow
     })
 }
 
-/// Catalog pages on S3 at each of [`S3_SIZES`], Wharf only: each
-/// repository is made by pushing a two-byte blob through the API, which
-/// writes its catalog entry. registry:2's S3 catalog lists every
-/// "directory" of the bucket for each page, and is left out.
-pub async fn s3_catalog_lines(
+/// Catalog, tag and referrer pages on S3 at each of [`S3_SIZES`], Wharf
+/// only: repositories are made by pushing a two-byte blob through the API
+/// (which writes each one's catalog entry), tags and referrers by pushing
+/// artifacts that name one subject, each under a tag of its own.
+/// registry:2's S3 catalog lists every "directory" of the bucket for each
+/// page, and 2.8 has no referrers API, so it is left out.
+pub async fn s3_lines(
     args: &Args,
     bins: &Binaries,
     store: &Store,
 ) -> anyhow::Result<Vec<ScaleRow>> {
     let server = Server::start_on(Kind::Wharf, bins, None, store)?;
     let registry = Registry::new(server.base(), None)?;
-    let (mut first, mut deep) = (Vec::new(), Vec::new());
-    let mut pushed = 0;
-    for &size in &S3_SIZES {
+    let tags_repo = "scale/tags";
+    // Tagged after every `t…` tag, so the tag pages start at `tag(0)`.
+    let subject = registry.push_small_image(tags_repo, "z-subject").await?;
+    let (digest, size) = registry.head_manifest(&subject).await?;
+    registry
+        .upload_monolithic(tags_repo, bytes::Bytes::from_static(b"{}"), EMPTY)
+        .await?;
+    let mut samples: [Vec<Samples>; 5] = Default::default();
+    let mut made = 0;
+    for &n in &S3_SIZES {
         let started = std::time::Instant::now();
-        push_all(pushed..size, |i| {
-            let registry = registry.clone();
+        push_all(made..n, |i| {
+            let (registry, digest) = (registry.clone(), digest.clone());
             async move {
+                let blob = bytes::Bytes::from_static(b"{}");
                 registry
-                    .upload_monolithic(&repository(i), bytes::Bytes::from_static(b"{}"), EMPTY)
-                    .await
+                    .upload_monolithic(&repository(i), blob, EMPTY)
+                    .await?;
+                // Tagged: one manifest makes both a tag and a referrer.
+                let manifest = referrer(&digest, size, i);
+                registry.put_manifest(tags_repo, &tag(i), manifest).await
             }
         })
         .await?;
         eprintln!(
-            "S3 catalog line: {} repositories pushed in {:.1} s",
-            size - pushed,
+            "S3 lines: {} repositories, tags and referrers made in {:.1} s",
+            n - made,
             started.elapsed().as_secs_f64()
         );
-        pushed = size;
-        let at = size * 9 / 10;
-        let pages = [
-            (format!("/v2/_catalog?n={PAGE}"), repository(0)),
+        made = n;
+        let at = n * 9 / 10;
+        let names = |key: &'static str, first: String| -> Check<'static> {
+            Box::new(move |b| expect_page(b, key, &first, n + 1))
+        };
+        let referrers: Check = Box::new(move |b| {
+            let listed = b["manifests"].as_array().map_or(0, Vec::len);
+            ensure!(listed == PAGE, "{listed} referrers on the page");
+            Ok(())
+        });
+        let pages: [(String, &str, Check); 5] = [
+            (
+                format!("/v2/_catalog?n={PAGE}"),
+                "application/json",
+                names("repositories", repository(0)),
+            ),
             (
                 format!("/v2/_catalog?n={PAGE}&last={}", repository(at - 1)),
-                repository(at),
+                "application/json",
+                names("repositories", repository(at)),
+            ),
+            (
+                format!("/v2/{tags_repo}/tags/list?n={PAGE}"),
+                "application/json",
+                names("tags", tag(0)),
+            ),
+            (
+                format!("/v2/{tags_repo}/tags/list?n={PAGE}&last={}", tag(at - 1)),
+                "application/json",
+                names("tags", tag(at)),
+            ),
+            (
+                format!("/v2/{tags_repo}/referrers/{digest}?n={PAGE}"),
+                "application/vnd.oci.image.index.v1+json",
+                referrers,
             ),
         ];
-        let mut at_size: [Samples; 2] = Default::default();
+        let mut at_size: [Samples; 5] = Default::default();
         for rep in 0..args.reps {
-            for ((path, first), samples) in pages.iter().zip(&mut at_size) {
-                let check = |b: &serde_json::Value| expect_page(b, "repositories", first, size);
-                page_ms(&registry, path, "application/json", &check).await?;
+            for ((path, accept, check), samples) in pages.iter().zip(&mut at_size) {
+                page_ms(&registry, path, accept, check.as_ref()).await?;
                 samples.push(
                     Kind::Wharf,
-                    page_ms(&registry, path, "application/json", &check).await?,
+                    page_ms(&registry, path, accept, check.as_ref()).await?,
                 );
             }
+            let ms: Vec<String> = at_size
+                .iter()
+                .map(|s| format!("{:.1}", s.last(Kind::Wharf)))
+                .collect();
             eprintln!(
-                "  rep {rep} at {size}: {:.1} / {:.1} ms (first / deep)",
-                at_size[0].last(Kind::Wharf),
-                at_size[1].last(Kind::Wharf)
+                "  rep {rep} at {n}: {} ms (catalog first / deep, tags first / deep, referrers)",
+                ms.join(" / ")
             );
         }
-        let [f, d] = at_size;
-        first.push(f);
-        deep.push(d);
+        for (all, at_size) in samples.iter_mut().zip(at_size) {
+            all.push(at_size);
+        }
     }
-    let row = |line: String, samples: &[Samples]| ScaleRow {
-        line,
-        unit: "ms",
-        sizes: S3_SIZES.to_vec(),
-        distribution: vec![f64::NAN; S3_SIZES.len()],
-        wharf: medians(samples, Kind::Wharf),
-        flat_within: Some(1.5),
-    };
-    Ok(vec![
-        row(
-            format!(
-                "S3 (Garage, 3 nodes): catalog, first page of {PAGE} (by repositories; Wharf only)"
-            ),
-            &first,
-        ),
-        row(
-            format!(
-                "S3 (Garage, 3 nodes): catalog, page of {PAGE} at 90 % (by repositories; Wharf only)"
-            ),
-            &deep,
-        ),
-    ])
+    let lines = [
+        format!("catalog, first page of {PAGE} (by repositories)"),
+        format!("catalog, page of {PAGE} at 90 % (by repositories)"),
+        format!("tag list, first page of {PAGE} (by tags)"),
+        format!("tag list, page of {PAGE} at 90 % (by tags)"),
+        format!("referrers, first page of {PAGE} (by referrers)"),
+    ];
+    Ok(lines
+        .into_iter()
+        .zip(&samples)
+        .map(|(line, samples)| ScaleRow {
+            line: format!("S3 (Garage, 3 nodes): {line}; Wharf only"),
+            unit: "ms",
+            sizes: S3_SIZES.to_vec(),
+            distribution: vec![f64::NAN; S3_SIZES.len()],
+            wharf: medians(samples, Kind::Wharf),
+            flat_within: Some(1.5),
+        })
+        .collect())
 }
 
 /// `push(i)` for each `i` of `range`, 16 at a time; the first failure

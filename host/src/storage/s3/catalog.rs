@@ -17,7 +17,7 @@
 //! the bucket afterwards has no entry: delete `wharf-catalog-complete` and
 //! restart to index it.
 
-use super::levels::{AT_ONCE, MAX_KEYS, list};
+use super::levels::{AT_ONCE, MAX_KEYS, list, listing};
 use super::{Inner, key};
 use crate::storage::Result;
 use bytes::Bytes;
@@ -112,11 +112,10 @@ pub async fn entries(s3: &Inner, after: Option<&str>, n: usize) -> Result<Vec<(S
     let mut names = Vec::new();
     let mut page_token = None;
     while names.len() < n {
+        let offset = after.map(|after| format!("{prefix}{after}"));
         let options = PaginatedListOptions {
-            offset: after.map(|after| format!("{prefix}{after}")),
-            max_keys: Some((n - names.len()).min(MAX_KEYS)),
             page_token: page_token.take(),
-            ..Default::default()
+            ..listing(offset, (n - names.len()).min(MAX_KEYS))
         };
         let listed = list(s3, &prefix, options).await?;
         names.extend(

@@ -42,17 +42,11 @@ pub async fn tags(
     let mut last = None;
     let mut ended = false;
     while listed.len() < n {
-        let chunk = list(
-            s3,
-            &prefix,
-            PaginatedListOptions {
-                offset: offset.clone(),
-                delimiter: Some("/".into()),
-                max_keys: Some((n - listed.len()).min(MAX_KEYS)),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let options = PaginatedListOptions {
+            delimiter: Some("/".into()),
+            ..listing(offset.clone(), (n - listed.len()).min(MAX_KEYS))
+        };
+        let chunk = list(s3, &prefix, options).await?;
         for dir in &chunk.result.common_prefixes {
             let Some(tag) = dir.filename() else { continue };
             last = Some(tag.to_string());
@@ -127,17 +121,11 @@ pub async fn referrers(
     let mut listed = Vec::new();
     let mut page_token = None;
     while listed.len() < n {
-        let chunk = list(
-            s3,
-            &prefix,
-            PaginatedListOptions {
-                offset: offset.clone(),
-                max_keys: Some((n - listed.len()).min(MAX_KEYS)),
-                page_token: page_token.take(),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let options = PaginatedListOptions {
+            page_token: page_token.take(),
+            ..listing(offset.clone(), (n - listed.len()).min(MAX_KEYS))
+        };
+        let chunk = list(s3, &prefix, options).await?;
         listed.extend(
             chunk
                 .result
@@ -172,6 +160,15 @@ fn referrer_of(rest: &str) -> Option<Digest> {
     (file == "link")
         .then(|| Digest::parse(&format!("{algorithm}:{hex}")).ok())
         .flatten()
+}
+
+/// A listing of up to `max_keys` keys after `offset`.
+pub fn listing(offset: Option<String>, max_keys: usize) -> PaginatedListOptions {
+    PaginatedListOptions {
+        offset,
+        max_keys: Some(max_keys),
+        ..Default::default()
+    }
 }
 
 /// One listing request under `prefix`.

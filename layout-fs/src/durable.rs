@@ -5,7 +5,7 @@
 //! either before or after a write, never during one.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// Write `bytes` to `path` atomically: into `staging` (a fresh name, on
@@ -65,10 +65,42 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// A small file's bytes; `None` if it does not exist.
 pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    read_until(path, |_| false)
+}
+
+/// Bytes asked for by a small read's first `read`: more than any link,
+/// media type or typical manifest holds, so one call reads them whole.
+const FIRST_READ: usize = 8 << 10;
+
+/// A file's bytes, read with no `stat` (the layout's small files are read
+/// on every pull, and `fs::read` spends a `statx` and a second `read` on
+/// each): `None` if it does not exist. After a `read` that filled less
+/// than it was given, `whole` is asked whether the bytes so far are the
+/// whole file; if it says no, reading goes on until end of file, so a
+/// short read that is not the end (a signal, a network file system) only
+/// costs one more call.
+pub fn read_until(path: &Path, whole: impl Fn(&[u8]) -> bool) -> io::Result<Option<Vec<u8>>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = vec![0; FIRST_READ];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        let read = match file.read(&mut bytes[len..]) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        len += read;
+        if read == 0 || (len < bytes.len() && whole(&bytes[..len])) {
+            bytes.truncate(len);
+            return Ok(Some(bytes));
+        }
     }
 }
 
@@ -131,6 +163,28 @@ mod tests {
         assert!(write_atomic(&tmp.join("two"), &blocked, b"new").is_err());
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
         assert_eq!(fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn small_reads_return_every_byte_whatever_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        for size in [
+            0,
+            1,
+            FIRST_READ - 1,
+            FIRST_READ,
+            FIRST_READ + 1,
+            3 * FIRST_READ + 5,
+        ] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            fs::write(&path, &bytes).unwrap();
+            assert_eq!(read_optional(&path).unwrap().as_deref(), Some(&bytes[..]));
+            // `whole` is asked only after a read that did not fill its room:
+            // a file that fills it is read on, whatever `whole` says.
+            let read = read_until(&path, |_| true).unwrap().unwrap();
+            assert_eq!(read, bytes, "size {size}");
+        }
     }
 
     #[test]

@@ -9,7 +9,11 @@ use wharf_spec::layout::Layout;
 /// The digest a link file names; `None` if there is no such file, an
 /// `InvalidData` error naming the file if it holds no digest.
 pub fn read_link(path: &Path) -> io::Result<Option<Digest>> {
-    let Some(bytes) = crate::durable::read_optional(path)? else {
+    // A link is whole once it parses: one `read`, no second to find the end.
+    let parses = |bytes: &[u8]| {
+        std::str::from_utf8(bytes).is_ok_and(|text| Digest::parse(text.trim()).is_ok())
+    };
+    let Some(bytes) = crate::durable::read_until(path, parses)? else {
         return Ok(None);
     };
     let text = String::from_utf8_lossy(&bytes);

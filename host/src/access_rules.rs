@@ -333,10 +333,10 @@ impl<A: Authenticator> Governed<A> {
             return;
         };
         let stamp = Stamp::of(&source.file).ok();
-        if self.loaded.read().unwrap_or_else(|e| e.into_inner()).stamp == stamp {
+        if crate::sync::read(&self.loaded).stamp == stamp {
             return;
         }
-        let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = crate::sync::write(&self.loaded);
         if loaded.stamp == stamp {
             return;
         }
@@ -367,7 +367,7 @@ impl<A: Authenticator> Authenticator for Governed<A> {
     }
 
     fn authorize(&self, identity: &Identity, repository: Option<&str>, action: Action) -> Verdict {
-        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        let loaded = crate::sync::read(&self.loaded);
         let (Some(repository), Some(rules)) = (repository, &loaded.rules) else {
             // The registry itself, or no rules: whatever `inner` says
             // (signed-in users in, others asked to sign in); the catalog

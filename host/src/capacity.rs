@@ -21,6 +21,7 @@
 //!
 //! This module counts; it knows nothing of HTTP, wasm or storage.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -143,12 +144,6 @@ impl TenantGate {
             ip,
         })
     }
-}
-
-/// The counters stay consistent whatever panicked while holding the lock:
-/// every update is one statement.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! Linear memory never shrinks, so an instance holds what it grew to until
 //! it ends; the limiter gives it back when its store is dropped.
 
+use crate::sync::lock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -171,10 +172,6 @@ impl wasmtime::ResourceLimiterAsync for InstanceLimiter {
     ) -> wasmtime::Result<bool> {
         Ok(maximum.is_none_or(|max| desired <= max))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 
 use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict, client_of as client};
 use crate::metrics::METRICS;
+use crate::sync::{lock, read as read_lock, write as write_lock};
 use futures::future::BoxFuture;
 use sha2::Digest as _;
 use std::collections::HashMap;
@@ -527,20 +528,6 @@ fn read(path: &Path) -> Result<HashMap<String, String>, HtpasswdError> {
             path: path.to_path_buf(),
         },
     })
-}
-
-/// Locks that survive a panicking holder: the data stays consistent since
-/// no holder panics midway through an update.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

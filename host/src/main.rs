@@ -28,6 +28,7 @@ mod standalone;
 mod state;
 mod storage;
 mod storage_check;
+mod sync;
 mod tenants;
 mod tls;
 mod token;

@@ -160,7 +160,7 @@ impl Notifier {
             let queued: usize = self
                 .sinks
                 .iter()
-                .map(|s| s.queue.lock().unwrap_or_else(|e| e.into_inner()).len())
+                .map(|s| crate::sync::lock(&s.queue).len())
                 .sum();
             if queued == 0 {
                 return;
@@ -194,7 +194,7 @@ impl Notifier {
                 continue;
             }
             let queued = {
-                let mut queue = sink.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let mut queue = crate::sync::lock(&sink.queue);
                 queue.push_back(event.clone());
                 queue.len()
             };
@@ -277,7 +277,7 @@ impl Sink {
         let mut batch_size = BATCH;
         loop {
             let batch: Vec<Value> = {
-                let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let queue = crate::sync::lock(&self.queue);
                 queue.iter().take(batch_size).cloned().collect()
             };
             if batch.is_empty() {
@@ -295,7 +295,7 @@ impl Sink {
                     }
                     failures = 0;
                     batch_size = BATCH;
-                    let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut queue = crate::sync::lock(&self.queue);
                     queue.drain(..batch.len());
                 }
                 Err(e) => {

@@ -133,10 +133,8 @@ impl<S: Backend + ?Sized> Quota<S> {
     /// space back behind the running count's back.
     pub fn usage(&self) -> Result<(u32, u64)> {
         let shared = &self.shared;
-        let open = *self
-            .counted(&mut shared.open.lock().unwrap_or_else(|e| e.into_inner()))?
-            .0;
-        let mut usage = shared.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let open = *self.counted(&mut crate::sync::lock(&shared.open))?.0;
+        let mut usage = crate::sync::lock(&shared.usage);
         let bytes = match *usage {
             Some((at, bytes)) if at.elapsed() < USAGE_RECOUNT => bytes,
             _ => {
@@ -181,7 +179,7 @@ impl Shared {
     }
 
     fn held(&self) -> MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.held)
     }
 
     /// Count `bytes` more as held, if they fit the quota; `store` is
@@ -226,7 +224,7 @@ impl Shared {
 
     fn session_ended(&self) {
         // Uncounted yet: the count, when made, will not hold this one.
-        if let Some(open) = self.open.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(open) = crate::sync::lock(&self.open).as_mut() {
             *open = open.saturating_sub(1);
         }
     }
@@ -251,7 +249,7 @@ impl<S: Backend + ?Sized> BlobStore for Quota<S> {
         algorithm: Algorithm,
     ) -> Result<Box<dyn UploadSession>> {
         let shared = &self.shared;
-        let mut guard = shared.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = crate::sync::lock(&shared.open);
         let (open, just_counted) = self.counted(&mut guard)?;
         if let Some(limit) = shared.concurrent_uploads {
             if *open >= limit && !just_counted {

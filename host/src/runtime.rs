@@ -292,13 +292,13 @@ impl Current {
 
     /// The runtime to serve the next request with.
     pub fn get(&self) -> Arc<Runtime> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.0).clone()
     }
 
     /// Serve new requests with `runtime`; requests in flight keep the one
     /// they started on until they end.
     pub fn replace(&self, runtime: Runtime) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
+        *crate::sync::write(&self.0) = Arc::new(runtime);
     }
 }
 

@@ -20,14 +20,11 @@ pub struct Status {
 impl Status {
     /// Why requests are refused now, if they are.
     pub fn failing(&self) -> Option<String> {
-        self.failing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::sync::lock(&self.failing).clone()
     }
 
     fn set(&self, failing: Option<String>) {
-        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = failing;
+        *crate::sync::lock(&self.failing) = failing;
     }
 }
 

@@ -60,14 +60,14 @@ struct Recovery {
 
 impl Recovery {
     fn end(&self, completed: bool) {
-        *self.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(completed);
+        *crate::sync::lock(&self.ended) = Some(completed);
         self.changed.notify_all();
     }
 
     /// Wait for the walk; whether it completed (if not, its error is in
     /// the log and the repository index is incomplete).
     fn wait(&self) -> bool {
-        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ended = crate::sync::lock(&self.ended);
         loop {
             if let Some(completed) = *ended {
                 return completed;

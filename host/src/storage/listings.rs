@@ -54,30 +54,20 @@ pub struct RepositoryIndex(RwLock<BTreeSet<String>>);
 impl RepositoryIndex {
     /// Add every name of `names` (those a walk found).
     pub fn extend(&self, names: impl IntoIterator<Item = String>) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(names);
+        crate::sync::write(&self.0).extend(names);
     }
 
     /// `repository` holds something now.
     pub fn add(&self, repository: &str) {
-        let known = self
-            .0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(repository);
+        let known = crate::sync::read(&self.0).contains(repository);
         if !known {
-            self.0
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(repository.to_string());
+            crate::sync::write(&self.0).insert(repository.to_string());
         }
     }
 
     /// The up to `n` repositories sorting after `after`.
     pub fn after(&self, after: Option<&str>, n: usize) -> Vec<String> {
-        names_after(&self.0.read().unwrap_or_else(|e| e.into_inner()), after, n)
+        names_after(&crate::sync::read(&self.0), after, n)
     }
 }
 
@@ -227,7 +217,7 @@ impl Listings {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 

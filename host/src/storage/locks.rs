@@ -27,9 +27,6 @@ impl RepositoryLocks {
 
     pub fn lock(&self, repository: &str) -> MutexGuard<'_, ()> {
         let stripe = self.hasher.hash_one(repository) as usize % LOCK_STRIPES;
-        // The lock guards no data: one poisoned by a panic is still good.
-        self.stripes[stripe]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.stripes[stripe])
     }
 }

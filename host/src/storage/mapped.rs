@@ -352,9 +352,7 @@ impl MapCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // The entries stay consistent whatever panicked while holding them.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.inner)
     }
 }
 

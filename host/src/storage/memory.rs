@@ -18,6 +18,7 @@ use super::{
     Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Sink, Source,
     StorageError, StoredBlob, StoredUpload, UploadSession, page,
 };
+use crate::sync::lock;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -103,12 +104,6 @@ impl MemoryStorage {
             upload.active = active;
         }
     }
-}
-
-/// The state lock; no operation leaves the state half changed, so one
-/// poisoned by a panic is still consistent.
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl BlobStore for MemoryStorage {

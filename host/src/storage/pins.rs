@@ -38,7 +38,7 @@ struct State {
 
 impl Pins {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Run `write`, which makes `digests` present or referenced, so that no
@@ -49,7 +49,7 @@ impl Pins {
         digests: impl IntoIterator<Item = &'a Digest>,
         write: impl FnOnce() -> T,
     ) -> T {
-        let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
+        let _shared = crate::sync::read(&self.lock);
         if let Some(pinned) = &mut self.state().pinned {
             pinned.extend(digests.into_iter().cloned());
         }
@@ -64,13 +64,13 @@ impl Pins {
 
     /// Start a collection: from now on, writes pin what they touch.
     pub fn begin(&self) {
-        let _exclusive = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = crate::sync::write(&self.lock);
         self.state().pinned = Some(HashSet::new());
     }
 
     /// End a collection; forget removals older than `remember`.
     pub fn end(&self, remember: Duration) {
-        let _exclusive = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = crate::sync::write(&self.lock);
         let mut state = self.state();
         state.pinned = None;
         state
@@ -85,7 +85,7 @@ impl Pins {
         digest: &Digest,
         remove: impl FnOnce() -> Result<(), E>,
     ) -> Result<bool, E> {
-        let _exclusive = self.lock.write().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = crate::sync::write(&self.lock);
         if self
             .state()
             .pinned

@@ -122,11 +122,11 @@ struct Writing {
 
 impl Writing {
     fn write(&mut self, chunk: &Bytes) {
-        if self.error.lock().expect("error lock").is_some() {
+        if crate::sync::lock(&self.error).is_some() {
             return;
         }
         if let Err(e) = self.file.write_all(chunk) {
-            *self.error.lock().expect("error lock") = Some(e);
+            *crate::sync::lock(&self.error) = Some(e);
             return;
         }
         self.written += chunk.len() as u64;
@@ -206,7 +206,7 @@ impl UploadWriter {
     }
 
     fn check_error(&self) -> io::Result<()> {
-        match &*self.error.lock().expect("error lock") {
+        match &*crate::sync::lock(&self.error) {
             Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
             None => Ok(()),
         }
@@ -269,7 +269,7 @@ impl Sink for UploadWriter {
         match tokio::task::spawn_blocking(move || pipeline.close()).await {
             Ok(Some(active)) => self.closed = Some(active),
             _ => {
-                let mut error = self.error.lock().expect("error lock");
+                let mut error = crate::sync::lock(&self.error);
                 error.get_or_insert_with(|| io::Error::other("an upload thread panicked"));
             }
         }
@@ -305,7 +305,7 @@ impl Drop for UploadWriter {
         }
         // Give the file and hash state back to the session. If a write
         // failed, the session reloads its state from disk instead.
-        if self.error.lock().expect("error lock").is_none()
+        if crate::sync::lock(&self.error).is_none()
             && let Some(active) = self.closed.take()
         {
             self.slot.put_back(active);

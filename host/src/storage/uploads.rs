@@ -55,11 +55,11 @@ impl Slot {
     }
 
     pub fn put_back(&self, active: Active) {
-        *self.active.lock().expect("slot lock") = Some(active);
+        *crate::sync::lock(&self.active) = Some(active);
     }
 
     fn take(&self) -> Option<Active> {
-        self.active.lock().expect("slot lock").take()
+        crate::sync::lock(&self.active).take()
     }
 }
 
@@ -115,10 +115,7 @@ impl Sessions {
                 written: 0,
             })),
         });
-        self.slots
-            .lock()
-            .expect("sessions lock")
-            .insert(dir.clone(), slot.clone());
+        crate::sync::lock(&self.slots).insert(dir.clone(), slot.clone());
         Ok(Box::new(FsUpload {
             id,
             dir,
@@ -139,7 +136,7 @@ impl Sessions {
         }
         let dir = layout.upload_dir(repository, id);
         let slot = {
-            let mut slots = self.slots.lock().expect("sessions lock");
+            let mut slots = crate::sync::lock(&self.slots);
             match slots.get(&dir) {
                 Some(slot) => slot.clone(),
                 None => {
@@ -188,7 +185,7 @@ impl Sessions {
         let mut purged = Purged::default();
         for (session, dir) in sessions {
             // Under the lock, so no request opens the session meanwhile.
-            let mut slots = self.slots.lock().expect("sessions lock");
+            let mut slots = crate::sync::lock(&self.slots);
             if slots
                 .get(&dir)
                 .is_some_and(|slot| slot.held.load(Ordering::Acquire))
@@ -215,7 +212,7 @@ impl Sessions {
     }
 
     fn forget(&self, dir: &PathBuf) {
-        self.slots.lock().expect("sessions lock").remove(dir);
+        crate::sync::lock(&self.slots).remove(dir);
     }
 }
 
@@ -270,7 +267,7 @@ pub struct FsUpload {
 impl FsUpload {
     /// Rebuild the hash state from disk if it is not in memory.
     fn ensure_loaded(&self) -> Result<()> {
-        let mut active = self.slot.active.lock().expect("slot lock");
+        let mut active = crate::sync::lock(&self.slot.active);
         if active.is_none() {
             let mut file = match OpenOptions::new()
                 .read(true)
@@ -410,5 +407,39 @@ impl UploadSession for FsUpload {
 
     fn cancel(self: Box<Self>) -> Result<()> {
         self.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_holding_the_sessions_lock_breaks_no_later_upload() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = Layout::new(root.path());
+        std::fs::create_dir_all(layout.tmp()).unwrap();
+        let sessions = Arc::new(Sessions::new(Arc::new(Pins::default())));
+        let id = sessions
+            .start(&layout, "team/app", Algorithm::Sha256)
+            .unwrap()
+            .id()
+            .to_string();
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = crate::sync::lock(&sessions.slots);
+                    panic!("a request panics holding the sessions lock");
+                })
+                .join();
+        });
+        assert!(sessions.slots.is_poisoned());
+        // The session started before resumes and finishes; a new one starts.
+        let resumed = sessions.open(&layout, "team/app", &id).unwrap();
+        let empty = Algorithm::Sha256.digest(b"");
+        assert_eq!(resumed.finish(&empty).unwrap(), 0);
+        assert!(layout.blob_data(&empty).exists());
+        let started = sessions.start(&layout, "team/app", Algorithm::Sha256);
+        started.unwrap().cancel().unwrap();
     }
 }

@@ -27,6 +27,7 @@ pub use keys::TrustedKeys;
 
 use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict};
 use crate::metrics::METRICS;
+use crate::sync::lock;
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
@@ -330,12 +331,6 @@ pub fn algorithm(name: &str) -> Result<Algorithm, String> {
                 )
             }
         })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

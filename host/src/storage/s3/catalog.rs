@@ -49,16 +49,11 @@ impl Catalog {
     /// Write `repository`'s entry unless this process already has: before
     /// any write that can make the repository.
     pub async fn enter(&self, s3: &Inner, repository: &str) -> Result<()> {
-        if self
-            .known
-            .lock()
-            .expect("catalog lock")
-            .contains(repository)
-        {
+        if crate::sync::lock(&self.known).contains(repository) {
             return Ok(());
         }
         write_entry(s3, repository).await?;
-        let mut known = self.known.lock().expect("catalog lock");
+        let mut known = crate::sync::lock(&self.known);
         if known.len() >= MAX_KNOWN {
             known.clear();
         }

@@ -109,16 +109,11 @@ impl Sessions {
             if self.hold(repository, id) {
                 return true;
             }
-            let saving = self
-                .saving
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned();
+            let saving = crate::sync::lock(&self.saving).get(&key).cloned();
             let Some(saved) = saving else {
                 return false;
             };
-            let done = saved.done.lock().unwrap_or_else(|e| e.into_inner());
+            let done = crate::sync::lock(&saved.done);
             let (done, timeout) = saved
                 .cond
                 .wait_timeout_while(done, SAVE_WAIT, |done| !*done)
@@ -130,17 +125,11 @@ impl Sessions {
     }
 
     fn hold(&self, repository: &str, id: &str) -> bool {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((repository.to_string(), id.to_string()))
+        crate::sync::lock(&self.held).insert((repository.to_string(), id.to_string()))
     }
 
     fn release(&self, key: &(String, String)) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        crate::sync::lock(&self.held).remove(key);
     }
 }
 
@@ -433,16 +422,12 @@ impl S3Upload {
 
     /// The session, once any save left running is done.
     fn take(&self) -> Result<Live> {
-        if let Some(saving) = self.saving.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(saving) = crate::sync::lock(&self.saving).take() {
             let _ = futures::executor::block_on(saving);
         }
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| {
-                StorageError::Invalid("the upload session already has an open writer".into())
-            })
+        crate::sync::lock(&self.live).take().ok_or_else(|| {
+            StorageError::Invalid("the upload session already has an open writer".into())
+        })
     }
 
     fn run<T: Send + 'static>(
@@ -456,27 +441,19 @@ impl S3Upload {
 impl Drop for S3Upload {
     fn drop(&mut self) {
         let held = (self.repository.clone(), self.id.clone());
-        let saving = self.saving.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let saving = crate::sync::lock(&self.saving).take();
         match saving {
             // Released once the save is in the bucket, so no request of
             // this process loads the state before it.
             Some(saving) => {
                 let sessions = self.sessions.clone();
                 let saved = Arc::new(Saved::default());
-                sessions
-                    .saving
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(held.clone(), saved.clone());
+                crate::sync::lock(&sessions.saving).insert(held.clone(), saved.clone());
                 self.runtime.spawn(async move {
                     let _ = saving.await;
-                    sessions
-                        .saving
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&held);
+                    crate::sync::lock(&sessions.saving).remove(&held);
                     sessions.release(&held);
-                    *saved.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    *crate::sync::lock(&saved.done) = true;
                     saved.cond.notify_all();
                 });
             }
@@ -769,19 +746,11 @@ impl Sink for S3Sink {
             return;
         };
         if self.error.is_none() {
-            let old = *self
-                .upload
-                .stored_tail
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let old = *crate::sync::lock(&self.upload.stored_tail);
             match self.upload.s3.save(&self.upload.keys, &live, old).await {
                 Ok(()) => {
                     let start = live.state.tail_start();
-                    *self
-                        .upload
-                        .stored_tail
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) =
+                    *crate::sync::lock(&self.upload.stored_tail) =
                         (!live.tail.is_empty()).then_some(start);
                 }
                 Err(e) => self.error = Some(io::Error::other(e.to_string())),
@@ -789,7 +758,7 @@ impl Sink for S3Sink {
         }
         // Back to the session even if the save failed: this request may
         // still use it; the next one starts from the last state saved.
-        *self.upload.home.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
+        *crate::sync::lock(&self.upload.home) = Some(live);
     }
 }
 
@@ -824,6 +793,6 @@ impl Drop for S3Sink {
             };
             sink.close().await;
         });
-        *self.upload.saving.lock().unwrap_or_else(|e| e.into_inner()) = Some(saving);
+        *crate::sync::lock(&self.upload.saving) = Some(saving);
     }
 }

@@ -16,12 +16,25 @@
 //! `RssAnon`) while mapped. Each window is populated on the blocking pool
 //! before it is handed on (reading it from disk if it was evicted), so the
 //! socket write on a runtime thread finds it in memory.
+//!
+//! # Why mapping a blob file is sound
+//!
+//! Blob files are never truncated or rewritten in place: a blob's `data` is
+//! written under another name (an upload session's file, or a staging
+//! file), fsynced and renamed into place (`uploads.rs`,
+//! `wharf_layout_fs::durable`), and leaves only by being
+//! unlinked, which keeps an open file's pages whole until its last mapping
+//! goes. So the bytes of a mapping never change under a reader, and no page
+//! of one lies past the end of its file (each mapping is checked against
+//! the file's size first). This is the one place that relies on it: the
+//! two `unsafe` blocks below are the mapping itself and `mincore`.
 
 use bytes::Bytes;
+use memmap2::{Advice, Mmap, MmapOptions};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd as _;
+use std::ops::Range;
 use std::os::unix::fs::MetadataExt as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,119 +58,60 @@ pub const IDLE: Duration = Duration::from_secs(30);
 /// their windows one by one.
 static NO_POPULATE: AtomicBool = AtomicBool::new(false);
 
-/// `len` bytes of a file, starting at a page boundary, mapped read-only.
-struct Mapping {
-    start: *mut libc::c_void,
-    len: usize,
+/// Map `len` bytes of the blob file `file` read-only from `offset`, whole
+/// pages read in at once if `populate`. The caller has checked that the
+/// file is at least `offset + len` long.
+fn map(file: &File, offset: u64, len: usize, populate: bool) -> io::Result<Mmap> {
+    let mut options = MmapOptions::new();
+    options.offset(offset).len(len);
+    if populate {
+        options.populate();
+    }
+    // SAFETY: `file` is a blob file, which is never truncated or written
+    // again (the module's invariant), and the range lies within it.
+    unsafe { options.map(file) }
 }
 
-// SAFETY: the mapping is read-only and owned by this value alone; the pages
-// may be read from any thread.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; nothing ever writes through the mapping.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// Map `len` bytes of `file` from the page-aligned offset `at`.
-    /// The caller has checked that the file is at least `at + len` long.
-    fn new(file: &File, at: u64, len: usize, populate: bool) -> io::Result<Mapping> {
-        let offset = libc::off_t::try_from(at)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset out of range"))?;
-        let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
-        // SAFETY: a fresh read-only shared mapping of an open file; the
-        // kernel picks the address, and nothing else refers to it yet.
-        let start = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                flags,
-                file.as_raw_fd(),
-                offset,
-            )
-        };
-        if start == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping { start, len })
+/// Bring `range` of `mapping` into memory, reading it from disk if it is
+/// not in the page cache.
+fn populate(mapping: &Mmap, range: Range<usize>) -> io::Result<()> {
+    if resident(mapping, range.clone()) {
+        return Ok(());
     }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `start..start + len` is mapped readable for as long as
-        // `self` lives, and lies within the file (checked before mapping),
-        // so reading it cannot fault.
-        unsafe { std::slice::from_raw_parts(self.start.cast::<u8>(), self.len) }
-    }
-
-    /// Bring `range` of the mapping into memory, reading it from disk if
-    /// it is not in the page cache.
-    fn populate(&self, range: std::ops::Range<usize>) -> io::Result<()> {
-        let page = page_size();
-        let from = range.start - range.start % page;
-        if self.resident(from..range.end, page) {
-            return Ok(());
-        }
-        // SAFETY: `from..range.end` lies within the mapping (callers check
-        // `range` against `len`); populating only reads the file's pages.
-        let rc = unsafe {
-            libc::madvise(
-                self.start.cast::<u8>().add(from).cast(),
-                range.end - from,
-                libc::MADV_POPULATE_READ,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
+    mapping.advise_range(Advice::PopulateRead, range.start, range.len())
 }
 
-impl Mapping {
-    /// Whether every page of `range` (page-aligned start) is in memory: far
-    /// cheaper to ask than populating pages that are already mapped.
-    fn resident(&self, range: std::ops::Range<usize>, page: usize) -> bool {
-        let pages = (range.end - range.start).div_ceil(page);
-        let mut flags = vec![0u8; pages];
-        // SAFETY: the range lies within the mapping, and `flags` has one
-        // byte for each of its pages, as mincore writes.
-        let rc = unsafe {
-            libc::mincore(
-                self.start.cast::<u8>().add(range.start).cast(),
-                range.end - range.start,
-                flags.as_mut_ptr(),
-            )
-        };
-        rc == 0 && flags.iter().all(|f| f & 1 == 1)
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `Mapping::new` mapped; no slice of it
-        // outlives `self` (every `Bytes` over it keeps its owner alive).
-        unsafe {
-            libc::munmap(self.start, self.len);
-        }
-    }
+/// Whether every page of `range` of `mapping` (which starts on a page, as
+/// a mapping of a whole file does) is in memory: far cheaper to ask than
+/// populating pages that are already mapped.
+fn resident(mapping: &Mmap, range: Range<usize>) -> bool {
+    let page = rustix::param::page_size();
+    let from = range.start - range.start % page;
+    let pages = (range.end - from).div_ceil(page);
+    let mut flags = vec![0u8; pages];
+    // SAFETY: `from..range.end` lies within the mapping, `from` is on a
+    // page, and `flags` has one byte for each page of it, as mincore
+    // writes; it reads nothing of the mapping itself.
+    let rc = unsafe {
+        libc::mincore(
+            mapping.as_ptr().add(from).cast_mut().cast(),
+            range.end - from,
+            flags.as_mut_ptr(),
+        )
+    };
+    rc == 0 && flags.iter().all(|f| f & 1 == 1)
 }
 
 /// A part of a mapping handed on as `Bytes`; keeps the mapping alive.
 struct Slice {
-    mapping: Arc<Mapping>,
-    from: usize,
-    to: usize,
+    mapping: Arc<Mmap>,
+    range: Range<usize>,
 }
 
 impl AsRef<[u8]> for Slice {
     fn as_ref(&self) -> &[u8] {
-        &self.mapping.bytes()[self.from..self.to]
+        &self.mapping[self.range.clone()]
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
 /// The error for a blob file that ends before the range asked of it.
@@ -179,27 +133,19 @@ pub fn map_range(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     if offset.saturating_add(len as u64) > file.metadata()?.len() {
         return Err(shorter_than_recorded());
     }
-    let page = page_size() as u64;
-    let aligned = offset - offset % page;
-    let skip = (offset - aligned) as usize;
-    let mapping = Mapping::new(file, aligned, skip + len, true)?;
-    Ok(Bytes::from_owner(Slice {
-        mapping: Arc::new(mapping),
-        from: skip,
-        to: skip + len,
-    }))
+    Ok(Bytes::from_owner(map(file, offset, len, true)?))
 }
 
 /// A whole blob file's mapping, from the cache.
 #[derive(Clone)]
-pub struct MappedFile(Arc<Mapping>);
+pub struct MappedFile(Arc<Mmap>);
 
 impl MappedFile {
     /// `len` bytes from `offset`, populated: reads them from disk if they
     /// are not in memory, so call it on the blocking pool.
     pub fn window(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let range = self.range(offset, len)?;
-        if let Err(e) = self.0.populate(range.clone()) {
+        if let Err(e) = populate(&self.0, range.clone()) {
             if e.raw_os_error() == Some(libc::EINVAL) {
                 NO_POPULATE.store(true, Ordering::Relaxed);
             }
@@ -212,24 +158,21 @@ impl MappedFile {
     /// costs one system call, never a disk read.
     pub fn resident_window(&self, offset: u64, len: usize) -> Option<Bytes> {
         let range = self.range(offset, len).ok()?;
-        let page = page_size();
-        let aligned = range.start - range.start % page..range.end;
-        self.0.resident(aligned, page).then(|| self.slice(range))
+        resident(&self.0, range.clone()).then(|| self.slice(range))
     }
 
-    fn range(&self, offset: u64, len: usize) -> io::Result<std::ops::Range<usize>> {
+    fn range(&self, offset: u64, len: usize) -> io::Result<Range<usize>> {
         let from = usize::try_from(offset).map_err(|_| shorter_than_recorded())?;
         match from.checked_add(len) {
-            Some(to) if to <= self.0.len => Ok(from..to),
+            Some(to) if to <= self.0.len() => Ok(from..to),
             _ => Err(shorter_than_recorded()),
         }
     }
 
-    fn slice(&self, range: std::ops::Range<usize>) -> Bytes {
+    fn slice(&self, range: Range<usize>) -> Bytes {
         Bytes::from_owner(Slice {
             mapping: self.0.clone(),
-            from: range.start,
-            to: range.end,
+            range,
         })
     }
 }
@@ -252,7 +195,7 @@ struct Entries {
 
 struct Entry {
     file: Arc<File>,
-    mapping: Arc<Mapping>,
+    mapping: Arc<Mmap>,
     last_read: Instant,
 }
 
@@ -283,7 +226,7 @@ impl MapCache {
         let now = Instant::now();
         // A blob file never changes size; one that did is mapped afresh.
         if let Some(entry) = self.lock().by_inode.get_mut(&key)
-            && entry.mapping.len == whole
+            && entry.mapping.len() == whole
         {
             entry.last_read = now;
             return Ok(Some(MappedFile(entry.mapping.clone())));
@@ -291,13 +234,13 @@ impl MapCache {
         // Mapped outside the lock; if two downloads race here, the second
         // one's mapping replaces the first in the cache and the first lives
         // as long as its download.
-        let mapping = Arc::new(Mapping::new(file, 0, whole, false)?);
+        let mapping = Arc::new(map(file, 0, whole, false)?);
         self.insert(key, file.clone(), mapping.clone(), now);
         Ok(Some(MappedFile(mapping)))
     }
 
-    fn insert(&self, key: (u64, u64), file: Arc<File>, mapping: Arc<Mapping>, now: Instant) {
-        let size = mapping.len as u64;
+    fn insert(&self, key: (u64, u64), file: Arc<File>, mapping: Arc<Mmap>, now: Instant) {
+        let size = mapping.len() as u64;
         // Unmapped (if no download holds them) after the lock is released.
         let mut released = Vec::new();
         let mut entries = self.lock();
@@ -359,7 +302,7 @@ impl MapCache {
 impl Entries {
     fn remove(&mut self, key: &(u64, u64)) -> Option<Entry> {
         let entry = self.by_inode.remove(key)?;
-        self.mapped -= entry.mapping.len as u64;
+        self.mapped -= entry.mapping.len() as u64;
         Some(entry)
     }
 }

@@ -5,10 +5,9 @@
 //! blocking pool, which reads them from disk if they are not cached. The
 //! bytes handed on are the page cache's own pages, so the only copy a
 //! download makes is the kernel's into the socket; a stream never holds
-//! more than two windows however large the blob. Blob files are written
-//! once and never truncated (deleting one unlinks it, and a mapping keeps an
-//! unlinked file whole), so a mapping never loses its pages under a reader.
-//! Where mapping fails the stream reads into buffers instead.
+//! more than two windows however large the blob (why mapping a blob file is
+//! sound: [`mapped`]). Where mapping fails the stream reads into buffers
+//! instead.
 
 use super::Source;
 use super::mapped::{self, MappedFile};

@@ -302,7 +302,16 @@ impl FsUpload {
             .layout
             .tmp()
             .join(format!("ended-upload-{}", uuid::Uuid::new_v4()));
-        match fs::rename(&self.dir, &doomed) {
+        let moved = match fs::rename(&self.dir, &doomed) {
+            // Either the session is gone already, or `wharf-tmp/` is (the
+            // store makes it at start; an operator may have removed it).
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.dir.exists() => {
+                fs::create_dir_all(self.layout.tmp())?;
+                fs::rename(&self.dir, &doomed)
+            }
+            moved => moved,
+        };
+        match moved {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -414,12 +423,92 @@ impl UploadSession for FsUpload {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_panic_holding_the_sessions_lock_breaks_no_later_upload() {
+    fn sessions() -> (tempfile::TempDir, Layout, Arc<Sessions>) {
         let root = tempfile::tempdir().unwrap();
         let layout = Layout::new(root.path());
-        std::fs::create_dir_all(layout.tmp()).unwrap();
-        let sessions = Arc::new(Sessions::new(Arc::new(Pins::default())));
+        (
+            root,
+            layout,
+            Arc::new(Sessions::new(Arc::new(Pins::default()))),
+        )
+    }
+
+    /// Append `bytes` through the session's writer, as a request does.
+    async fn append(session: &mut Box<dyn UploadSession>, bytes: &[u8]) {
+        let mut writer = session.writer().unwrap();
+        for chunk in bytes.chunks(64 << 10) {
+            while writer.room().unwrap() < chunk.len() {
+                writer.ready().await;
+            }
+            writer.write(bytes::Bytes::copy_from_slice(chunk)).unwrap();
+        }
+        writer.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_is_registry_2s_directory_and_resumes_where_it_stopped() {
+        let (_root, layout, sessions) = sessions();
+        let mut session = sessions
+            .start(&layout, "team/app", Algorithm::Sha256)
+            .unwrap();
+        let id = session.id().to_string();
+        let dir = layout.upload_dir("team/app", &id);
+        assert!(dir.join(STARTED_AT).is_file() && dir.join(DATA).is_file());
+        append(&mut session, b"first half, ").await;
+        drop(session);
+        assert_eq!(fs::read(dir.join(DATA)).unwrap(), b"first half, ");
+
+        let mut resumed = sessions.open(&layout, "team/app", &id).unwrap();
+        assert_eq!(resumed.offset(), 12);
+        append(&mut resumed, b"second half").await;
+        let blob = b"first half, second half";
+        let digest = Algorithm::Sha256.digest(blob);
+        assert_eq!(resumed.finish(&digest).unwrap(), blob.len() as u64);
+        assert_eq!(fs::read(layout.blob_data(&digest)).unwrap(), blob);
+        assert!(!dir.exists(), "a finished session leaves its directory");
+        assert!(sessions.open(&layout, "team/app", &id).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_digest_of_another_algorithm_is_checked_against_the_bytes_on_disk() {
+        let (_root, layout, sessions) = sessions();
+        let mut session = sessions
+            .start(&layout, "team/app", Algorithm::Sha256)
+            .unwrap();
+        let id = session.id().to_string();
+        append(&mut session, b"hashed twice").await;
+        drop(session);
+        let wrong = Algorithm::Sha512.digest(b"something else");
+        let session = sessions.open(&layout, "team/app", &id).unwrap();
+        assert!(matches!(
+            session.finish(&wrong),
+            Err(StorageError::DigestMismatch(actual))
+                if actual == Algorithm::Sha512.digest(b"hashed twice")
+        ));
+        assert!(!layout.blob_data(&wrong).exists());
+        assert!(
+            !layout.upload_dir("team/app", &id).exists(),
+            "a refused finish ends the session"
+        );
+    }
+
+    #[test]
+    fn a_session_id_that_is_not_a_uuid_names_no_directory() {
+        let (_root, layout, sessions) = sessions();
+        for id in ["../../etc", "x", "", "00000000-0000-0000-0000-00000000000/"] {
+            assert!(
+                matches!(
+                    sessions.open(&layout, "team/app", id),
+                    Err(StorageError::NotFound)
+                ),
+                "{id:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_panic_holding_the_sessions_lock_breaks_no_later_upload() {
+        let (_root, layout, sessions) = sessions();
         let id = sessions
             .start(&layout, "team/app", Algorithm::Sha256)
             .unwrap()

@@ -99,3 +99,80 @@ impl Pins {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use wharf_spec::Algorithm;
+
+    fn removed(pins: &Pins, digest: &Digest) -> bool {
+        pins.sweep(digest, || Ok::<(), ()>(())).unwrap()
+    }
+
+    #[test]
+    fn a_blob_written_during_a_collection_is_not_swept() {
+        let pins = Pins::default();
+        let (written, untouched) = (
+            Algorithm::Sha256.digest(b"a"),
+            Algorithm::Sha256.digest(b"b"),
+        );
+        // Before a collection, writes pin nothing.
+        pins.referencing([&written], || ());
+        pins.begin();
+        pins.referencing([&written], || ());
+        assert!(
+            !removed(&pins, &written),
+            "pinned by a write since the collection began"
+        );
+        assert!(removed(&pins, &untouched));
+        assert!(pins.swept(&untouched) && !pins.swept(&written));
+        pins.end(Duration::from_secs(60));
+        // The next collection starts with nothing pinned.
+        pins.begin();
+        assert!(removed(&pins, &written));
+        pins.end(Duration::from_secs(60));
+    }
+
+    #[test]
+    fn removals_are_remembered_for_the_grace_period_only() {
+        let pins = Pins::default();
+        let digest = Algorithm::Sha256.digest(b"a");
+        pins.begin();
+        assert!(removed(&pins, &digest));
+        pins.end(Duration::from_secs(60));
+        assert!(pins.swept(&digest));
+        pins.begin();
+        std::thread::sleep(Duration::from_millis(1100));
+        pins.end(Duration::ZERO);
+        assert!(!pins.swept(&digest), "forgotten after at least a second");
+    }
+
+    #[test]
+    fn a_sweep_waits_for_a_write_in_progress() {
+        let pins = Pins::default();
+        let digest = Algorithm::Sha256.digest(b"a");
+        let write_done = AtomicBool::new(false);
+        let (inside, entered) = std::sync::mpsc::channel();
+        pins.begin();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                pins.referencing([&digest], || {
+                    inside.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(200));
+                    write_done.store(true, Ordering::SeqCst);
+                })
+            });
+            entered.recv().unwrap();
+            let swept = pins.sweep(&digest, || -> Result<(), ()> {
+                unreachable!("the write pinned the digest before the sweep could run")
+            });
+            assert_eq!(swept, Ok(false));
+            assert!(
+                write_done.load(Ordering::SeqCst),
+                "the sweep ran during the write"
+            );
+        });
+        pins.end(Duration::from_secs(60));
+    }
+}

@@ -268,8 +268,24 @@ fn check_invariants(wharf: &Wharf, acked: &Acked, from_blob: usize) {
     assert_eq!(left, 0, "temporary files survived the restart");
 }
 
+/// The generator of the kill delays: seeded from `WHARF_CRASH_SEED` when
+/// it is set, else at random, and the seed printed, so a failing run's
+/// delays can be replayed (the pushes race the kills, so a replay repeats
+/// the delays, not every interleaving).
+fn kill_delays() -> rand::rngs::StdRng {
+    use rand::SeedableRng as _;
+    let seed = match std::env::var("WHARF_CRASH_SEED") {
+        Ok(seed) => seed.parse().expect("WHARF_CRASH_SEED is a number"),
+        Err(_) => rand::random(),
+    };
+    eprintln!("crash test: kill delays seeded with {seed} (replay: WHARF_CRASH_SEED={seed})");
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
 #[test]
 fn sigkill_during_pushes_loses_nothing_acknowledged_and_shows_nothing_torn() {
+    use rand::RngExt as _;
+    let mut delays = kill_delays();
     let mut wharf = Wharf::start();
     let acked = Arc::new(Mutex::new(Acked::default()));
     let rounds = 24;
@@ -285,7 +301,7 @@ fn sigkill_during_pushes_loses_nothing_acknowledged_and_shows_nothing_torn() {
                 done.store(true, Ordering::Release);
             })
         };
-        let delay: u64 = rand::random_range(10..250);
+        let delay: u64 = delays.random_range(10..250);
         std::thread::sleep(Duration::from_millis(delay));
         wharf.crash_and_restart();
         pusher.join().unwrap();

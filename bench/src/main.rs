@@ -787,8 +787,10 @@ fn markdown(args: &Args, table: &str, machine: &str) -> String {
          cargo run --release -p wharf-bench -- --write  # builds the release wharf, runs everything, rewrites this file\n\
          ```\n\n\
          It needs root for the private `dockerd` behind the docker lines (`--skip-docker` leaves them out), \
-         takes several minutes, and wants a quiet machine: on 2 cores, anything compiling at the same \
-         time moves the figures by tens of percent. `--help` lists the knobs (repetitions, sizes, \
+         Garage (`tests/install` builds it) for the S3 lines, about 15 GB of free disk (the 100 \
+         concurrent uploads store 6.4 GB per registry and repetition), takes about 50 minutes on \
+         2 cores, and wants a quiet machine: anything compiling at the same time moves the figures \
+         by tens of percent. `--help` lists the knobs (repetitions, sizes, \
          wrk duration).\n",
         reps = args.reps,
         gets = GETS_PER_REP,

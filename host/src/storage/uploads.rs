@@ -445,17 +445,22 @@ mod tests {
         writer.close().await;
     }
 
+    /// The id of a sha256 session of `team/app` holding `bytes`, left as a
+    /// request leaves it: writer closed, handle dropped.
+    async fn left_holding(sessions: &Arc<Sessions>, layout: &Layout, bytes: &[u8]) -> String {
+        let mut session = sessions
+            .start(layout, "team/app", Algorithm::Sha256)
+            .unwrap();
+        append(&mut session, bytes).await;
+        session.id().to_string()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_session_is_registry_2s_directory_and_resumes_where_it_stopped() {
         let (_root, layout, sessions) = sessions();
-        let mut session = sessions
-            .start(&layout, "team/app", Algorithm::Sha256)
-            .unwrap();
-        let id = session.id().to_string();
+        let id = left_holding(&sessions, &layout, b"first half, ").await;
         let dir = layout.upload_dir("team/app", &id);
-        assert!(dir.join(STARTED_AT).is_file() && dir.join(DATA).is_file());
-        append(&mut session, b"first half, ").await;
-        drop(session);
+        assert!(dir.join(STARTED_AT).is_file());
         assert_eq!(fs::read(dir.join(DATA)).unwrap(), b"first half, ");
 
         let mut resumed = sessions.open(&layout, "team/app", &id).unwrap();
@@ -472,12 +477,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_digest_of_another_algorithm_is_checked_against_the_bytes_on_disk() {
         let (_root, layout, sessions) = sessions();
-        let mut session = sessions
-            .start(&layout, "team/app", Algorithm::Sha256)
-            .unwrap();
-        let id = session.id().to_string();
-        append(&mut session, b"hashed twice").await;
-        drop(session);
+        let id = left_holding(&sessions, &layout, b"hashed twice").await;
         let wrong = Algorithm::Sha512.digest(b"something else");
         let session = sessions.open(&layout, "team/app", &id).unwrap();
         assert!(matches!(

@@ -10,7 +10,7 @@
 
 mod client;
 mod docker;
-#[path = "../../tests/support/garage.rs"]
+#[path = "../../tests/it/support/garage.rs"]
 mod garage;
 mod gc;
 mod load;

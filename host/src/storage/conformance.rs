@@ -94,7 +94,7 @@ impl Fixture for MemoryFixture {
     }
 }
 
-#[path = "../../../tests/support/garage.rs"]
+#[path = "../../../tests/it/support/garage.rs"]
 mod garage;
 
 /// The Garage cluster the S3 fixtures share: three nodes, started by the

@@ -1,5 +1,5 @@
 //! Builds the protocol component (`guest/component`) for `wasm32-wasip2` and
-//! hands its path to `runtime.rs`, which embeds it, so `cargo build` and
+//! hands its path to `sandbox/runtime.rs`, which embeds it, so `cargo build` and
 //! `cargo run` need nothing else. The component is also compiled ahead of
 //! time (`wharf-precompile`, with the engine's own settings), so a start
 //! need not compile it. The standalone registry's other components

@@ -4,7 +4,7 @@
 //! instantiations, guest traps and timeouts, and the credential cache.
 //!
 //! One process-wide set of metrics ([`METRICS`]): each part of the host
-//! bumps its own counters, and the debug listener (`debug.rs`) encodes
+//! bumps its own counters, and the debug listener (`serving/debug.rs`) encodes
 //! them in Prometheus's text format with the `prometheus-client` crate.
 //! Labels take bounded values only: a method Wharf does not serve is
 //! `OTHER`, and a path is reduced to its route.

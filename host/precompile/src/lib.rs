@@ -1,6 +1,6 @@
 //! The settings of Wharf's wasmtime engine that shape compiled code, in one
 //! place for the two that compile with them: the host's engine at run time
-//! (`host/src/runtime.rs`), and `wharf-precompile` at build time
+//! (`host/src/sandbox/runtime.rs`), and `wharf-precompile` at build time
 //! (`host/build.rs`), whose output the host loads instead of compiling. If
 //! the two ever disagree, wasmtime refuses the precompiled component when it
 //! is loaded and the host compiles it (and says so in its log).

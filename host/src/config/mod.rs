@@ -479,10 +479,10 @@ pub struct Auth {
     /// `auth.htpasswd`: HTTP Basic authentication against an htpasswd file.
     pub htpasswd: Option<Htpasswd>,
     /// `auth.access` (Wharf's): who may pull, push or delete which
-    /// repositories (`access_rules.rs`). Without it, every htpasswd user
+    /// repositories (`access/rules.rs`). Without it, every htpasswd user
     /// may do everything, as with registry:2.
-    pub access: Option<crate::access_rules::Rules>,
-    /// `auth.token`: Docker's token authentication (`token/mod.rs`).
+    pub access: Option<crate::access::rules::Rules>,
+    /// `auth.token`: Docker's token authentication (`access/token/mod.rs`).
     pub token: Option<TokenAuth>,
 }
 
@@ -548,7 +548,7 @@ impl TokenAuth {
             ));
         }
         for name in &self.signingalgorithms {
-            if let Err(why) = crate::token::algorithm(name) {
+            if let Err(why) = crate::access::token::algorithm(name) {
                 return Some(("signingalgorithms", name.clone(), why));
             }
         }

@@ -105,7 +105,7 @@ impl FsStorage {
             sessions: Arc::new(Sessions::new(pins.clone())),
             pins,
             delete_enabled,
-            locks: RepositoryLocks::new(),
+            locks: RepositoryLocks::default(),
             repositories: Arc::default(),
             listings: Listings::default(),
             recovery: Arc::default(),

@@ -17,14 +17,16 @@ pub struct RepositoryLocks {
     stripes: [Mutex<()>; LOCK_STRIPES],
 }
 
-impl RepositoryLocks {
-    pub fn new() -> RepositoryLocks {
+impl Default for RepositoryLocks {
+    fn default() -> RepositoryLocks {
         RepositoryLocks {
             hasher: Default::default(),
             stripes: std::array::from_fn(|_| Mutex::new(())),
         }
     }
+}
 
+impl RepositoryLocks {
     pub fn lock(&self, repository: &str) -> MutexGuard<'_, ()> {
         let stripe = self.hasher.hash_one(repository) as usize % LOCK_STRIPES;
         crate::sync::lock(&self.stripes[stripe])

@@ -1,11 +1,11 @@
 //! Storage backends behind the repository capabilities.
 //!
 //! [`BlobStore`], [`MetadataStore`] and [`Backend`] are what a backend
-//! implements; the WIT layer (`crate::repositories`) checks access and
+//! implements; the WIT layer (`crate::capabilities::repositories`) checks access and
 //! translates to them, and garbage collection, quota accounting and health
 //! checks work through [`Backend`] alone. Nothing here knows wasmtime or
 //! WIT: a blob is read through a [`Source`] and an upload written through a
-//! [`Sink`], which `crate::wasi_streams` serves as `wasi:io` streams.
+//! [`Sink`], which `crate::capabilities::streams` serves as `wasi:io` streams.
 //!
 //! Backends: the filesystem ([`fs::FsStorage`], registry:2's layout), and
 //! in tests memory (`memory::MemoryStorage`, which proves that what runs on
@@ -26,6 +26,7 @@ mod mapped;
 #[cfg(test)]
 pub mod memory;
 pub mod pins;
+pub mod quota;
 pub mod s3;
 mod streams;
 mod upload_stream;

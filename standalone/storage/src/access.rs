@@ -1,5 +1,5 @@
 //! The checks that make handles capabilities, as the native host's
-//! `repositories.rs` makes them: which access a handle lacks, arguments
+//! `capabilities/repositories.rs` makes them: which access a handle lacks, arguments
 //! checked as they enter (digests, tags), the gate's decisions
 //! (`access.authorize`), and storage errors as WIT errors.
 

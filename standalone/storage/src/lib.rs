@@ -2,7 +2,7 @@
 //! `wasi:filesystem`, in registry:2's layout, for the world
 //! `wharf:registry/filesystem-storage` (`wit/standalone.wit`).
 //!
-//! It behaves as the native host's `repositories.rs` over its filesystem
+//! It behaves as the native host's `capabilities/repositories.rs` over its filesystem
 //! backend (`host/src/storage/fs.rs`): the same checks of access and
 //! arguments, the same errors, the same files written in the same order
 //! (`wharf_spec::layout`), so a data directory moves between `wharf serve`

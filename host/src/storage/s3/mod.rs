@@ -143,7 +143,7 @@ impl S3Storage {
             pins: Arc::default(),
             delete_enabled,
             redirect,
-            locks: super::locks::RepositoryLocks::new(),
+            locks: super::locks::RepositoryLocks::default(),
             runtime: Runtime(Some(runtime)),
         };
         storage.check_health().map_err(|e| {

@@ -6,7 +6,7 @@
 //! an upload started before a swap finishes after it. A component that is
 //! refused is logged, and the one serving keeps serving.
 
-use crate::runtime::{Current, Runtime, Sandbox};
+use crate::sandbox::runtime::{Current, Runtime, Sandbox};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ impl Source {
             Source::File(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading the component {}", path.display()))?;
-                let core = crate::standalone::registry_core(&bytes)
+                let core = crate::sandbox::standalone::registry_core(&bytes)
                     .with_context(|| format!("reading the component {}", path.display()))?;
                 sandbox
                     .load(core)

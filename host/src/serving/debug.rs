@@ -6,7 +6,7 @@
 //! and their monitoring reach it, as registry:2's.
 
 use crate::metrics::METRICS;
-use crate::tenants::Tenants;
+use crate::serving::tenants::Tenants;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -76,7 +76,8 @@ impl Debug {
         let mut failures = serde_json::Map::new();
         for tenant in self.tenants.all() {
             let storage = tenant.held.storage().clone();
-            let Err(failure) = crate::storage_check::check(storage, CHECK_TIMEOUT).await else {
+            let Err(failure) = crate::serving::storage_check::check(storage, CHECK_TIMEOUT).await
+            else {
                 continue;
             };
             tracing::warn!(tenant = tenant.name, failure, "health check failed");

@@ -5,12 +5,12 @@
 //! address, and logs one line per request.
 //!
 //! Before a request may take a component instance, the server checks its
-//! credentials (`auth.rs`: a refusal is answered 401 here) and admits it
-//! (`capacity.rs`: slots per client address, per tenant and in the
+//! credentials (`access/mod.rs`: a refusal is answered 401 here) and admits it
+//! (`sandbox/capacity.rs`: slots per client address, per tenant and in the
 //! process; a refusal is answered 429 or 503 here, with `Retry-After`).
 //! Its request body gives up when the client sends nothing for the idle
 //! timeout, and its response body tells the runtime when the client stops
-//! reading (`progress.rs`).
+//! reading (`serving/progress.rs`).
 //!
 //! Connection limits keep hostile or broken clients from holding resources:
 //! a connection must deliver its TLS handshake and first request head
@@ -22,13 +22,13 @@
 //! windows, until the idle timeout closes its connection. An HTTP/2
 //! connection carries at most `capacity.http2_streams` requests at once.
 
-use crate::auth::Caller;
-use crate::capacity::{Admission, Refusal};
-use crate::guest_memory::Overloaded;
-use crate::progress::{Progress, RequestBody, Tracked, Written};
-use crate::runtime::Current;
-use crate::tenants::Tenants;
-use crate::tls::Tls;
+use crate::access::Caller;
+use crate::sandbox::capacity::{Admission, Refusal};
+use crate::sandbox::memory::Overloaded;
+use crate::sandbox::runtime::Current;
+use crate::serving::progress::{Progress, RequestBody, Tracked, Written};
+use crate::serving::tenants::Tenants;
+use crate::serving::tls::Tls;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{
@@ -456,7 +456,7 @@ impl Server {
         }
         // A client's slot first, so that one client cannot queue bcrypt
         // work or instances in front of everyone else.
-        let client = match tenant.gate.client(crate::auth::client_of(ends.peer.ip())) {
+        let client = match tenant.gate.client(crate::access::client_of(ends.peer.ip())) {
             Ok(slot) => slot,
             Err(refusal) => return refused(&tenant.name, line, &refusal),
         };
@@ -470,9 +470,9 @@ impl Server {
         // whether the caller may list the catalog is asked here.
         if path == "/v2/_catalog" {
             match tenant.capabilities.auth.authorize_catalog(&identity) {
-                crate::auth::Verdict::Allow(_) => {}
-                crate::auth::Verdict::Challenge(challenge) => return challenged(challenge),
-                crate::auth::Verdict::Deny(why) => {
+                crate::access::Verdict::Allow(_) => {}
+                crate::access::Verdict::Challenge(challenge) => return challenged(challenge),
+                crate::access::Verdict::Deny(why) => {
                     return oci_error(StatusCode::FORBIDDEN, Code::Denied, &why);
                 }
             }
@@ -488,15 +488,15 @@ impl Server {
                 tenant
                     .capabilities
                     .auth
-                    .authorize(&identity, None, crate::auth::Action::Pull),
-                crate::auth::Verdict::Allow(_)
+                    .authorize(&identity, None, crate::access::Action::Pull),
+                crate::access::Verdict::Allow(_)
             )
         {
             // As registry:2 answers: the method is not allowed here now.
             let mut response = oci_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 Code::Unsupported,
-                crate::auth::READ_ONLY,
+                crate::access::READ_ONLY,
             );
             response
                 .headers_mut()
@@ -510,11 +510,8 @@ impl Server {
             Err(refusal) => return refused(&tenant.name, line, &refusal),
         };
         // Only built when someone listens for events.
-        let event = tenant
-            .capabilities
-            .events
-            .as_ref()
-            .map(|_| crate::notifications::Request {
+        let event = tenant.capabilities.events.as_ref().map(|_| {
+            crate::capabilities::notifications::Request {
                 id: uuid::Uuid::new_v4().to_string(),
                 addr: ends.peer.to_string(),
                 host: req
@@ -528,13 +525,14 @@ impl Server {
                 path: path.clone(),
                 https,
                 user: line.user.clone(),
-            });
+            }
+        });
         let runtime = self.runtime.get();
         let e = match runtime
             .handle(
                 req,
                 &tenant,
-                crate::runtime::Origin {
+                crate::sandbox::runtime::Origin {
                     identity,
                     https,
                     event,

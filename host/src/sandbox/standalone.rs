@@ -11,7 +11,7 @@ use std::path::Path;
 use wasmparser::{Parser, Payload};
 
 /// The plain component: the protocol core `build.rs` built.
-pub use crate::runtime::EMBEDDED_COMPONENT as PLAIN;
+pub use crate::sandbox::runtime::EMBEDDED_COMPONENT as PLAIN;
 /// The standalone component `build.rs` composed.
 pub static STANDALONE: &[u8] = include_bytes!(env!("WHARF_STANDALONE_WASM"));
 

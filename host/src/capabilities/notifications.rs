@@ -3,7 +3,7 @@
 //! each endpoint in registry:2's envelope
 //! (`application/vnd.docker.distribution.events.v1+json`).
 //!
-//! Events are raised by the capabilities (`repositories.rs`), where the
+//! Events are raised by the capabilities (`capabilities/repositories.rs`), where the
 //! host does what a component asked, so a component can neither invent an
 //! event nor hide one. Raising one only appends it to each endpoint's
 //! queue in memory; a task per endpoint sends the queue in order, in

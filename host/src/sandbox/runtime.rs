@@ -9,13 +9,13 @@
 //!
 //! The pool holds `capacity.instances` requests' worth of instances, sized
 //! from what one request really takes (core instances, memories, tables,
-//! stacks, not just component instances); admission (`capacity.rs`) lets
+//! stacks, not just component instances); admission (`sandbox/capacity.rs`) lets
 //! no more requests than that in, so taking an instance never fails for
 //! want of a slot. A component that needs more per request than the pool
 //! allows is refused when it is loaded.
 //!
 //! Limits: an instance's memories may grow to its tenant's `memory_bytes`
-//! within the process's guest memory budget (`guest_memory.rs`; growing
+//! within the process's guest memory budget (`sandbox/memory.rs`; growing
 //! past the first traps, the second waits), and it may run until
 //! its tenant's `request_timeout` (epoch interruption: the engine's epoch
 //! advances every [`TICK`], and each time a running guest reaches its
@@ -23,16 +23,16 @@
 //! request's deadline; a guest blocked in a host call is stopped by a timer
 //! around the call). A trap costs its own request only. Once the response
 //! head is out, an instance whose client has taken nothing of the body for
-//! the idle timeout is stopped (`progress.rs`).
+//! the idle timeout is stopped (`serving/progress.rs`).
 
-use crate::auth::Identity;
-use crate::bindings::{Registry, RegistryPre};
-use crate::capacity::Slots;
-use crate::guest_memory::{InstanceLimiter, MemoryBudget};
+use crate::access::Identity;
+use crate::capabilities::bindings::{Registry, RegistryPre};
 use crate::metrics::METRICS;
-use crate::progress::{Progress, RequestBody};
-use crate::state::RequestState;
-use crate::tenants::Tenant;
+use crate::sandbox::capacity::Slots;
+use crate::sandbox::memory::{InstanceLimiter, MemoryBudget};
+use crate::sandbox::state::RequestState;
+use crate::serving::progress::{Progress, RequestBody};
+use crate::serving::tenants::Tenant;
 use anyhow::Context as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -210,8 +210,11 @@ impl Sandbox {
             _,
             wasmtime_wasi_http::WasiHttp,
         >(&mut linker, &options.into(), RequestState::http)?;
-        crate::bindings::types::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |s| s)?;
-        crate::bindings::repositories::add_to_linker::<_, HasSelf<RequestState>>(
+        crate::capabilities::bindings::types::add_to_linker::<_, HasSelf<RequestState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        crate::capabilities::bindings::repositories::add_to_linker::<_, HasSelf<RequestState>>(
             &mut linker,
             |s| s,
         )?;
@@ -309,7 +312,7 @@ pub struct Origin {
     /// Received over TLS.
     pub https: bool,
     /// The request as events describe it, when someone listens for them.
-    pub event: Option<crate::notifications::Request>,
+    pub event: Option<crate::capabilities::notifications::Request>,
 }
 
 impl Runtime {

@@ -8,11 +8,12 @@
 //! The tenant is chosen by the host before any component runs, and the
 //! component instance is lent that tenant's capabilities only.
 
-use crate::capacity::TenantGate;
 use crate::config::Limits;
-use crate::quota::Quota;
-use crate::state::Capabilities;
+use crate::sandbox::capacity::TenantGate;
+use crate::sandbox::state::Capabilities;
 use crate::storage::Backend;
+use crate::storage::quota::Quota;
+use anyhow::Context as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ pub struct Tenant {
     /// Its storage as the quota counts it: for health and metrics.
     pub held: Arc<Quota<dyn Backend>>,
     /// What `health.storagedriver` last found.
-    pub storage_status: Arc<crate::storage_check::Status>,
+    pub storage_status: Arc<crate::serving::storage_check::Status>,
 }
 
 /// Why a request has no tenant.
@@ -133,10 +134,148 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// The registries to serve: each configured tenant, or the single registry
+/// of `storage` and `auth`.
+pub fn open(
+    config: &crate::config::Config,
+    file: Option<&std::path::Path>,
+    events: Option<Arc<crate::capabilities::notifications::Notifier>>,
+) -> anyhow::Result<Tenants> {
+    let Some(list) = &config.tenants else {
+        let options = crate::storage::Options {
+            delete_enabled: config.storage.delete.enabled,
+            redirect: !config.storage.redirect.disable,
+        };
+        let tenant = open_one(
+            "default",
+            &config.storage.driver(),
+            options,
+            (
+                &config.auth,
+                file.map(|file| crate::access::rules::Source {
+                    file: file.to_path_buf(),
+                    tenant: None,
+                }),
+            ),
+            config.limits,
+            &config.storage.maintenance,
+            events,
+        )?;
+        return Ok(Tenants::single(tenant));
+    };
+    let mut opened = Vec::new();
+    for t in list {
+        let delete = t
+            .storage
+            .delete
+            .as_ref()
+            .map_or(config.storage.delete.enabled, |d| d.enabled);
+        let driver = t
+            .storage
+            .driver()
+            .with_context(|| format!("tenant {} names two storage drivers", t.name))?;
+        let options = crate::storage::Options {
+            delete_enabled: delete,
+            redirect: !config.storage.redirect.disable,
+        };
+        let tenant = open_one(
+            &t.name,
+            &driver,
+            options,
+            (
+                &t.auth,
+                file.map(|file| crate::access::rules::Source {
+                    file: file.to_path_buf(),
+                    tenant: Some(t.name.clone()),
+                }),
+            ),
+            t.limits.or(config.limits),
+            &config.storage.maintenance,
+            events.clone(),
+        )
+        .with_context(|| format!("tenant {}", t.name))?;
+        tracing::info!(tenant = t.name, hosts = ?t.hosts, storage = %driver.describe(), delete_enabled = delete, "tenant");
+        opened.push((tenant, t.hosts.clone()));
+    }
+    Ok(Tenants::new(opened))
+}
+
+fn open_one(
+    name: &str,
+    driver: &crate::config::StorageDriver,
+    options: crate::storage::Options,
+    (auth, rules_source): (&crate::config::Auth, Option<crate::access::rules::Source>),
+    limits: crate::config::Limits,
+    maintenance: &crate::config::Maintenance,
+    events: Option<Arc<crate::capabilities::notifications::Notifier>>,
+) -> anyhow::Result<Tenant> {
+    let storage = crate::storage::open(driver, options).with_context(|| {
+        format!(
+            "opening the storage of registry {name} ({})",
+            driver.describe()
+        )
+    })?;
+    let purging = maintenance.uploadpurging;
+    if purging.enabled {
+        crate::storage::start_upload_purging(
+            storage.clone(),
+            name,
+            purging.age,
+            purging.interval,
+            purging.dryrun,
+        );
+    }
+    if maintenance.gc.enabled && maintenance.readonly.enabled {
+        tracing::info!(
+            tenant = name,
+            "online garbage collection is off in read-only mode: run `wharf gc` now"
+        );
+    } else if maintenance.gc.enabled {
+        crate::operations::gc::start_online(storage.clone(), maintenance.gc, name);
+    }
+    let concurrent_uploads = limits
+        .concurrent_uploads
+        .unwrap_or(crate::config::DEFAULT_CONCURRENT_UPLOADS);
+    let held = Arc::new(
+        crate::storage::quota::Quota::new(
+            storage,
+            name,
+            limits.storage_bytes,
+            Some(concurrent_uploads),
+        )
+        .context("counting the tenant's storage")?,
+    );
+    let (blobs, metadata): (
+        Arc<dyn crate::storage::BlobStore>,
+        Arc<dyn crate::storage::MetadataStore>,
+    ) = (held.clone(), held.clone());
+    let access = crate::access::open(auth, rules_source, maintenance.readonly.enabled, name)?;
+    Ok(Tenant {
+        name: name.to_string(),
+        capabilities: crate::sandbox::state::Capabilities {
+            blobs,
+            metadata,
+            auth: access,
+            events,
+        },
+        limits,
+        held,
+        storage_status: Default::default(),
+        gate: crate::sandbox::capacity::TenantGate::new(
+            limits
+                .concurrent_requests
+                .unwrap_or(crate::sandbox::capacity::DEFAULT_CONCURRENT_REQUESTS),
+            limits
+                .client_requests
+                .unwrap_or(crate::sandbox::capacity::DEFAULT_CLIENT_REQUESTS),
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AllowAll;
+    use crate::access::AllowAll;
 
     fn tenant(name: &str, dir: &std::path::Path) -> Tenant {
         let root = dir.join(name);

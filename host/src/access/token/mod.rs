@@ -25,7 +25,7 @@ mod keys;
 
 pub use keys::TrustedKeys;
 
-use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict};
+use crate::access::{Action, Authenticator, Caller, Identity, Refused, Verdict};
 use crate::metrics::METRICS;
 use crate::sync::lock;
 use futures::future::BoxFuture;

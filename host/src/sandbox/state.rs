@@ -2,8 +2,8 @@
 //! resource table, and the capabilities lent to it. Nothing else is
 //! reachable from the guest.
 
-use crate::auth::{Authenticator, Identity};
-use crate::guest_memory::InstanceLimiter;
+use crate::access::{Authenticator, Identity};
+use crate::sandbox::memory::InstanceLimiter;
 use crate::storage::{BlobStore, MetadataStore};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -17,7 +17,7 @@ pub struct Capabilities {
     pub metadata: Arc<dyn MetadataStore>,
     pub auth: Arc<dyn Authenticator>,
     /// Where events about what the requests did go, if anywhere.
-    pub events: Option<Arc<crate::notifications::Notifier>>,
+    pub events: Option<Arc<crate::capabilities::notifications::Notifier>>,
 }
 
 pub struct RequestState {
@@ -34,7 +34,7 @@ pub struct RequestState {
     pub limiter: InstanceLimiter,
     pub hooks: BodyHooks,
     /// The request, as events describe it; `None` when no endpoint listens.
-    pub request: Option<crate::notifications::Request>,
+    pub request: Option<crate::capabilities::notifications::Request>,
     /// Whether the request's pull event was raised (once per request).
     pub pull_told: bool,
 }
@@ -57,7 +57,7 @@ impl RequestState {
         capabilities: Capabilities,
         identity: Identity,
         limiter: InstanceLimiter,
-        request: Option<crate::notifications::Request>,
+        request: Option<crate::capabilities::notifications::Request>,
     ) -> RequestState {
         RequestState {
             table: ResourceTable::new(),

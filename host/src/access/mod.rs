@@ -7,12 +7,16 @@
 //! answers itself. bcrypt and the slow-down of repeated failures therefore
 //! never run inside a guest's call, and never hold an instance. The
 //! instance is lent only the identity; when the guest opens a repository
-//! (`repositories.rs`), [`Authenticator::authorize`] decides from it at
+//! (`capabilities/repositories.rs`), [`Authenticator::authorize`] decides from it at
 //! once which access the handle may have.
 //! [`AllowAll`] when no authentication is configured,
-//! [`crate::htpasswd::Htpasswd`] for `auth.htpasswd` (governed by
-//! [`crate::access_rules`]), [`crate::token::Token`] for `auth.token`;
+//! [`crate::access::htpasswd::Htpasswd`] for `auth.htpasswd` (governed by
+//! [`crate::access::rules`]), [`crate::access::token::Token`] for `auth.token`;
 //! [`ReadOnly`] around any of them in read-only maintenance mode.
+
+pub mod htpasswd;
+pub mod rules;
+pub mod token;
 
 use futures::future::BoxFuture;
 use std::net::{IpAddr, SocketAddr};
@@ -67,7 +71,7 @@ pub enum Identity {
     /// Valid credentials of this user.
     User(String),
     /// A valid token (`auth.token`), and what it grants.
-    Token(std::sync::Arc<crate::token::Grant>),
+    Token(std::sync::Arc<crate::access::token::Grant>),
 }
 
 impl Identity {
@@ -161,6 +165,55 @@ impl<A: Authenticator> Authenticator for ReadOnly<A> {
     fn lists(&self, identity: &Identity, repository: &str) -> bool {
         self.0.lists(identity, repository)
     }
+}
+
+/// The access control `auth` configures for registry `name` (none: everyone
+/// may do everything), governed by `auth.access` rules read from
+/// `rules_source` with htpasswd, and wrapped in [`ReadOnly`] when
+/// `read_only`.
+pub fn open(
+    auth: &crate::config::Auth,
+    rules_source: Option<rules::Source>,
+    read_only: bool,
+    name: &str,
+) -> anyhow::Result<std::sync::Arc<dyn Authenticator>> {
+    use std::sync::Arc;
+    let access: Arc<dyn Authenticator> = match (&auth.htpasswd, &auth.token, read_only) {
+        (None, None, false) => Arc::new(AllowAll),
+        (None, None, true) => Arc::new(ReadOnly(AllowAll)),
+        (_, Some(t), read_only) => {
+            let keys = token::TrustedKeys::load(t.rootcertbundle.as_deref(), t.jwks.as_deref())?;
+            let token = token::Token::new(t, keys, name)?;
+            tracing::info!(
+                tenant = name,
+                realm = t.realm,
+                service = t.service,
+                issuer = t.issuer,
+                "token authentication"
+            );
+            if read_only {
+                Arc::new(ReadOnly(token))
+            } else {
+                Arc::new(token)
+            }
+        }
+        (Some(h), None, read_only) => {
+            let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm, name)?;
+            tracing::info!(tenant = name, path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
+            // The rules govern even when there are none yet, so that
+            // adding them to the file takes effect without a restart.
+            if let Some(rules) = &auth.access {
+                tracing::info!(tenant = name, rules = rules.len(), "access rules");
+            }
+            let governed = rules::Governed::new(htpasswd, auth.access.clone(), rules_source, name);
+            if read_only {
+                Arc::new(ReadOnly(governed))
+            } else {
+                Arc::new(governed)
+            }
+        }
+    };
+    Ok(access)
 }
 
 #[cfg(test)]

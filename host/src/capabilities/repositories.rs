@@ -10,13 +10,13 @@
 //! are checked once, as they enter the host; what the handle holds is
 //! already checked.
 
-use crate::auth::{Action, Verdict};
-use crate::bindings::repositories::{
+use crate::access::{Action, Verdict};
+use crate::capabilities::bindings::repositories::{
     BlobRead, Host, HostCatalog, HostRepository, HostUpload, Manifest, Reference, StoredManifest,
 };
-use crate::bindings::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
-use crate::notifications as events;
-use crate::state::{Capabilities, RequestState};
+use crate::capabilities::bindings::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
+use crate::capabilities::notifications as events;
+use crate::sandbox::state::{Capabilities, RequestState};
 use crate::storage::{self, StorageError, UploadSession};
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -257,7 +257,7 @@ macro_rules! check {
 }
 
 impl Host for RequestState {}
-impl crate::bindings::types::Host for RequestState {}
+impl crate::capabilities::bindings::types::Host for RequestState {}
 
 impl HostCatalog for RequestState {
     async fn open(&mut self) -> wasmtime::Result<Result<Resource<CatalogHandle>, Refusal>> {
@@ -487,7 +487,10 @@ impl HostRepository for RequestState {
         }
         let (content, redirect) = match served {
             Served::Bytes(source) => (
-                Some(self.table.push(crate::wasi_streams::input(source))?),
+                Some(
+                    self.table
+                        .push(crate::capabilities::streams::input(source))?,
+                ),
                 None,
             ),
             Served::Redirect(url) => (None, Some(url)),
@@ -744,7 +747,9 @@ impl HostUpload for RequestState {
         upload: Resource<UploadHandle>,
     ) -> Answer<Resource<DynOutputStream>> {
         match self.table.get_mut(&upload)?.session.writer() {
-            Ok(sink) => Ok(Ok(self.table.push(crate::wasi_streams::output(sink))?)),
+            Ok(sink) => Ok(Ok(self
+                .table
+                .push(crate::capabilities::streams::output(sink))?)),
             Err(e) => Ok(Err(to_wit_error(e))),
         }
     }
@@ -789,8 +794,8 @@ mod tests {
     //! `team/a`.
 
     use super::*;
-    use crate::auth::{Authenticator, Caller, Identity, Refused};
-    use crate::guest_memory::{InstanceLimiter, MemoryBudget};
+    use crate::access::{Authenticator, Caller, Identity, Refused};
+    use crate::sandbox::memory::{InstanceLimiter, MemoryBudget};
     use crate::storage::{FsStorage, MetadataStore};
     use futures::future::BoxFuture;
     use std::sync::Arc;

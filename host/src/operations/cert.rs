@@ -150,6 +150,37 @@ fn write_private(path: &Path, pem: &str) -> Result<(), CertError> {
     f.write_all(pem.as_bytes()).map_err(err)
 }
 
+/// `wharf cert`: issues a certificate for `hosts` under `out` and prints
+/// where the files are and how to serve with them and trust them.
+pub fn make(hosts: &[String], port: u16, out: &std::path::Path) -> anyhow::Result<()> {
+    let issued = issue(out, hosts)?;
+    let host = &issued.names[0];
+    let ca = issued.ca_certificate.display();
+    println!(
+        "CA certificate:     {ca} ({})",
+        if issued.ca_created {
+            "new"
+        } else {
+            "existing, reused"
+        }
+    );
+    println!("server certificate: {}", issued.certificate.display());
+    println!("server key:         {}", issued.key.display());
+    println!("valid for:          {}", issued.names.join(", "));
+    println!();
+    println!("Serve with:");
+    println!(
+        "  REGISTRY_HTTP_TLS_CERTIFICATE={} REGISTRY_HTTP_TLS_KEY={} wharf serve",
+        issued.certificate.display(),
+        issued.key.display()
+    );
+    println!("Make Docker trust it (on each Docker host, as root):");
+    println!("  mkdir -p /etc/docker/certs.d/{host}:{port}");
+    println!("  cp {ca} /etc/docker/certs.d/{host}:{port}/ca.crt");
+    println!("Docker treats names resolving to 127.0.0.0/8 as insecure and skips the check there.");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,7 +196,7 @@ mod tests {
             first.names,
             ["registry.test", "localhost", "127.0.0.1", "::1"]
         );
-        crate::tls::Tls::load(&first.certificate, &first.key, &[]).unwrap();
+        crate::serving::tls::Tls::load(&first.certificate, &first.key, &[]).unwrap();
         let ca = std::fs::read(&first.ca_certificate).unwrap();
         let second = issue(dir.path(), &["localhost".into()]).unwrap();
         assert!(!second.ca_created);

@@ -28,14 +28,14 @@
 //!   `**` for any number of parts (one or more at the end of a pattern, so
 //!   `team-a/**` is every repository under `team-a/`, not `team-a` itself).
 //! - The registry itself (`GET /v2/`) is open to every signed-in user; the
-//!   catalog lists only what the caller may pull (`repositories.rs`).
+//!   catalog lists only what the caller may pull (`capabilities/repositories.rs`).
 //!
 //! The host decides with these rules before any handle reaches the
 //! component ([`Governed`], an [`Authenticator`] around the htpasswd one):
 //! what a caller may not do, the component never gets to try.
 
-use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict};
-use crate::htpasswd::Stamp;
+use crate::access::htpasswd::Stamp;
+use crate::access::{Action, Authenticator, Caller, Identity, Refused, Verdict};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -260,6 +260,11 @@ impl Rules {
     /// How many rules there are.
     pub fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
     }
 }
 

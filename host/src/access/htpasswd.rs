@@ -23,7 +23,9 @@
 //! This module knows the file and the `Authorization` header, and nothing of
 //! registries: an authenticated user may do everything, as with registry:2.
 
-use crate::auth::{Action, Authenticator, Caller, Identity, Refused, Verdict, client_of as client};
+use crate::access::{
+    Action, Authenticator, Caller, Identity, Refused, Verdict, client_of as client,
+};
 use crate::metrics::METRICS;
 use crate::sync::{lock, read as read_lock, write as write_lock};
 use futures::future::BoxFuture;

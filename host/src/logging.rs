@@ -7,8 +7,57 @@
 //! formatter writes one whole line per write, so a JSON line gains them
 //! after its opening brace and a text line before its newline.
 
-use crate::config::{Log, LogFormatter, LogLevel};
+use serde::Deserialize;
 use std::io::{IsTerminal as _, Write};
+
+/// `log`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `log.level`: `error`, `warn`, `info` (default) or `debug`; `WHARF_LOG`
+    /// (a tracing filter) takes precedence when set.
+    pub level: Option<LogLevel>,
+    /// `log.formatter`: `text` (default) or `json`, one object per line.
+    pub formatter: Option<LogFormatter>,
+    /// `log.accesslog.disabled`: no line per request.
+    pub accesslog: AccessLog,
+    /// `log.fields`: added to every line (`service: registry`).
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatter {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLog {
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
 
 /// Install the process's logger. Call once, first thing.
 pub fn init(log: &Log) {

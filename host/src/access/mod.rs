@@ -14,6 +14,7 @@
 //! [`crate::access::rules`]), [`crate::access::token::Token`] for `auth.token`;
 //! [`ReadOnly`] around any of them in read-only maintenance mode.
 
+pub mod config;
 pub mod htpasswd;
 pub mod rules;
 pub mod token;
@@ -172,7 +173,7 @@ impl<A: Authenticator> Authenticator for ReadOnly<A> {
 /// `rules_source` with htpasswd, and wrapped in [`ReadOnly`] when
 /// `read_only`.
 pub fn open(
-    auth: &crate::config::Auth,
+    auth: &crate::access::config::Auth,
     rules_source: Option<rules::Source>,
     read_only: bool,
     name: &str,

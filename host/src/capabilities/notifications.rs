@@ -13,13 +13,69 @@
 //! the queue of an endpoint that never recovers grows, and says so in the
 //! log.
 
-use crate::config::{self, Endpoint};
+use crate::config::values::{HeaderValues, de_duration};
 use anyhow::Context as _;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
+
+/// `notifications`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notifications {
+    pub events: Events,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// `notifications.events`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Events {
+    /// `includereferences`: manifest events list the descriptors the
+    /// manifest references.
+    pub includereferences: bool,
+}
+
+/// One of `notifications.endpoints`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// How logs name it. Required.
+    pub name: String,
+    /// `http://` or `https://` URL events are POSTed to. Required.
+    pub url: String,
+    #[serde(default)]
+    pub disabled: bool,
+    /// Headers sent with each POST (`Authorization: [Bearer …]`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, HeaderValues>,
+    /// How long one POST may take. Default `1s`, as registry:2.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub timeout: Option<Duration>,
+    /// Failures in a row before waiting `backoff` between tries. Default 10.
+    #[serde(default)]
+    pub threshold: Option<u32>,
+    /// The wait between tries once `threshold` failed. Default `1s`.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub backoff: Option<Duration>,
+    /// Events whose target has one of these media types are not sent.
+    #[serde(default)]
+    pub ignoredmediatypes: Vec<String>,
+    #[serde(default)]
+    pub ignore: Ignore,
+}
+
+/// An endpoint's `ignore`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ignore {
+    pub mediatypes: Vec<String>,
+    /// `push`, `pull`, `mount`, `delete`.
+    pub actions: Vec<String>,
+}
 
 /// The envelope's media type.
 pub const EVENTS_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -110,7 +166,7 @@ impl Notifier {
     /// The notifier for `config`, its delivery tasks started on the
     /// current runtime; `None` without enabled endpoints.
     pub fn start(
-        config: &config::Notifications,
+        config: &Notifications,
         addr: std::net::SocketAddr,
     ) -> anyhow::Result<Option<Arc<Notifier>>> {
         let mut sinks = Vec::new();
@@ -119,7 +175,8 @@ impl Notifier {
             reqwest::Url::parse(&endpoint.url)
                 .map_err(|e| anyhow::anyhow!("url {:?}: {e}", endpoint.url))
                 .with_context(context)?;
-            let headers = config::header_map(&endpoint.headers, "headers").with_context(context)?;
+            let headers = crate::config::values::header_map(&endpoint.headers, "headers")
+                .with_context(context)?;
             let client = reqwest::Client::builder()
                 .timeout(endpoint.timeout.unwrap_or(Duration::from_secs(1)))
                 .build()?;

@@ -231,7 +231,11 @@ fn sweep(
 /// Collect garbage in `storage` every `settings.interval`, on a thread of
 /// its own, for as long as the process runs (the first run one interval
 /// after start).
-pub fn start_online(storage: Arc<dyn Backend>, settings: crate::config::OnlineGc, tenant: &str) {
+pub fn start_online(
+    storage: Arc<dyn Backend>,
+    settings: crate::storage::config::OnlineGc,
+    tenant: &str,
+) {
     let tenant = tenant.to_string();
     let spawned = std::thread::Builder::new()
         .name("gc".into())
@@ -263,7 +267,7 @@ pub fn start_online(storage: Arc<dyn Backend>, settings: crate::config::OnlineGc
 /// print what was (or would be) removed.
 pub fn run(config: &crate::config::Config, options: Options) -> anyhow::Result<()> {
     let driver = config.storage.driver();
-    if let crate::config::StorageDriver::Filesystem(fs) = &driver {
+    if let crate::storage::config::StorageDriver::Filesystem(fs) = &driver {
         anyhow::ensure!(
             fs.rootdirectory.is_dir(),
             "the data directory {} does not exist (set storage.filesystem.rootdirectory or \

@@ -6,6 +6,7 @@
 //! ([`standalone`]).
 
 pub mod capacity;
+pub mod config;
 pub mod hot_swap;
 pub mod memory;
 pub mod runtime;

@@ -7,6 +7,7 @@
 //! sandbox for `wharf serve`.
 
 pub mod allocator;
+pub mod config;
 pub mod debug;
 pub mod open_files;
 pub mod progress;
@@ -116,7 +117,7 @@ pub fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Resul
     let drain = config
         .http
         .draintimeout
-        .unwrap_or(crate::config::DEFAULT_DRAIN_TIMEOUT);
+        .unwrap_or(crate::serving::config::DEFAULT_DRAIN_TIMEOUT);
     let served = tokio.block_on(async move {
         let listener = bind(addr, "http.addr / REGISTRY_HTTP_ADDR").await?;
         let addr = listener.local_addr()?;

@@ -96,7 +96,7 @@ impl Answers {
     /// From the configuration; a header that HTTP cannot carry is an
     /// error naming it.
     pub fn new(config: &crate::config::Config) -> anyhow::Result<Answers> {
-        let headers = crate::config::header_map(&config.http.headers, "http.headers")?;
+        let headers = crate::config::values::header_map(&config.http.headers, "http.headers")?;
         let http = &config.http;
         let locations = match (&http.host, http.relativeurls) {
             (_, Some(true)) | (None, None) => Locations::Relative,

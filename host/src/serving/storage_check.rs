@@ -5,7 +5,7 @@
 //! until a check passes. A registry whose disk went away then tells its
 //! clients and load balancer so, rather than failing request by request.
 
-use crate::config::StorageCheck;
+use crate::serving::config::StorageCheck;
 use crate::storage::Backend;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

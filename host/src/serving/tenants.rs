@@ -8,8 +8,8 @@
 //! The tenant is chosen by the host before any component runs, and the
 //! component instance is lent that tenant's capabilities only.
 
-use crate::config::Limits;
 use crate::sandbox::capacity::TenantGate;
+use crate::sandbox::config::Limits;
 use crate::sandbox::state::Capabilities;
 use crate::storage::Backend;
 use crate::storage::quota::Quota;
@@ -202,11 +202,14 @@ pub fn open(
 
 fn open_one(
     name: &str,
-    driver: &crate::config::StorageDriver,
+    driver: &crate::storage::config::StorageDriver,
     options: crate::storage::Options,
-    (auth, rules_source): (&crate::config::Auth, Option<crate::access::rules::Source>),
-    limits: crate::config::Limits,
-    maintenance: &crate::config::Maintenance,
+    (auth, rules_source): (
+        &crate::access::config::Auth,
+        Option<crate::access::rules::Source>,
+    ),
+    limits: crate::sandbox::config::Limits,
+    maintenance: &crate::storage::config::Maintenance,
     events: Option<Arc<crate::capabilities::notifications::Notifier>>,
 ) -> anyhow::Result<Tenant> {
     let storage = crate::storage::open(driver, options).with_context(|| {
@@ -235,7 +238,7 @@ fn open_one(
     }
     let concurrent_uploads = limits
         .concurrent_uploads
-        .unwrap_or(crate::config::DEFAULT_CONCURRENT_UPLOADS);
+        .unwrap_or(crate::sandbox::config::DEFAULT_CONCURRENT_UPLOADS);
     let held = Arc::new(
         crate::storage::quota::Quota::new(
             storage,

@@ -124,7 +124,7 @@ const BUCKET: &str = "wharf-conformance";
 
 /// A registry of its own (a fresh `rootdirectory`) in the shared bucket.
 pub struct S3Fixture {
-    config: crate::config::s3::S3,
+    config: crate::storage::s3::config::S3,
 }
 
 impl S3Fixture {

@@ -15,6 +15,7 @@
 //! Every method may block on I/O: callers run them on tokio's blocking pool.
 //! [`Source`] and [`Sink`] never block: they are polled from the runtime.
 
+pub mod config;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod files;
@@ -251,18 +252,16 @@ pub struct Options {
 
 /// Open the backend `driver` names.
 pub fn open(
-    driver: &crate::config::StorageDriver,
+    driver: &crate::storage::config::StorageDriver,
     options: Options,
 ) -> io::Result<std::sync::Arc<dyn Backend>> {
     Ok(match driver {
-        crate::config::StorageDriver::Filesystem(fs) => {
+        crate::storage::config::StorageDriver::Filesystem(fs) => {
             std::sync::Arc::new(FsStorage::open(&fs.rootdirectory, options.delete_enabled)?)
         }
-        crate::config::StorageDriver::S3(config) => std::sync::Arc::new(s3::S3Storage::open(
-            config,
-            options.delete_enabled,
-            options.redirect,
-        )?),
+        crate::storage::config::StorageDriver::S3(config) => std::sync::Arc::new(
+            s3::S3Storage::open(config, options.delete_enabled, options.redirect)?,
+        ),
     })
 }
 

@@ -125,7 +125,7 @@ impl Token {
     /// Token authentication as `settings` say, trusting `keys`; its
     /// `signingalgorithms` are names from [`ALGORITHMS`] (none: all of them).
     pub fn new(
-        settings: &crate::config::TokenAuth,
+        settings: &crate::access::config::TokenAuth,
         keys: TrustedKeys,
         tenant: &str,
     ) -> anyhow::Result<Token> {
@@ -346,8 +346,8 @@ mod tests {
     const SERVICE: &str = "registry.example.com";
     const ISSUER: &str = "auth.example.com";
 
-    fn settings() -> crate::config::TokenAuth {
-        crate::config::TokenAuth {
+    fn settings() -> crate::access::config::TokenAuth {
+        crate::access::config::TokenAuth {
             realm: REALM.into(),
             service: SERVICE.into(),
             issuer: ISSUER.into(),

@@ -19,6 +19,7 @@
 //! finished on another.
 
 mod catalog;
+pub mod config;
 mod levels;
 mod source;
 mod uploads;
@@ -28,8 +29,8 @@ use super::{
     Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StorageError,
     StoredBlob, StoredUpload, UploadSession, page, page_read,
 };
-use crate::config::s3::S3;
 use bytes::Bytes;
+use config::S3;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectMeta, ObjectStore, PutPayload, RetryConfig};

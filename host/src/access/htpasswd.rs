@@ -24,7 +24,7 @@
 //! registries: an authenticated user may do everything, as with registry:2.
 
 use crate::access::{
-    Action, Authenticator, Caller, Identity, Refused, Verdict, client_of as client,
+    AccessControl, Action, Caller, Identity, Refused, Verdict, client_of as client,
 };
 use crate::metrics::METRICS;
 use crate::sync::{lock, read as read_lock, write as write_lock};
@@ -95,7 +95,7 @@ pub fn entry(user: &str, password: &str, cost: u32) -> Result<String, HtpasswdEr
     Ok(format!("{user}:{hash}"))
 }
 
-/// An htpasswd authenticator; cheap to share.
+/// Access control by an htpasswd file; cheap to share.
 pub struct Htpasswd {
     shared: Arc<Shared>,
 }
@@ -273,7 +273,7 @@ impl Htpasswd {
     }
 }
 
-impl Authenticator for Htpasswd {
+impl AccessControl for Htpasswd {
     fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
         Box::pin(self.shared.clone().authenticate(caller))
     }

@@ -2,12 +2,12 @@
 //!
 //! Authentication happens in the server, before any component instance
 //! exists: the server strips the `Authorization` header from each request,
-//! and [`Authenticator::authenticate`] turns it (with the client's address)
+//! and [`AccessControl::authenticate`] turns it (with the client's address)
 //! into an [`Identity`], or refuses it with a challenge that the server
 //! answers itself. bcrypt and the slow-down of repeated failures therefore
 //! never run inside a guest's call, and never hold an instance. The
 //! instance is lent only the identity; when the guest opens a repository
-//! (`capabilities/repositories.rs`), [`Authenticator::authorize`] decides from it at
+//! (`capabilities/repositories.rs`), [`AccessControl::authorize`] decides from it at
 //! once which access the handle may have.
 //! [`AllowAll`] when no authentication is configured,
 //! [`crate::access::htpasswd::Htpasswd`] for `auth.htpasswd` (governed by
@@ -30,7 +30,7 @@ pub enum Action {
     Delete,
 }
 
-/// What [`Authenticator::authorize`] decided.
+/// What [`AccessControl::authorize`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Allowed; the caller's name when they authenticated.
@@ -93,8 +93,9 @@ pub struct Refused {
     pub challenge: String,
 }
 
-/// Checks credentials, then decides actions for the identity they prove.
-pub trait Authenticator: Send + Sync + 'static {
+/// Access control: checks a caller's credentials (authentication), then
+/// decides what the identity they prove may do (authorization).
+pub trait AccessControl: Send + Sync + 'static {
     /// Check the caller's credentials. Async, so that slow checks (bcrypt,
     /// the slow-down of repeated failures) do not hold a runtime thread;
     /// run by the server before an instance is taken.
@@ -127,7 +128,7 @@ pub trait Authenticator: Send + Sync + 'static {
 /// does without an `auth` section.
 pub struct AllowAll;
 
-impl Authenticator for AllowAll {
+impl AccessControl for AllowAll {
     fn authenticate<'a>(&'a self, _: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
         Box::pin(std::future::ready(Ok(Identity::Anonymous)))
     }
@@ -147,7 +148,7 @@ pub struct ReadOnly<A>(pub A);
 pub const READ_ONLY: &str = "the registry is in read-only maintenance mode \
     (storage.maintenance.readonly.enabled): pushes and deletes are refused until it is turned off";
 
-impl<A: Authenticator> Authenticator for ReadOnly<A> {
+impl<A: AccessControl> AccessControl for ReadOnly<A> {
     fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
         self.0.authenticate(caller)
     }
@@ -177,9 +178,9 @@ pub fn open(
     rules_source: Option<rules::Source>,
     read_only: bool,
     name: &str,
-) -> anyhow::Result<std::sync::Arc<dyn Authenticator>> {
+) -> anyhow::Result<std::sync::Arc<dyn AccessControl>> {
     use std::sync::Arc;
-    let access: Arc<dyn Authenticator> = match (&auth.htpasswd, &auth.token, read_only) {
+    let access: Arc<dyn AccessControl> = match (&auth.htpasswd, &auth.token, read_only) {
         (None, None, false) => Arc::new(AllowAll),
         (None, None, true) => Arc::new(ReadOnly(AllowAll)),
         (_, Some(t), read_only) => {

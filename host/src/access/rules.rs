@@ -31,11 +31,11 @@
 //!   catalog lists only what the caller may pull (`capabilities/repositories.rs`).
 //!
 //! The host decides with these rules before any handle reaches the
-//! component ([`Governed`], an [`Authenticator`] around the htpasswd one):
+//! component ([`Governed`], an [`AccessControl`] around the htpasswd one):
 //! what a caller may not do, the component never gets to try.
 
 use crate::access::htpasswd::Stamp;
-use crate::access::{Action, Authenticator, Caller, Identity, Refused, Verdict};
+use crate::access::{AccessControl, Action, Caller, Identity, Refused, Verdict};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -303,7 +303,7 @@ struct Loaded {
     stamp: Option<Stamp>,
 }
 
-/// An authenticator whose decisions the rules govern: `inner` still says
+/// An access control whose decisions the rules govern: `inner` still says
 /// who the caller is; the rules say what they may do. The configuration
 /// file is looked at once per request, as the htpasswd file is: when it
 /// changed, its rules replace these (a malformed new version is logged and
@@ -316,7 +316,7 @@ pub struct Governed<A> {
     tenant: String,
 }
 
-impl<A: Authenticator> Governed<A> {
+impl<A: AccessControl> Governed<A> {
     pub fn new(
         inner: A,
         rules: Option<Rules>,
@@ -365,7 +365,7 @@ impl<A: Authenticator> Governed<A> {
     }
 }
 
-impl<A: Authenticator> Authenticator for Governed<A> {
+impl<A: AccessControl> AccessControl for Governed<A> {
     fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
         self.refresh();
         self.inner.authenticate(caller)
@@ -535,7 +535,7 @@ auth:
 
     struct SignedIn;
 
-    impl Authenticator for SignedIn {
+    impl AccessControl for SignedIn {
         fn authenticate<'a>(&'a self, _: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
             Box::pin(std::future::ready(Ok(Identity::Anonymous)))
         }

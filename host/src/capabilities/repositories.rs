@@ -17,7 +17,7 @@ use crate::capabilities::bindings::repositories::{
 use crate::capabilities::bindings::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
 use crate::capabilities::notifications as events;
 use crate::sandbox::state::{Capabilities, RequestState};
-use crate::storage::{self, StorageError, UploadSession};
+use crate::storage::{self, StoreError, UploadSession};
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
@@ -43,15 +43,15 @@ pub struct UploadHandle {
 
 type Answer<T> = wasmtime::Result<Result<T, Error>>;
 
-pub fn to_wit_error(e: StorageError) -> Error {
+pub fn to_wit_error(e: StoreError) -> Error {
     match e {
-        StorageError::NotFound => Error::NotFound,
-        StorageError::DigestMismatch(d) => Error::DigestMismatch(d.to_string()),
-        StorageError::Invalid(m) => Error::Invalid(m),
-        StorageError::Busy => Error::Busy,
-        StorageError::LimitExceeded(m) => Error::LimitExceeded(m),
-        StorageError::Unsupported(m) => Error::Unsupported(m),
-        StorageError::Io(e) => {
+        StoreError::NotFound => Error::NotFound,
+        StoreError::DigestMismatch(d) => Error::DigestMismatch(d.to_string()),
+        StoreError::Invalid(m) => Error::Invalid(m),
+        StoreError::Busy => Error::Busy,
+        StoreError::LimitExceeded(m) => Error::LimitExceeded(m),
+        StoreError::Unsupported(m) => Error::Unsupported(m),
+        StoreError::Io(e) => {
             tracing::error!(error = %e, "storage failure");
             Error::Storage(e.to_string())
         }
@@ -105,7 +105,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(to_wit_error))
 }
 
-/// Each right in `access`, as the authenticator's actions.
+/// Each right in `access`, as the access control's actions.
 fn actions(access: Access) -> impl Iterator<Item = Action> {
     [
         (Access::PULL, Action::Pull),
@@ -794,7 +794,7 @@ mod tests {
     //! `team/a`.
 
     use super::*;
-    use crate::access::{Authenticator, Caller, Identity, Refused};
+    use crate::access::{AccessControl, Caller, Identity, Refused};
     use crate::sandbox::memory::{InstanceLimiter, MemoryBudget};
     use crate::storage::{FsStorage, MetadataStore};
     use futures::future::BoxFuture;
@@ -805,7 +805,7 @@ mod tests {
     /// Pull on `team/a`, nothing else.
     struct PullTeamA;
 
-    impl Authenticator for PullTeamA {
+    impl AccessControl for PullTeamA {
         fn authenticate<'a>(&'a self, _: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
             Box::pin(std::future::ready(Ok(Identity::User("reader".into()))))
         }

@@ -2,7 +2,7 @@
 //! resource table, and the capabilities lent to it. Nothing else is
 //! reachable from the guest.
 
-use crate::access::{Authenticator, Identity};
+use crate::access::{AccessControl, Identity};
 use crate::sandbox::memory::InstanceLimiter;
 use crate::storage::{BlobStore, MetadataStore};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 pub struct Capabilities {
     pub blobs: Arc<dyn BlobStore>,
     pub metadata: Arc<dyn MetadataStore>,
-    pub auth: Arc<dyn Authenticator>,
+    pub auth: Arc<dyn AccessControl>,
     /// Where events about what the requests did go, if anywhere.
     pub events: Option<Arc<crate::capabilities::notifications::Notifier>>,
 }

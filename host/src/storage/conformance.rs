@@ -7,7 +7,7 @@
 //! collection and quota tests use it too, so they run on every backend
 //! through the seam alone.
 
-use super::{Backend, Manifest, Page, Sink, Source, StorageError};
+use super::{Backend, Manifest, Page, Sink, Source, StoreError};
 use super::{FsStorage, memory::MemoryStorage, streams::tests::drain};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -351,7 +351,7 @@ async fn uploading_a_stored_blob_again_keeps_it_and_restarts_its_grace_period(f:
         assert!(
             matches!(
                 store.open_upload("team/app", &id),
-                Err(StorageError::NotFound)
+                Err(StoreError::NotFound)
             ),
             "round {round}: the finished session is gone"
         );
@@ -404,14 +404,14 @@ async fn a_wrong_digest_stores_nothing_and_ends_the_session(f: &dyn Fixture) {
     let claimed = Algorithm::Sha256.digest(b"other bytes");
     let actual = Algorithm::Sha256.digest(b"the bytes sent");
     match session.finish(&claimed) {
-        Err(StorageError::DigestMismatch(d)) => assert_eq!(d, actual),
+        Err(StoreError::DigestMismatch(d)) => assert_eq!(d, actual),
         other => panic!("finish under a wrong digest: {other:?}"),
     }
     assert_eq!(store.stat(&claimed).unwrap(), None);
     assert_eq!(store.stat(&actual).unwrap(), None);
     assert!(matches!(
         store.open_upload("team/app", &id),
-        Err(StorageError::NotFound)
+        Err(StoreError::NotFound)
     ));
     assert!(store.list_blobs().unwrap().is_empty());
 }
@@ -422,7 +422,7 @@ async fn a_session_is_held_by_one_request_at_a_time(f: &dyn Fixture) {
     let id = session.id().to_string();
     assert!(matches!(
         store.open_upload("team/app", &id),
-        Err(StorageError::Busy)
+        Err(StoreError::Busy)
     ));
     drop(session);
     let again = store.open_upload("team/app", &id).unwrap();
@@ -430,12 +430,12 @@ async fn a_session_is_held_by_one_request_at_a_time(f: &dyn Fixture) {
     // Sessions are their repository's: another cannot continue them.
     assert!(matches!(
         store.open_upload("team/other", &id),
-        Err(StorageError::NotFound)
+        Err(StoreError::NotFound)
     ));
     again.cancel().unwrap();
     assert!(matches!(
         store.open_upload("team/app", &id),
-        Err(StorageError::NotFound)
+        Err(StoreError::NotFound)
     ));
 }
 
@@ -444,18 +444,18 @@ async fn ranges_outside_a_blob_are_refused(f: &dyn Fixture) {
     let digest = store_blob(&*store, "team/app", &pattern(1000, 3)).await;
     assert!(matches!(
         store.read(&digest, 1001, None),
-        Err(StorageError::Invalid(_))
+        Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
         store.read(&digest, 990, Some(11)),
-        Err(StorageError::Invalid(_))
+        Err(StoreError::Invalid(_))
     ));
     let tail = read_all(store.read(&digest, 990, Some(10)).unwrap()).await;
     assert_eq!(tail, &pattern(1000, 3)[990..]);
     let missing = Algorithm::Sha256.digest(b"missing");
     assert!(matches!(
         store.read(&missing, 0, None),
-        Err(StorageError::NotFound)
+        Err(StoreError::NotFound)
     ));
     assert_eq!(store.stat(&missing).unwrap(), None);
 }
@@ -522,7 +522,7 @@ async fn a_tag_names_only_a_manifest_the_repository_holds(f: &dyn Fixture) {
     store.put_manifest("team/app", &m).unwrap();
     assert!(matches!(
         store.set_tag("team/other", "latest", &m.digest),
-        Err(StorageError::NotFound)
+        Err(StoreError::NotFound)
     ));
     store.set_tag("team/app", "latest", &m.digest).unwrap();
     assert_eq!(
@@ -551,7 +551,7 @@ async fn a_manifest_whose_bytes_do_not_match_its_digest_is_refused(f: &dyn Fixtu
     m.content = b"sent".to_vec();
     assert!(matches!(
         store.put_manifest("team/app", &m),
-        Err(StorageError::DigestMismatch(_))
+        Err(StoreError::DigestMismatch(_))
     ));
     assert!(store.get_manifest("team/app", &m.digest).unwrap().is_none());
     assert!(store.list_blobs().unwrap().is_empty());
@@ -683,7 +683,7 @@ async fn links_are_per_repository(f: &dyn Fixture) {
     let missing = Algorithm::Sha256.digest(b"never uploaded");
     assert!(matches!(
         store.link_blob("team/app", &missing),
-        Err(StorageError::NotFound)
+        Err(StoreError::NotFound)
     ));
 }
 
@@ -777,7 +777,7 @@ async fn idle_sessions_are_purged_and_held_ones_kept(f: &dyn Fixture) {
     assert_eq!(purged.sessions.len(), 1);
     assert!(matches!(
         store.open_upload("team/app", &idle_id),
-        Err(StorageError::NotFound)
+        Err(StoreError::NotFound)
     ));
     let mut left: Vec<String> = store
         .list_uploads()

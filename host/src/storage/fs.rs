@@ -22,7 +22,7 @@ use super::locks::RepositoryLocks;
 use super::streams::FileRange;
 use super::uploads::{Sessions, data_bytes, is_stillborn};
 use super::{
-    Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StorageError,
+    Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StoreError,
     StoredBlob, StoredUpload, UploadSession, page, page_read,
 };
 use std::fs::{self, File};
@@ -220,7 +220,7 @@ impl FsStorage {
         if self.delete_enabled {
             Ok(())
         } else {
-            Err(StorageError::Unsupported(
+            Err(StoreError::Unsupported(
                 "deletes are disabled on this registry (storage.delete.enabled / REGISTRY_STORAGE_DELETE_ENABLED)".into(),
             ))
         }
@@ -251,7 +251,7 @@ impl FsStorage {
             .filter(needed)
             .find(|d| self.pins.swept(d) && matches!(self.stat(d), Ok(None)))
         {
-            return Err(StorageError::Invalid(format!(
+            return Err(StoreError::Invalid(format!(
                 "blob {gone} was garbage-collected while this push was in flight; push it again"
             )));
         }
@@ -406,7 +406,7 @@ impl BlobStore for FsStorage {
     fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Box<dyn Source>> {
         let file = match File::open(self.layout.blob_data(digest)) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
             Err(e) => return Err(e.into()),
         };
         let range = super::range_within(offset, length, file.metadata()?.len())?;
@@ -465,7 +465,7 @@ impl MetadataStore for FsStorage {
     fn put_manifest(&self, repository: &str, manifest: &Manifest) -> Result<()> {
         let actual = manifest.digest.algorithm().digest(&manifest.content);
         if actual != manifest.digest {
-            return Err(StorageError::DigestMismatch(actual));
+            return Err(StoreError::DigestMismatch(actual));
         }
         let mut named: Vec<Digest> = references(&manifest.content).all().cloned().collect();
         named.push(manifest.digest.clone());
@@ -510,7 +510,7 @@ impl MetadataStore for FsStorage {
         // (and the check fails) or starts after (and removes this tag).
         let _exclusive = self.locks.lock(repository);
         if !self.layout.revision_link(repository, digest).exists() {
-            return Err(StorageError::NotFound);
+            return Err(StoreError::NotFound);
         }
         self.write_link(&self.layout.tag_index(repository, tag, digest), digest)?;
         self.write_link(&self.layout.tag_current(repository, tag), digest)?;
@@ -574,7 +574,7 @@ impl MetadataStore for FsStorage {
     fn link_blob(&self, repository: &str, digest: &Digest) -> Result<()> {
         self.pins.referencing([digest], || {
             if self.stat(digest)?.is_none() {
-                return Err(StorageError::NotFound);
+                return Err(StoreError::NotFound);
             }
             // Linked now: a grace period against collection starts anew.
             files::touch(&self.layout.blob_data(digest))?;
@@ -762,15 +762,12 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(100));
             remove_tree(&store.layout.revision_dir("team/app", &m.digest)).unwrap();
             drop(deleting);
-            assert!(matches!(
-                tagging.join().unwrap(),
-                Err(StorageError::NotFound)
-            ));
+            assert!(matches!(tagging.join().unwrap(), Err(StoreError::NotFound)));
         });
         assert_eq!(store.resolve_tag("team/app", "latest").unwrap(), None);
         assert!(matches!(
             store.set_tag("team/app", "latest", &m.digest),
-            Err(StorageError::NotFound)
+            Err(StoreError::NotFound)
         ));
     }
 

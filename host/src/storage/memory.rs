@@ -16,7 +16,7 @@
 
 use super::{
     Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Sink, Source,
-    StorageError, StoredBlob, StoredUpload, UploadSession, page,
+    StoreError, StoredBlob, StoredUpload, UploadSession, page,
 };
 use crate::sync::lock;
 use bytes::Bytes;
@@ -83,7 +83,7 @@ impl MemoryStorage {
         if self.delete_enabled {
             Ok(())
         } else {
-            Err(StorageError::Unsupported("deletes are disabled".into()))
+            Err(StoreError::Unsupported("deletes are disabled".into()))
         }
     }
 
@@ -120,7 +120,7 @@ impl BlobStore for MemoryStorage {
         let blob = state
             .blobs
             .get(&digest.to_string())
-            .ok_or(StorageError::NotFound)?;
+            .ok_or(StoreError::NotFound)?;
         let range = super::range_within(offset, length, blob.bytes.len() as u64)?;
         Ok(Box::new(BytesSource(
             blob.bytes.slice(range.start as usize..range.end as usize),
@@ -151,9 +151,9 @@ impl BlobStore for MemoryStorage {
     fn open_upload(&self, repository: &str, id: &str) -> Result<Box<dyn UploadSession>> {
         let key = (repository.to_string(), id.to_string());
         let mut state = self.state();
-        let upload = state.uploads.get_mut(&key).ok_or(StorageError::NotFound)?;
+        let upload = state.uploads.get_mut(&key).ok_or(StoreError::NotFound)?;
         if upload.held {
-            return Err(StorageError::Busy);
+            return Err(StoreError::Busy);
         }
         upload.held = true;
         drop(state);
@@ -206,10 +206,10 @@ impl UploadSession for MemoryUpload {
             let upload = state
                 .uploads
                 .remove(&self.key)
-                .ok_or(StorageError::NotFound)?;
+                .ok_or(StoreError::NotFound)?;
             let actual = expected.algorithm().digest(&upload.bytes);
             if &actual != expected {
-                return Err(StorageError::DigestMismatch(actual));
+                return Err(StoreError::DigestMismatch(actual));
             }
             let size = upload.bytes.len() as u64;
             // Stored now (or again): a grace period against collection
@@ -322,7 +322,7 @@ impl MetadataStore for MemoryStorage {
     fn put_manifest(&self, repository: &str, manifest: &Manifest) -> Result<()> {
         let actual = manifest.digest.algorithm().digest(&manifest.content);
         if actual != manifest.digest {
-            return Err(StorageError::DigestMismatch(actual));
+            return Err(StoreError::DigestMismatch(actual));
         }
         let mut named: Vec<Digest> = references(&manifest.content).all().cloned().collect();
         named.push(manifest.digest.clone());
@@ -335,7 +335,7 @@ impl MetadataStore for MemoryStorage {
                 .filter(needed)
                 .find(|d| self.pins.swept(d) && !state.blobs.contains_key(&d.to_string()))
             {
-                return Err(StorageError::Invalid(format!(
+                return Err(StoreError::Invalid(format!(
                     "blob {gone} was garbage-collected while this push was in flight; push it again"
                 )));
             }
@@ -381,7 +381,7 @@ impl MetadataStore for MemoryStorage {
             .repositories
             .get_mut(repository)
             .filter(|r| r.manifests.contains_key(&digest.to_string()))
-            .ok_or(StorageError::NotFound)?;
+            .ok_or(StoreError::NotFound)?;
         repo.tags.insert(tag.to_string(), digest.clone());
         Ok(())
     }
@@ -438,7 +438,7 @@ impl MetadataStore for MemoryStorage {
         self.pins.referencing([digest], || {
             let mut state = self.state();
             let key = digest.to_string();
-            let blob = state.blobs.get_mut(&key).ok_or(StorageError::NotFound)?;
+            let blob = state.blobs.get_mut(&key).ok_or(StoreError::NotFound)?;
             // Linked now: a grace period against collection starts anew.
             blob.modified = SystemTime::now();
             state

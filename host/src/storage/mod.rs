@@ -42,7 +42,7 @@ pub use fs::FsStorage;
 pub use pins::Pins;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum StoreError {
     #[error("not found")]
     NotFound,
     #[error("content hashes to {0}")]
@@ -60,7 +60,7 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
 }
 
-pub type Result<T> = std::result::Result<T, StorageError>;
+pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub use wharf_spec::pages::{Page, page, page_read};
 
@@ -74,7 +74,7 @@ pub fn range_within(offset: u64, length: Option<u64>, size: u64) -> Result<std::
     };
     match end {
         Some(end) if offset <= size && end <= size => Ok(offset..end),
-        _ => Err(StorageError::Invalid(format!(
+        _ => Err(StoreError::Invalid(format!(
             "range {offset}+{length:?} is outside the blob's {size} bytes"
         ))),
     }

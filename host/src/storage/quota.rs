@@ -34,7 +34,7 @@
 //! byte reach a session's file before it is counted.
 
 use crate::storage::{
-    Backend, BlobStore, Manifest, MetadataStore, Page, Result, Sink, Source, StorageError,
+    Backend, BlobStore, Manifest, MetadataStore, Page, Result, Sink, Source, StoreError,
     UploadSession,
 };
 use bytes::Bytes;
@@ -170,8 +170,8 @@ impl<S: Backend + ?Sized> Quota<S> {
 }
 
 impl Shared {
-    fn over_quota(&self, limit: u64) -> StorageError {
-        StorageError::LimitExceeded(format!(
+    fn over_quota(&self, limit: u64) -> StoreError {
+        StoreError::LimitExceeded(format!(
             "storage quota exceeded: this registry may hold {limit} bytes ({}); delete images and \
              run garbage collection, or ask the operator for a larger quota",
             human(limit)
@@ -262,7 +262,7 @@ impl<S: Backend + ?Sized> BlobStore for Quota<S> {
                     limit,
                     "concurrent_uploads refused an upload"
                 );
-                return Err(StorageError::LimitExceeded(format!(
+                return Err(StoreError::LimitExceeded(format!(
                     "too many uploads in progress: this registry allows {limit} open upload \
                      sessions at once; finish or cancel one, or retry later"
                 )));
@@ -340,7 +340,7 @@ impl<S: Backend + ?Sized> UploadSession for QuotaUpload<S> {
                 }
                 shared.session_ended();
             }
-            Err(StorageError::DigestMismatch(_)) => {
+            Err(StoreError::DigestMismatch(_)) => {
                 // The session is gone with its bytes.
                 shared.release(bytes);
                 shared.session_ended();
@@ -398,7 +398,7 @@ impl<S: Backend + ?Sized> QuotaWriter<S> {
                 *held.writing.entry(self.key.clone()).or_default() += bytes;
                 Ok(())
             }
-            Err(StorageError::LimitExceeded(_)) => {
+            Err(StoreError::LimitExceeded(_)) => {
                 self.refused.store(true, Ordering::Release);
                 Err(self.refusal())
             }
@@ -629,7 +629,7 @@ mod tests {
             Ok(()) => Ok(()),
             Err(e) => match session.writer().map(drop) {
                 Err(refused) => Err(refused),
-                Ok(_) => Err(StorageError::Invalid(e.to_string())),
+                Ok(_) => Err(StoreError::Invalid(e.to_string())),
             },
         }
     }
@@ -655,8 +655,8 @@ mod tests {
         held_bytes(&*store.inner, &HashMap::new()).unwrap()
     }
 
-    fn over_quota(e: &StorageError) -> bool {
-        matches!(e, StorageError::LimitExceeded(m) if m.contains("storage quota exceeded"))
+    fn over_quota(e: &StoreError) -> bool {
+        matches!(e, StoreError::LimitExceeded(m) if m.contains("storage quota exceeded"))
     }
 
     on_every_backend!(
@@ -758,7 +758,7 @@ mod tests {
         append(&mut session, &[6u8; 100]).await.unwrap();
         assert_eq!(used(&store), 700);
         let e = session.finish(&digest(b"not it")).unwrap_err();
-        assert!(matches!(e, StorageError::DigestMismatch(_)), "{e}");
+        assert!(matches!(e, StoreError::DigestMismatch(_)), "{e}");
         assert_eq!(used(&store), 600);
     }
 
@@ -784,7 +784,7 @@ mod tests {
         let a = store.start_upload("a", Algorithm::Sha256).unwrap();
         let b = store.start_upload("b/c", Algorithm::Sha256).unwrap();
         let e = store.start_upload("a", Algorithm::Sha256).err().unwrap();
-        assert!(matches!(e, StorageError::LimitExceeded(_)), "{e}");
+        assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
         drop(b);
         a.cancel().unwrap();
         store.start_upload("a", Algorithm::Sha256).unwrap();
@@ -792,7 +792,7 @@ mod tests {
         let again = quota(f, None, Some(2));
         assert_eq!(again.usage().unwrap().0, 2);
         let e = again.start_upload("a", Algorithm::Sha256).err().unwrap();
-        assert!(matches!(e, StorageError::LimitExceeded(_)), "{e}");
+        assert!(matches!(e, StoreError::LimitExceeded(_)), "{e}");
     }
 
     #[test]

@@ -331,7 +331,7 @@ fn start_writeback(file: &File, from: u64, to: u64) {
 #[cfg(test)]
 mod tests {
     use crate::storage::fs::FsStorage;
-    use crate::storage::{BlobStore, StorageError};
+    use crate::storage::{BlobStore, StoreError};
     use bytes::Bytes;
     use wharf_spec::Algorithm;
 
@@ -353,7 +353,7 @@ mod tests {
         let wrong = Algorithm::Sha256.digest(b"something else");
         assert!(matches!(
             session.finish(&wrong),
-            Err(StorageError::DigestMismatch(_))
+            Err(StoreError::DigestMismatch(_))
         ));
     }
 }

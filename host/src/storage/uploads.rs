@@ -10,7 +10,7 @@ use super::files;
 use super::layout::Layout;
 use super::pins::Pins;
 use super::upload_stream::UploadWriter;
-use super::{Purged, Result, Sink, StorageError, StoredUpload, UploadSession};
+use super::{Purged, Result, Sink, StoreError, StoredUpload, UploadSession};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -132,7 +132,7 @@ impl Sessions {
         id: &str,
     ) -> Result<Box<dyn UploadSession>> {
         if !valid_id(id) {
-            return Err(StorageError::NotFound);
+            return Err(StoreError::NotFound);
         }
         let dir = layout.upload_dir(repository, id);
         let slot = {
@@ -141,7 +141,7 @@ impl Sessions {
                 Some(slot) => slot.clone(),
                 None => {
                     let algorithm = match files::read_optional(&dir.join(ALGORITHM))? {
-                        None => return Err(StorageError::NotFound),
+                        None => return Err(StoreError::NotFound),
                         Some(name) => String::from_utf8(name)
                             .ok()
                             .and_then(|n| Algorithm::from_name(n.trim()))
@@ -159,7 +159,7 @@ impl Sessions {
             }
         };
         if slot.held.swap(true, Ordering::AcqRel) {
-            return Err(StorageError::Busy);
+            return Err(StoreError::Busy);
         }
         let upload = FsUpload {
             id: id.to_string(),
@@ -276,7 +276,7 @@ impl FsUpload {
             {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(StorageError::NotFound);
+                    return Err(StoreError::NotFound);
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -352,7 +352,7 @@ impl UploadSession for FsUpload {
 
     fn writer(&mut self) -> Result<Box<dyn Sink>> {
         let active = self.slot.take().ok_or_else(|| {
-            StorageError::Invalid("the upload session already has an open writer".into())
+            StoreError::Invalid("the upload session already has an open writer".into())
         })?;
         Ok(Box::new(UploadWriter::new(self.slot.clone(), active)?))
     }
@@ -366,7 +366,7 @@ impl UploadSession for FsUpload {
             Some(active) => active,
             None => {
                 self.ensure_loaded()?;
-                self.slot.take().ok_or(StorageError::Busy)?
+                self.slot.take().ok_or(StoreError::Busy)?
             }
         };
         let actual = if expected.algorithm() == self.slot.algorithm {
@@ -379,7 +379,7 @@ impl UploadSession for FsUpload {
         };
         if &actual != expected {
             self.end()?;
-            return Err(StorageError::DigestMismatch(actual));
+            return Err(StoreError::DigestMismatch(actual));
         }
         let target_dir = self.layout.blob_dir(expected);
         let target = self.layout.blob_data(expected);
@@ -482,7 +482,7 @@ mod tests {
         let session = sessions.open(&layout, "team/app", &id).unwrap();
         assert!(matches!(
             session.finish(&wrong),
-            Err(StorageError::DigestMismatch(actual))
+            Err(StoreError::DigestMismatch(actual))
                 if actual == Algorithm::Sha512.digest(b"hashed twice")
         ));
         assert!(!layout.blob_data(&wrong).exists());
@@ -499,7 +499,7 @@ mod tests {
             assert!(
                 matches!(
                     sessions.open(&layout, "team/app", id),
-                    Err(StorageError::NotFound)
+                    Err(StoreError::NotFound)
                 ),
                 "{id:?}"
             );

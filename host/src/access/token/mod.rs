@@ -25,7 +25,7 @@ mod keys;
 
 pub use keys::TrustedKeys;
 
-use crate::access::{Action, Authenticator, Caller, Identity, Refused, Verdict};
+use crate::access::{AccessControl, Action, Caller, Identity, Refused, Verdict};
 use crate::metrics::METRICS;
 use crate::sync::lock;
 use futures::future::BoxFuture;
@@ -228,7 +228,7 @@ impl Token {
     }
 }
 
-impl Authenticator for Token {
+impl AccessControl for Token {
     fn authenticate<'a>(&'a self, caller: &'a Caller) -> BoxFuture<'a, Result<Identity, Refused>> {
         let answer = match caller.credentials.as_deref().and_then(bearer) {
             // No token (or other credentials): asked for one, with the

@@ -79,7 +79,7 @@ pub async fn tags(
         let found: Vec<Option<String>> = futures::stream::iter(unlisted)
             .map(|tag| async move {
                 let current = key(s3.layout.tag_current(repository, &tag));
-                Ok::<_, crate::storage::StorageError>(s3.head(&current).await?.map(|_| tag))
+                Ok::<_, crate::storage::StoreError>(s3.head(&current).await?.map(|_| tag))
             })
             .buffered(AT_ONCE)
             .try_collect()

@@ -26,7 +26,7 @@ mod uploads;
 
 use super::layout::Layout;
 use super::{
-    Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StorageError,
+    Backend, BlobStore, Manifest, MetadataStore, Page, Pins, Purged, Result, Source, StoreError,
     StoredBlob, StoredUpload, UploadSession, page, page_read,
 };
 use bytes::Bytes;
@@ -199,7 +199,7 @@ impl S3Storage {
         if self.delete_enabled {
             Ok(())
         } else {
-            Err(StorageError::Unsupported(
+            Err(StoreError::Unsupported(
                 "deletes are disabled on this registry (storage.delete.enabled / REGISTRY_STORAGE_DELETE_ENABLED)".into(),
             ))
         }
@@ -258,7 +258,7 @@ fn run_on<T: Send + 'static>(
     // would answer "not yet" at once, every time, and this would spin.
     match futures::executor::block_on(tokio::task::unconstrained(handle.spawn(future))) {
         Ok(result) => result,
-        Err(e) => Err(StorageError::Io(io::Error::other(format!(
+        Err(e) => Err(StoreError::Io(io::Error::other(format!(
             "an S3 call was lost: {e}"
         )))),
     }
@@ -271,8 +271,8 @@ fn key(path: PathBuf) -> Key {
 
 impl Inner {
     /// An S3 failure as the storage layer reports it.
-    fn failed(&self, what: &str, e: object_store::Error) -> StorageError {
-        StorageError::Io(io::Error::other(format!("{} {what}: {e}", self.name)))
+    fn failed(&self, what: &str, e: object_store::Error) -> StoreError {
+        StoreError::Io(io::Error::other(format!("{} {what}: {e}", self.name)))
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
@@ -351,7 +351,7 @@ impl Inner {
         };
         let text = String::from_utf8_lossy(&bytes);
         Digest::parse(text.trim()).map(Some).map_err(|e| {
-            StorageError::Io(io::Error::new(
+            StoreError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: corrupt link {key}: {e}", self.name),
             ))
@@ -492,7 +492,7 @@ impl BlobStore for S3Storage {
     }
 
     fn read(&self, digest: &Digest, offset: u64, length: Option<u64>) -> Result<Box<dyn Source>> {
-        let size = self.stat(digest)?.ok_or(StorageError::NotFound)?;
+        let size = self.stat(digest)?.ok_or(StoreError::NotFound)?;
         Ok(Box::new(source::Ranged::start(
             self.handle(),
             self.inner.clone(),
@@ -541,7 +541,7 @@ impl MetadataStore for S3Storage {
     fn put_manifest(&self, repository: &str, manifest: &Manifest) -> Result<()> {
         let actual = manifest.digest.algorithm().digest(&manifest.content);
         if actual != manifest.digest {
-            return Err(StorageError::DigestMismatch(actual));
+            return Err(StoreError::DigestMismatch(actual));
         }
         let mut named: Vec<Digest> = references(&manifest.content).all().cloned().collect();
         named.push(manifest.digest.clone());
@@ -550,7 +550,7 @@ impl MetadataStore for S3Storage {
                 |d: &&Digest| *d != &manifest.digest && Some(*d) != manifest.subject.as_ref();
             for gone in named.iter().filter(needed).filter(|d| self.pins.swept(d)) {
                 if self.stat(gone)?.is_none() {
-                    return Err(StorageError::Invalid(format!(
+                    return Err(StoreError::Invalid(format!(
                         "blob {gone} was garbage-collected while this push was in flight; push it again"
                     )));
                 }
@@ -641,7 +641,7 @@ impl MetadataStore for S3Storage {
         let digest = digest.clone();
         self.with(|s3| async move {
             if s3.head(&revision).await?.is_none() {
-                return Err(StorageError::NotFound);
+                return Err(StoreError::NotFound);
             }
             s3.write_link(&index, &digest).await?;
             s3.write_link(&current, &digest).await
@@ -705,7 +705,7 @@ impl MetadataStore for S3Storage {
             let catalog = self.catalog.clone();
             self.with(|s3| async move {
                 if s3.blob_size(&digest).await?.is_none() {
-                    return Err(StorageError::NotFound);
+                    return Err(StoreError::NotFound);
                 }
                 catalog.enter(&s3, &repository).await?;
                 // Linked now: a grace period against collection starts anew.
@@ -754,7 +754,7 @@ impl Backend for S3Storage {
             written
         })
         .map_err(|e| match e {
-            StorageError::Io(e) => e,
+            StoreError::Io(e) => e,
             other => io::Error::other(other.to_string()),
         })
     }

@@ -29,7 +29,7 @@
 //! a time, as the protocol has it).
 
 use super::{Inner, S3Storage, key, run_on};
-use crate::storage::{Purged, Result, Sink, StorageError, StoredUpload, UploadSession};
+use crate::storage::{Purged, Result, Sink, StoreError, StoredUpload, UploadSession};
 use bytes::{Bytes, BytesMut};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as Key;
@@ -192,7 +192,7 @@ impl Inner {
             return Ok(None);
         };
         let corrupt = |why: String| {
-            StorageError::Io(io::Error::new(
+            StoreError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}: upload state {}: {why}", self.name, keys.state),
             ))
@@ -285,10 +285,10 @@ pub fn start(
 
 pub fn open(storage: &S3Storage, repository: &str, id: &str) -> Result<Box<dyn UploadSession>> {
     if !valid_id(id) {
-        return Err(StorageError::NotFound);
+        return Err(StoreError::NotFound);
     }
     if !storage.sessions.hold_when_saved(repository, id) {
-        return Err(StorageError::Busy);
+        return Err(StoreError::Busy);
     }
     let keys = Keys::new(&storage.inner, repository, id);
     let loaded = storage.with(|s3| {
@@ -307,7 +307,7 @@ pub fn open(storage: &S3Storage, repository: &str, id: &str) -> Result<Box<dyn U
             storage
                 .sessions
                 .release(&(repository.to_string(), id.to_string()));
-            Err(StorageError::NotFound)
+            Err(StoreError::NotFound)
         }
         Err(e) => {
             storage
@@ -426,7 +426,7 @@ impl S3Upload {
             let _ = futures::executor::block_on(saving);
         }
         crate::sync::lock(&self.live).take().ok_or_else(|| {
-            StorageError::Invalid("the upload session already has an open writer".into())
+            StoreError::Invalid("the upload session already has an open writer".into())
         })
     }
 
@@ -508,7 +508,7 @@ impl UploadSession for S3Upload {
                     let s3 = self.s3.clone();
                     async move { s3.end(&keys, multipart.as_deref()).await }
                 })?;
-                return Err(StorageError::DigestMismatch(actual));
+                return Err(StoreError::DigestMismatch(actual));
             }
         }
         let s3 = self.s3.clone();
@@ -521,7 +521,7 @@ impl UploadSession for S3Upload {
                     let actual = digest.algorithm().digest(&live.tail);
                     if actual != digest {
                         s3.end(&keys, multipart.as_deref()).await?;
-                        return Err(StorageError::DigestMismatch(actual));
+                        return Err(StoreError::DigestMismatch(actual));
                     }
                 }
                 if !rehash && s3.head(&target).await?.is_some() {
@@ -560,7 +560,7 @@ impl UploadSession for S3Upload {
                         let actual = s3.hash_object(&keys.data, digest.algorithm()).await?;
                         if actual != digest {
                             s3.end(&keys, None).await?;
-                            return Err(StorageError::DigestMismatch(actual));
+                            return Err(StoreError::DigestMismatch(actual));
                         }
                     }
                     s3.store

@@ -11,7 +11,7 @@ use crate::digest::{Algorithm, Digest};
 use crate::names::Reference;
 use crate::ranges::RangeRequest;
 
-/// Why a capability call failed (WIT `types.error`).
+/// Why a capability call failed (WIT `types.store-error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
@@ -104,7 +104,7 @@ pub struct Page {
 
 /// A manifest to store: bytes exactly as pushed (WIT `manifest`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredManifest {
+pub struct Manifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: Vec<u8>,
@@ -116,7 +116,7 @@ pub struct StoredManifest {
 /// A stored manifest as read (WIT `stored-manifest`): its bytes are a
 /// stream, sent as a response body without passing through the core.
 #[derive(Debug)]
-pub struct ManifestRead<R> {
+pub struct StoredManifest<R> {
     pub digest: Digest,
     pub media_type: String,
     pub size: u64,
@@ -194,7 +194,7 @@ pub trait Repository: Sized {
     fn manifest(
         &self,
         reference: &Reference,
-    ) -> Result<Option<ManifestRead<Self::Reader>>, StoreError>;
+    ) -> Result<Option<StoredManifest<Self::Reader>>, StoreError>;
     /// Pull; none if the repository does not exist.
     fn list_tags(&self, after: Option<&str>, limit: u32) -> Result<Option<Page>, StoreError>;
     /// Pull: digests of the manifests whose subject is `subject`.
@@ -214,7 +214,7 @@ pub trait Repository: Sized {
     ) -> Result<Option<BlobRead<Self::Reader>>, StoreError>;
 
     /// Push: store a manifest and point `tags` at it.
-    fn put_manifest(&self, manifest: &StoredManifest, tags: &[&str]) -> Result<(), StoreError>;
+    fn put_manifest(&self, manifest: &Manifest, tags: &[&str]) -> Result<(), StoreError>;
     /// Push: link a blob linked in `source` (opened for pull), or without
     /// one, a blob the caller may pull from some repository. True if linked
     /// here now.

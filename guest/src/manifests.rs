@@ -23,7 +23,7 @@
 //! for 413 but names no code); JSON with duplicate keys is refused, since
 //! two parsers could read it differently.
 
-use crate::capabilities::{BodyError, Readable, Registry, Repository, StoredManifest};
+use crate::capabilities::{BodyError, Manifest, Readable, Registry, Repository};
 use crate::digest::{Algorithm, Digest, DigestError};
 use crate::errors::{Code, Error};
 use crate::http::{Body, Method, Request, Response};
@@ -142,7 +142,7 @@ pub fn put<R: Registry>(
         .subject
         .as_deref()
         .and_then(|s| Digest::parse(s).ok());
-    let manifest = StoredManifest {
+    let manifest = Manifest {
         digest: digest.clone(),
         media_type: checked.media_type,
         content,

@@ -10,7 +10,7 @@
 //! [`StoreError::Busy`].
 
 use crate::capabilities::{
-    self, Access, BlobRead, BodyError, ManifestRead, Page, Readable, Refusal, StoreError,
+    self, Access, BlobRead, BodyError, Manifest, Page, Readable, Refusal, StoreError,
     StoredManifest, Upload as UploadTrait,
 };
 use crate::digest::{Algorithm, Digest};
@@ -40,7 +40,7 @@ impl Readable for Vec<u8> {
 
 #[derive(Debug, Default)]
 struct Repo {
-    manifests: HashMap<Digest, StoredManifest>,
+    manifests: HashMap<Digest, Manifest>,
     tags: BTreeMap<String, Digest>,
     blobs: BTreeSet<String>,
 }
@@ -299,7 +299,10 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
     type Reader = Vec<u8>;
     type Upload = Upload;
 
-    fn manifest(&self, reference: &Reference) -> Result<Option<ManifestRead<Vec<u8>>>, StoreError> {
+    fn manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest<Vec<u8>>>, StoreError> {
         let state = self.state(Access::PULL)?;
         let Some(repo) = state.repositories.get(&self.name) else {
             return Ok(None);
@@ -313,7 +316,7 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
         };
         Ok(digest
             .and_then(|d| repo.manifests.get(d))
-            .map(|m| ManifestRead {
+            .map(|m| StoredManifest {
                 digest: m.digest.clone(),
                 media_type: m.media_type.clone(),
                 size: m.content.len() as u64,
@@ -407,7 +410,7 @@ impl<A: Auth> capabilities::Repository for Repository<A> {
         }))
     }
 
-    fn put_manifest(&self, manifest: &StoredManifest, tags: &[&str]) -> Result<(), StoreError> {
+    fn put_manifest(&self, manifest: &Manifest, tags: &[&str]) -> Result<(), StoreError> {
         let mut state = self.state(Access::PUSH)?;
         if let Some(bad) = tags.iter().find(|t| !is_valid_tag(t)) {
             return Err(StoreError::Invalid(format!("invalid tag {bad:?}")));

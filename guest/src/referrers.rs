@@ -26,7 +26,7 @@
 //! when more follow, `Link: <…?last=<digest>&n=<n>>; rel="next"` points at
 //! the rest (`n` and `last` are accepted as for tags).
 
-use crate::capabilities::{ManifestRead, Page, Readable, Registry, Repository};
+use crate::capabilities::{Page, Readable, Registry, Repository, StoredManifest};
 use crate::digest::{Digest, DigestError};
 use crate::errors::{Code, Error};
 use crate::http::{Request, Response};
@@ -193,7 +193,7 @@ fn tagged_referrers<R: Registry>(
 }
 
 /// A manifest's digest, type and size, and its bytes.
-type ReadManifest = (ManifestRead<()>, Vec<u8>);
+type ReadManifest = (StoredManifest<()>, Vec<u8>);
 
 /// A manifest and its bytes, read into memory: a referrer must be parsed
 /// to be described. A stored manifest is never larger than
@@ -209,7 +209,7 @@ fn read_manifest<R: Registry>(
     let Ok(content) = manifest.content.read_to_end(MAX_MANIFEST_BYTES) else {
         return Ok(None);
     };
-    let head = ManifestRead {
+    let head = StoredManifest {
         digest: manifest.digest,
         media_type: manifest.media_type,
         size: manifest.size,
@@ -578,7 +578,7 @@ mod tests {
         store
             .open("a")
             .put_manifest(
-                &crate::StoredManifest {
+                &crate::Manifest {
                     digest: sig.clone(),
                     media_type: OCI_MANIFEST.into(),
                     content: sig_body.into_bytes(),

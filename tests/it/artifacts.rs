@@ -37,7 +37,7 @@ fn wkg_pushes_the_component_into_wharf_and_pulls_it_back_byte_for_byte() {
         String::from_utf8_lossy(&out.stderr)
     );
     let registry = wharf.addr().to_string();
-    let reference = format!("{registry}/components/wharf-registry:0.3.0");
+    let reference = format!("{registry}/components/wharf-registry:0.4.0");
     // wkg reads its configuration and docker's credentials from HOME: give
     // it an empty one.
     let wkg = |args: &[&str]| {
@@ -81,7 +81,7 @@ fn wkg_pushes_the_component_into_wharf_and_pulls_it_back_byte_for_byte() {
 
     // Stored as an artifact: a manifest whose one layer is the component.
     let url = format!(
-        "{}/v2/components/wharf-registry/manifests/0.3.0",
+        "{}/v2/components/wharf-registry/manifests/0.4.0",
         wharf.url()
     );
     let manifest: serde_json::Value = runtime().block_on(async {

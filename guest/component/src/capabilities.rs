@@ -8,20 +8,20 @@ use crate::streams::{self, InputStream, ReadFailure, StreamFailure};
 use wharf_guest::names::Reference;
 use wharf_guest::ranges::RangeRequest;
 use wharf_guest::{
-    Access, Algorithm, BlobRead, BodyError, Digest, ManifestRead, Page, Readable, Refusal,
-    StoreError, StoredManifest, Upload,
+    Access, Algorithm, BlobRead, BodyError, Digest, Manifest, Page, Readable, Refusal, StoreError,
+    StoredManifest, Upload,
 };
 
-fn store_error(e: types::Error) -> StoreError {
+fn store_error(e: types::StoreError) -> StoreError {
     match e {
-        types::Error::NotFound => StoreError::NotFound,
-        types::Error::DigestMismatch(d) => StoreError::DigestMismatch(d),
-        types::Error::Invalid(m) => StoreError::Invalid(m),
-        types::Error::Denied(m) => StoreError::Denied(m),
-        types::Error::LimitExceeded(m) => StoreError::LimitExceeded(m),
-        types::Error::Busy => StoreError::Busy,
-        types::Error::Unsupported(m) => StoreError::Unsupported(m),
-        types::Error::Storage(m) => StoreError::Storage(m),
+        types::StoreError::NotFound => StoreError::NotFound,
+        types::StoreError::DigestMismatch(d) => StoreError::DigestMismatch(d),
+        types::StoreError::Invalid(m) => StoreError::Invalid(m),
+        types::StoreError::Denied(m) => StoreError::Denied(m),
+        types::StoreError::LimitExceeded(m) => StoreError::LimitExceeded(m),
+        types::StoreError::Busy => StoreError::Busy,
+        types::StoreError::Unsupported(m) => StoreError::Unsupported(m),
+        types::StoreError::Storage(m) => StoreError::Storage(m),
     }
 }
 
@@ -123,7 +123,7 @@ impl Upload for HostUpload {
             // A session that refused bytes for a limit says so when asked
             // for a writer again; any other failure is the storage's.
             StreamFailure::Destination(m) => match self.0.writer() {
-                Err(e @ types::Error::LimitExceeded(_)) => store_error(e),
+                Err(e @ types::StoreError::LimitExceeded(_)) => store_error(e),
                 _ => StoreError::Storage(m),
             },
         })
@@ -181,14 +181,14 @@ impl wharf_guest::Repository for HostRepository {
     fn manifest(
         &self,
         reference: &Reference,
-    ) -> Result<Option<ManifestRead<InputStream>>, StoreError> {
+    ) -> Result<Option<StoredManifest<InputStream>>, StoreError> {
         let reference = match reference {
             Reference::Tag(tag) => repositories::Reference::Tag(tag.clone()),
             Reference::Digest(digest) => repositories::Reference::Digest(digest.to_string()),
         };
         match self.0.manifest(&reference).map_err(store_error)? {
             None => Ok(None),
-            Some(m) => Ok(Some(ManifestRead {
+            Some(m) => Ok(Some(StoredManifest {
                 digest: host_digest(m.digest)?,
                 media_type: m.media_type,
                 size: m.size,
@@ -245,7 +245,7 @@ impl wharf_guest::Repository for HostRepository {
         }))
     }
 
-    fn put_manifest(&self, manifest: &StoredManifest, tags: &[&str]) -> Result<(), StoreError> {
+    fn put_manifest(&self, manifest: &Manifest, tags: &[&str]) -> Result<(), StoreError> {
         let m = repositories::Manifest {
             digest: manifest.digest.to_string(),
             media_type: manifest.media_type.clone(),

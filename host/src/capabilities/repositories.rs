@@ -14,7 +14,9 @@ use crate::access::{Action, Verdict};
 use crate::capabilities::bindings::repositories::{
     BlobRead, Host, HostCatalog, HostRepository, HostUpload, Manifest, Reference, StoredManifest,
 };
-use crate::capabilities::bindings::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
+use crate::capabilities::bindings::types::{
+    self as wit, Access, Algorithm, ByteRange, Page, Refusal,
+};
 use crate::capabilities::notifications as events;
 use crate::sandbox::state::{Capabilities, RequestState};
 use crate::storage::{self, StoreError, UploadSession};
@@ -41,34 +43,34 @@ pub struct UploadHandle {
     repository: String,
 }
 
-type Answer<T> = wasmtime::Result<Result<T, Error>>;
+type Answer<T> = wasmtime::Result<Result<T, wit::StoreError>>;
 
-pub fn to_wit_error(e: StoreError) -> Error {
+pub fn to_wit_error(e: StoreError) -> wit::StoreError {
     match e {
-        StoreError::NotFound => Error::NotFound,
-        StoreError::DigestMismatch(d) => Error::DigestMismatch(d.to_string()),
-        StoreError::Invalid(m) => Error::Invalid(m),
-        StoreError::Busy => Error::Busy,
-        StoreError::LimitExceeded(m) => Error::LimitExceeded(m),
-        StoreError::Unsupported(m) => Error::Unsupported(m),
+        StoreError::NotFound => wit::StoreError::NotFound,
+        StoreError::DigestMismatch(d) => wit::StoreError::DigestMismatch(d.to_string()),
+        StoreError::Invalid(m) => wit::StoreError::Invalid(m),
+        StoreError::Busy => wit::StoreError::Busy,
+        StoreError::LimitExceeded(m) => wit::StoreError::LimitExceeded(m),
+        StoreError::Unsupported(m) => wit::StoreError::Unsupported(m),
         StoreError::Io(e) => {
             tracing::error!(error = %e, "storage failure");
-            Error::Storage(e.to_string())
+            wit::StoreError::Storage(e.to_string())
         }
     }
 }
 
 /// A digest as it enters the host: checked once, then a typed value.
-fn digest_arg(digest: &str) -> Result<Digest, Error> {
-    Digest::parse(digest).map_err(|e| Error::Invalid(e.to_string()))
+fn digest_arg(digest: &str) -> Result<Digest, wit::StoreError> {
+    Digest::parse(digest).map_err(|e| wit::StoreError::Invalid(e.to_string()))
 }
 
 /// A tag as it enters the host: it becomes a directory name.
-fn tag_arg(tag: &str) -> Result<(), Error> {
+fn tag_arg(tag: &str) -> Result<(), wit::StoreError> {
     if wharf_spec::names::is_valid_tag(tag) {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("invalid tag {tag:?}")))
+        Err(wit::StoreError::Invalid(format!("invalid tag {tag:?}")))
     }
 }
 
@@ -233,12 +235,12 @@ impl RequestState {
         &self,
         handle: &Resource<RepositoryHandle>,
         needed: Access,
-    ) -> wasmtime::Result<Result<String, Error>> {
+    ) -> wasmtime::Result<Result<String, wit::StoreError>> {
         let handle = self.table.get(handle)?;
         if handle.access.contains(needed) {
             return Ok(Ok(handle.name.clone()));
         }
-        Ok(Err(Error::Denied(format!(
+        Ok(Err(wit::StoreError::Denied(format!(
             "the handle of {} was opened without {} access",
             handle.name,
             names(needed & !handle.access)
@@ -906,7 +908,7 @@ mod tests {
             .unwrap();
         let handle = || Resource::<RepositoryHandle>::new_borrow(a.rep());
         let d = secret.digest.to_string();
-        let denied = |r: Result<(), Error>| matches!(r, Err(Error::Denied(_)));
+        let denied = |r: Result<(), wit::StoreError>| matches!(r, Err(wit::StoreError::Denied(_)));
         let pushed = Manifest {
             digest: public.digest.to_string(),
             media_type: public.media_type.clone(),
@@ -940,7 +942,7 @@ mod tests {
         assert!(r.unwrap().unwrap().entries.is_empty());
         // Garbage arguments are refused as they enter.
         let r = HostRepository::stat_blob(s, handle(), "sha256:../../x".into()).await;
-        assert!(matches!(r.unwrap(), Err(Error::Invalid(_))));
+        assert!(matches!(r.unwrap(), Err(wit::StoreError::Invalid(_))));
         // What it may do, it can.
         let r = HostRepository::manifest(s, handle(), Reference::Digest(public.digest.to_string()));
         assert!(r.await.unwrap().unwrap().is_some());

@@ -28,7 +28,7 @@ use wac_graph::types::Package;
 use wac_graph::{CompositionGraph, EncodeOptions, NodeId, PackageId};
 
 /// The contract's package version, in the interface names wired here.
-const REGISTRY: &str = "0.3.0";
+const REGISTRY: &str = "0.4.0";
 /// The WASI version of `wit/deps`.
 const WASI: &str = "0.2.12";
 

@@ -4,7 +4,7 @@
 //! (`access.authorize`), and storage errors as WIT errors.
 
 use crate::bindings::wharf::registry::access as gate;
-use crate::bindings::wharf::registry::types::{Access, Error, Page, Refusal};
+use crate::bindings::wharf::registry::types::{self as wit, Access, Page, Refusal};
 use crate::error::StoreError;
 use crate::metadata::Store;
 use crate::settings::Settings;
@@ -42,38 +42,38 @@ pub fn names(access: Access) -> String {
 
 /// The `denied` error of a handle of `repository` opened for `held` and
 /// asked for `needed`, if it lacks some of it.
-pub fn granted(repository: &str, held: Access, needed: Access) -> Result<(), Error> {
+pub fn granted(repository: &str, held: Access, needed: Access) -> Result<(), wit::StoreError> {
     if held.contains(needed) {
         return Ok(());
     }
-    Err(Error::Denied(format!(
+    Err(wit::StoreError::Denied(format!(
         "the handle of {repository} was opened without {} access",
         names(needed & !held)
     )))
 }
 
 /// A digest as it enters: checked once, then a typed value.
-pub fn digest_arg(digest: &str) -> Result<Digest, Error> {
-    Digest::parse(digest).map_err(|e| Error::Invalid(e.to_string()))
+pub fn digest_arg(digest: &str) -> Result<Digest, wit::StoreError> {
+    Digest::parse(digest).map_err(|e| wit::StoreError::Invalid(e.to_string()))
 }
 
 /// A tag as it enters: it becomes a directory name.
-pub fn tag_arg(tag: &str) -> Result<(), Error> {
+pub fn tag_arg(tag: &str) -> Result<(), wit::StoreError> {
     if wharf_spec::names::is_valid_tag(tag) {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("invalid tag {tag:?}")))
+        Err(wit::StoreError::Invalid(format!("invalid tag {tag:?}")))
     }
 }
 
 /// A storage failure as the guest sees it.
-pub fn to_wit(e: StoreError) -> Error {
+pub fn to_wit(e: StoreError) -> wit::StoreError {
     match e {
-        StoreError::NotFound => Error::NotFound,
-        StoreError::DigestMismatch(d) => Error::DigestMismatch(d.to_string()),
-        StoreError::Invalid(m) => Error::Invalid(m),
-        StoreError::Unsupported(m) => Error::Unsupported(m),
-        StoreError::Io(m) => Error::Storage(m),
+        StoreError::NotFound => wit::StoreError::NotFound,
+        StoreError::DigestMismatch(d) => wit::StoreError::DigestMismatch(d.to_string()),
+        StoreError::Invalid(m) => wit::StoreError::Invalid(m),
+        StoreError::Unsupported(m) => wit::StoreError::Unsupported(m),
+        StoreError::Io(m) => wit::StoreError::Storage(m),
     }
 }
 

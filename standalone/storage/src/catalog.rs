@@ -3,7 +3,7 @@
 
 use crate::access::{authorize, page, store, to_wit};
 use crate::bindings::exports::wharf::registry::repositories::{Catalog, GuestCatalog};
-use crate::bindings::wharf::registry::types::{Access, Error, Page, Refusal};
+use crate::bindings::wharf::registry::types::{Access, Page, Refusal, StoreError};
 
 /// A caller that may see the registry.
 pub struct CatalogHandle;
@@ -14,7 +14,7 @@ impl GuestCatalog for CatalogHandle {
         Ok(Catalog::new(CatalogHandle))
     }
 
-    fn list_repositories(&self, after: Option<String>, limit: u32) -> Result<Page, Error> {
+    fn list_repositories(&self, after: Option<String>, limit: u32) -> Result<Page, StoreError> {
         store()
             .list_repositories(after.as_deref(), limit)
             .map(page)

@@ -1,5 +1,5 @@
 //! What a storage operation can fail with, before the component's shell
-//! turns it into a WIT `error` (`access.rs`). Every I/O failure carries the
+//! turns it into a WIT `store-error` (`access.rs`). Every I/O failure carries the
 //! path it happened at: the text ends up in the core's log, where a bare
 //! "No such file or directory" would say nothing.
 

@@ -9,7 +9,9 @@ use crate::bindings::exports::wharf::registry::repositories::{
     BlobRead, GuestRepository, Manifest, Reference, Repository, RepositoryBorrow, StoredManifest,
     Upload,
 };
-use crate::bindings::wharf::registry::types::{Access, Algorithm, ByteRange, Error, Page, Refusal};
+use crate::bindings::wharf::registry::types::{
+    Access, Algorithm, ByteRange, Page, Refusal, StoreError,
+};
 use crate::metadata::NewManifest;
 use crate::uploads::UploadHandle;
 use wharf_spec::ranges::{self, Portion, RangeRequest};
@@ -22,7 +24,7 @@ pub struct RepositoryHandle {
 
 impl RepositoryHandle {
     /// The repository's name, if the handle was opened for `needed`.
-    fn granted(&self, needed: Access) -> Result<&str, Error> {
+    fn granted(&self, needed: Access) -> Result<&str, StoreError> {
         granted(&self.name, self.access, needed)?;
         Ok(&self.name)
     }
@@ -48,7 +50,7 @@ impl GuestRepository for RepositoryHandle {
         self.access
     }
 
-    fn manifest(&self, reference: Reference) -> Result<Option<StoredManifest>, Error> {
+    fn manifest(&self, reference: Reference) -> Result<Option<StoredManifest>, StoreError> {
         let name = self.granted(Access::PULL)?;
         let store = store();
         let digest = match reference {
@@ -75,7 +77,7 @@ impl GuestRepository for RepositoryHandle {
         }))
     }
 
-    fn list_tags(&self, after: Option<String>, limit: u32) -> Result<Option<Page>, Error> {
+    fn list_tags(&self, after: Option<String>, limit: u32) -> Result<Option<Page>, StoreError> {
         let name = self.granted(Access::PULL)?;
         Ok(store()
             .list_tags(name, after.as_deref(), limit)
@@ -88,7 +90,7 @@ impl GuestRepository for RepositoryHandle {
         subject: String,
         after: Option<String>,
         limit: u32,
-    ) -> Result<Page, Error> {
+    ) -> Result<Page, StoreError> {
         let name = self.granted(Access::PULL)?;
         let subject = digest_arg(&subject)?;
         store()
@@ -97,7 +99,7 @@ impl GuestRepository for RepositoryHandle {
             .map_err(to_wit)
     }
 
-    fn stat_blob(&self, digest: String) -> Result<Option<u64>, Error> {
+    fn stat_blob(&self, digest: String) -> Result<Option<u64>, StoreError> {
         let name = self.granted(Access::PULL)?;
         let digest = digest_arg(&digest)?;
         store().linked_size(name, &digest).map_err(to_wit)
@@ -107,7 +109,7 @@ impl GuestRepository for RepositoryHandle {
         &self,
         digest: String,
         range: Option<ByteRange>,
-    ) -> Result<Option<BlobRead>, Error> {
+    ) -> Result<Option<BlobRead>, StoreError> {
         let name = self.granted(Access::PULL)?;
         let digest = digest_arg(&digest)?;
         let store = store();
@@ -138,7 +140,7 @@ impl GuestRepository for RepositoryHandle {
         // `length` bytes of it.
         let content = crate::streams::read_from(&store.layout.blob_data(&digest), offset)
             .map_err(to_wit)?
-            .ok_or(Error::NotFound)?;
+            .ok_or(StoreError::NotFound)?;
         Ok(Some(BlobRead {
             size,
             offset,
@@ -149,7 +151,7 @@ impl GuestRepository for RepositoryHandle {
         }))
     }
 
-    fn put_manifest(&self, manifest: Manifest, tags: Vec<String>) -> Result<(), Error> {
+    fn put_manifest(&self, manifest: Manifest, tags: Vec<String>) -> Result<(), StoreError> {
         let name = self.granted(Access::PUSH)?;
         for tag in &tags {
             tag_arg(tag)?;
@@ -178,7 +180,7 @@ impl GuestRepository for RepositoryHandle {
         &self,
         digest: String,
         source: Option<RepositoryBorrow<'_>>,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, StoreError> {
         let name = self.granted(Access::PUSH)?;
         let digest = digest_arg(&digest)?;
         let source = match &source {
@@ -218,7 +220,7 @@ impl GuestRepository for RepositoryHandle {
         Ok(true)
     }
 
-    fn start_upload(&self, algorithm: Algorithm) -> Result<Upload, Error> {
+    fn start_upload(&self, algorithm: Algorithm) -> Result<Upload, StoreError> {
         let name = self.granted(Access::PUSH)?;
         let algorithm = match algorithm {
             Algorithm::Sha256 => wharf_spec::Algorithm::Sha256,
@@ -228,25 +230,25 @@ impl GuestRepository for RepositoryHandle {
         Ok(Upload::new(UploadHandle::new(session, Some(0))))
     }
 
-    fn open_upload(&self, id: String) -> Result<Upload, Error> {
+    fn open_upload(&self, id: String) -> Result<Upload, StoreError> {
         let name = self.granted(Access::PUSH)?;
         let session = store().open_upload(name, &id).map_err(to_wit)?;
         Ok(Upload::new(UploadHandle::new(session, None)))
     }
 
-    fn delete_manifest(&self, digest: String) -> Result<bool, Error> {
+    fn delete_manifest(&self, digest: String) -> Result<bool, StoreError> {
         let name = self.granted(Access::DELETE)?;
         let digest = digest_arg(&digest)?;
         store().delete_manifest(name, &digest).map_err(to_wit)
     }
 
-    fn delete_tag(&self, tag: String) -> Result<bool, Error> {
+    fn delete_tag(&self, tag: String) -> Result<bool, StoreError> {
         let name = self.granted(Access::DELETE)?;
         tag_arg(&tag)?;
         store().delete_tag(name, &tag).map_err(to_wit)
     }
 
-    fn unlink_blob(&self, digest: String) -> Result<bool, Error> {
+    fn unlink_blob(&self, digest: String) -> Result<bool, StoreError> {
         let name = self.granted(Access::DELETE)?;
         let digest = digest_arg(&digest)?;
         store().unlink_blob(name, &digest).map_err(to_wit)

@@ -21,7 +21,7 @@ use crate::access::{digest_arg, store, to_wit};
 use crate::bindings::exports::wharf::registry::repositories::{GuestUpload, Upload};
 use crate::bindings::wasi::filesystem::types::Descriptor;
 use crate::bindings::wasi::io::streams::OutputStream;
-use crate::bindings::wharf::registry::types::Error;
+use crate::bindings::wharf::registry::types::StoreError;
 use crate::error::Result;
 use crate::sessions::Committed;
 use crate::sessions::Session;
@@ -92,7 +92,7 @@ impl GuestUpload for UploadHandle {
         offset.unwrap_or(0)
     }
 
-    fn writer(&self) -> std::result::Result<OutputStream, Error> {
+    fn writer(&self) -> std::result::Result<OutputStream, StoreError> {
         self.commit().map_err(to_wit)?;
         let offset = match self.known.take() {
             Some(offset) => offset,
@@ -116,14 +116,14 @@ impl GuestUpload for UploadHandle {
         Ok(stream)
     }
 
-    fn finish(session: Upload, expected: String) -> std::result::Result<u64, Error> {
+    fn finish(session: Upload, expected: String) -> std::result::Result<u64, StoreError> {
         let handle = session.into_inner::<UploadHandle>();
         let expected = digest_arg(&expected)?;
         handle.commit().map_err(to_wit)?;
         handle.session.finish(&store(), &expected).map_err(to_wit)
     }
 
-    fn cancel(session: Upload) -> std::result::Result<(), Error> {
+    fn cancel(session: Upload) -> std::result::Result<(), StoreError> {
         let handle = session.into_inner::<UploadHandle>();
         // Its bytes go with the session: no commit.
         if let Some(pending) = handle.pending.borrow_mut().take() {

@@ -104,7 +104,7 @@ mod escalate {
     //! Calls the host's capabilities directly, as a hostile component would.
 
     use crate::bindings::wharf::registry::repositories::{Catalog, Manifest, Reference, Repository};
-    use crate::bindings::wharf::registry::types::{Access, Algorithm, Error, Refusal};
+    use crate::bindings::wharf::registry::types::{Access, Algorithm, StoreError, Refusal};
     use std::fmt::Write as _;
 
     fn param<'a>(query: &'a str, name: &str) -> &'a str {
@@ -124,12 +124,12 @@ mod escalate {
     }
 
     /// `granted` only for an answer that gave something: a value, true, Some.
-    fn called<T>(r: Result<T, Error>, gave: impl FnOnce(&T) -> bool) -> String {
+    fn called<T>(r: Result<T, StoreError>, gave: impl FnOnce(&T) -> bool) -> String {
         match r {
             Ok(v) if gave(&v) => "granted".into(),
             Ok(_) => "nothing".into(),
-            Err(Error::Denied(_)) => "denied".into(),
-            Err(Error::NotFound) => "not-found".into(),
+            Err(StoreError::Denied(_)) => "denied".into(),
+            Err(StoreError::NotFound) => "not-found".into(),
             Err(e) => format!("error:{e:?}").replace(' ', "_"),
         }
     }

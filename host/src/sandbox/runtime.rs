@@ -23,15 +23,15 @@
 //! request's deadline; a guest blocked in a host call is stopped by a timer
 //! around the call). A trap costs its own request only. Once the response
 //! head is out, an instance whose client has taken nothing of the body for
-//! the idle timeout is stopped (`serving/progress.rs`).
+//! the idle timeout is stopped (`sandbox/progress.rs`).
 
 use crate::access::Identity;
 use crate::capabilities::bindings::{Registry, RegistryPre};
 use crate::metrics::METRICS;
 use crate::sandbox::capacity::Slots;
 use crate::sandbox::memory::{InstanceLimiter, MemoryBudget};
+use crate::sandbox::progress::{Progress, RequestBody};
 use crate::sandbox::state::RequestState;
-use crate::serving::progress::{Progress, RequestBody};
 use crate::serving::tenants::Tenant;
 use anyhow::Context as _;
 use std::sync::atomic::{AtomicBool, Ordering};

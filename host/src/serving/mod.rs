@@ -1,7 +1,6 @@
 //! Where a request enters: the listeners and the accept loop
 //! ([`server`]), TLS ([`tls`]), the tenants a host name selects
-//! ([`tenants`]), request and response bodies watched for stalled clients
-//! ([`progress`]), the debug listener ([`debug`]) and the storage health
+//! ([`tenants`]), the debug listener ([`debug`]) and the storage health
 //! check ([`storage_check`]), the process settings made before serving
 //! ([`allocator`], [`open_files`]); and [`serve`], which wires them to the
 //! sandbox for `wharf serve`.
@@ -10,7 +9,6 @@ pub mod allocator;
 pub mod config;
 pub mod debug;
 pub mod open_files;
-pub mod progress;
 pub mod server;
 pub mod storage_check;
 pub mod tenants;

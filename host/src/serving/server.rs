@@ -10,7 +10,7 @@
 //! process; a refusal is answered 429 or 503 here, with `Retry-After`).
 //! Its request body gives up when the client sends nothing for the idle
 //! timeout, and its response body tells the runtime when the client stops
-//! reading (`serving/progress.rs`).
+//! reading (`sandbox/progress.rs`).
 //!
 //! Connection limits keep hostile or broken clients from holding resources:
 //! a connection must deliver its TLS handshake and first request head
@@ -25,8 +25,8 @@
 use crate::access::Caller;
 use crate::sandbox::capacity::{Admission, Refusal};
 use crate::sandbox::memory::Overloaded;
+use crate::sandbox::progress::{Progress, RequestBody, Tracked, Written};
 use crate::sandbox::runtime::Current;
-use crate::serving::progress::{Progress, RequestBody, Tracked, Written};
 use crate::serving::tenants::Tenants;
 use crate::serving::tls::Tls;
 use bytes::Bytes;

@@ -195,6 +195,78 @@ pub fn embedded_media_type(content: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Every path, spelled out as registry:2 writes it (its storage
+    /// driver's documented layout, `registry/storage/paths.go`) for a
+    /// nested repository name, and Wharf's additions beside it: a drop-in
+    /// registry finds registry:2's data only if these strings are exact.
+    #[test]
+    fn paths_are_registry_2s_byte_for_byte() {
+        let hex = "a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4";
+        let d = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        let s = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        let layout = Layout::new(Path::new("/var/lib/registry"));
+        let v2 = "/var/lib/registry/docker/registry/v2";
+        let repo = format!("{v2}/repositories/team/app");
+        let cases: Vec<(PathBuf, String)> = vec![
+            (
+                layout.blob_data(&d),
+                format!("{v2}/blobs/sha256/a3/{hex}/data"),
+            ),
+            (layout.blob_dir(&d), format!("{v2}/blobs/sha256/a3/{hex}")),
+            (layout.blobs(), format!("{v2}/blobs")),
+            (layout.repositories(), format!("{v2}/repositories")),
+            (
+                layout.layer_link("team/app", &d),
+                format!("{repo}/_layers/sha256/{hex}/link"),
+            ),
+            (layout.layers("team/app"), format!("{repo}/_layers")),
+            (
+                layout.revision_link("team/app", &d),
+                format!("{repo}/_manifests/revisions/sha256/{hex}/link"),
+            ),
+            (
+                layout.tag_current("team/app", "v1.0"),
+                format!("{repo}/_manifests/tags/v1.0/current/link"),
+            ),
+            (
+                layout.tag_index("team/app", "v1.0", &d),
+                format!("{repo}/_manifests/tags/v1.0/index/sha256/{hex}/link"),
+            ),
+            (
+                layout.upload_dir("team/app", "9a2e3c1d-0b5f-4e7a-8c6d-1f2e3a4b5c6d"),
+                format!("{repo}/_uploads/9a2e3c1d-0b5f-4e7a-8c6d-1f2e3a4b5c6d"),
+            ),
+            // Wharf's additions, which registry:2 ignores.
+            (
+                layout.revision_media_type("team/app", &d),
+                format!("{repo}/_manifests/revisions/sha256/{hex}/wharf-media-type"),
+            ),
+            (
+                layout.revision_subject("team/app", &d),
+                format!("{repo}/_manifests/revisions/sha256/{hex}/wharf-subject"),
+            ),
+            (
+                layout.referrer_link("team/app", &s, &d),
+                format!(
+                    "{repo}/_manifests/referrers/sha512/{}/sha256/{hex}/link",
+                    "ab".repeat(64)
+                ),
+            ),
+            (layout.tmp(), format!("{v2}/wharf-tmp")),
+            (
+                layout.catalog_entry("team/app"),
+                format!("{v2}/wharf-catalog/team/app"),
+            ),
+            (
+                layout.catalog_complete(),
+                format!("{v2}/wharf-catalog-complete"),
+            ),
+        ];
+        for (built, expected) in cases {
+            assert_eq!(built, PathBuf::from(&expected), "expected {expected}");
+        }
+    }
+
     #[test]
     fn a_manifest_names_its_media_type_inside_or_not_at_all() {
         let typed = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;

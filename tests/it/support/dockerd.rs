@@ -198,7 +198,31 @@ impl Drop for Dockerd {
         if std::thread::panicking() {
             eprintln!("--- dockerd log ---\n{}", tail(&self.log(), 80));
         }
+        unmount_below(self.dir.path());
         // The TempDir removes the data root, exec root and sockets.
+    }
+}
+
+/// Unmounts what is still mounted below `dir`. A stopped dockerd leaves its
+/// network namespace bound at `exec/netns/default`; while it is, the
+/// TempDir cannot be removed, and every run left a directory and a mount
+/// behind in /tmp.
+fn unmount_below(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    // The fifth field is the mount point; deepest first.
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| Path::new(point).starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    for point in points {
+        let _ = Command::new("umount")
+            .args(["--lazy", point])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

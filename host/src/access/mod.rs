@@ -21,6 +21,7 @@ pub mod token;
 
 use futures::future::BoxFuture;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// What a caller may do to a repository (or, with none, the registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +73,7 @@ pub enum Identity {
     /// Valid credentials of this user.
     User(String),
     /// A valid token (`auth.token`), and what it grants.
-    Token(std::sync::Arc<crate::access::token::Grant>),
+    Token(Arc<token::Grant>),
 }
 
 impl Identity {
@@ -174,12 +175,11 @@ impl<A: AccessControl> AccessControl for ReadOnly<A> {
 /// `rules_source` with htpasswd, and wrapped in [`ReadOnly`] when
 /// `read_only`.
 pub fn open(
-    auth: &crate::access::config::Auth,
+    auth: &config::Auth,
     rules_source: Option<rules::Source>,
     read_only: bool,
     name: &str,
-) -> anyhow::Result<std::sync::Arc<dyn AccessControl>> {
-    use std::sync::Arc;
+) -> anyhow::Result<Arc<dyn AccessControl>> {
     let access: Arc<dyn AccessControl> = match (&auth.htpasswd, &auth.token, read_only) {
         (None, None, false) => Arc::new(AllowAll),
         (None, None, true) => Arc::new(ReadOnly(AllowAll)),

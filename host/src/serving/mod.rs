@@ -115,7 +115,7 @@ pub fn serve(file: Option<PathBuf>, component: Option<PathBuf>) -> anyhow::Resul
     let drain = config
         .http
         .draintimeout
-        .unwrap_or(crate::serving::config::DEFAULT_DRAIN_TIMEOUT);
+        .unwrap_or(config::DEFAULT_DRAIN_TIMEOUT);
     let served = tokio.block_on(async move {
         let listener = bind(addr, "http.addr / REGISTRY_HTTP_ADDR").await?;
         let addr = listener.local_addr()?;

@@ -8,13 +8,20 @@
 //! The tenant is chosen by the host before any component runs, and the
 //! component instance is lent that tenant's capabilities only.
 
-use crate::sandbox::capacity::TenantGate;
-use crate::sandbox::config::Limits;
+use crate::access::config::Auth;
+use crate::access::rules;
+use crate::capabilities::notifications::Notifier;
+use crate::config::Config;
+use crate::operations::gc;
+use crate::sandbox::capacity::{self, TenantGate};
+use crate::sandbox::config::{DEFAULT_CONCURRENT_UPLOADS, Limits};
 use crate::sandbox::state::Capabilities;
-use crate::storage::Backend;
+use crate::storage::config::{Maintenance, StorageDriver};
 use crate::storage::quota::Quota;
+use crate::storage::{self, Backend};
 use anyhow::Context as _;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// One registry: what its requests may reach and spend.
@@ -137,12 +144,12 @@ fn strip_port(host: &str) -> &str {
 /// The registries to serve: each configured tenant, or the single registry
 /// of `storage` and `auth`.
 pub fn open(
-    config: &crate::config::Config,
-    file: Option<&std::path::Path>,
-    events: Option<Arc<crate::capabilities::notifications::Notifier>>,
+    config: &Config,
+    file: Option<&Path>,
+    events: Option<Arc<Notifier>>,
 ) -> anyhow::Result<Tenants> {
     let Some(list) = &config.tenants else {
-        let options = crate::storage::Options {
+        let options = storage::Options {
             delete_enabled: config.storage.delete.enabled,
             redirect: !config.storage.redirect.disable,
         };
@@ -152,7 +159,7 @@ pub fn open(
             options,
             (
                 &config.auth,
-                file.map(|file| crate::access::rules::Source {
+                file.map(|file| rules::Source {
                     file: file.to_path_buf(),
                     tenant: None,
                 }),
@@ -174,7 +181,7 @@ pub fn open(
             .storage
             .driver()
             .with_context(|| format!("tenant {} names two storage drivers", t.name))?;
-        let options = crate::storage::Options {
+        let options = storage::Options {
             delete_enabled: delete,
             redirect: !config.storage.redirect.disable,
         };
@@ -184,7 +191,7 @@ pub fn open(
             options,
             (
                 &t.auth,
-                file.map(|file| crate::access::rules::Source {
+                file.map(|file| rules::Source {
                     file: file.to_path_buf(),
                     tenant: Some(t.name.clone()),
                 }),
@@ -202,17 +209,14 @@ pub fn open(
 
 fn open_one(
     name: &str,
-    driver: &crate::storage::config::StorageDriver,
-    options: crate::storage::Options,
-    (auth, rules_source): (
-        &crate::access::config::Auth,
-        Option<crate::access::rules::Source>,
-    ),
-    limits: crate::sandbox::config::Limits,
-    maintenance: &crate::storage::config::Maintenance,
-    events: Option<Arc<crate::capabilities::notifications::Notifier>>,
+    driver: &StorageDriver,
+    options: storage::Options,
+    (auth, rules_source): (&Auth, Option<rules::Source>),
+    limits: Limits,
+    maintenance: &Maintenance,
+    events: Option<Arc<Notifier>>,
 ) -> anyhow::Result<Tenant> {
-    let storage = crate::storage::open(driver, options).with_context(|| {
+    let storage = storage::open(driver, options).with_context(|| {
         format!(
             "opening the storage of registry {name} ({})",
             driver.describe()
@@ -220,7 +224,7 @@ fn open_one(
     })?;
     let purging = maintenance.uploadpurging;
     if purging.enabled {
-        crate::storage::start_upload_purging(
+        storage::start_upload_purging(
             storage.clone(),
             name,
             purging.age,
@@ -234,13 +238,13 @@ fn open_one(
             "online garbage collection is off in read-only mode: run `wharf gc` now"
         );
     } else if maintenance.gc.enabled {
-        crate::operations::gc::start_online(storage.clone(), maintenance.gc, name);
+        gc::start_online(storage.clone(), maintenance.gc, name);
     }
     let concurrent_uploads = limits
         .concurrent_uploads
-        .unwrap_or(crate::sandbox::config::DEFAULT_CONCURRENT_UPLOADS);
+        .unwrap_or(DEFAULT_CONCURRENT_UPLOADS);
     let held = Arc::new(
-        crate::storage::quota::Quota::new(
+        Quota::new(
             storage,
             name,
             limits.storage_bytes,
@@ -248,14 +252,12 @@ fn open_one(
         )
         .context("counting the tenant's storage")?,
     );
-    let (blobs, metadata): (
-        Arc<dyn crate::storage::BlobStore>,
-        Arc<dyn crate::storage::MetadataStore>,
-    ) = (held.clone(), held.clone());
+    let (blobs, metadata): (Arc<dyn storage::BlobStore>, Arc<dyn storage::MetadataStore>) =
+        (held.clone(), held.clone());
     let access = crate::access::open(auth, rules_source, maintenance.readonly.enabled, name)?;
     Ok(Tenant {
         name: name.to_string(),
-        capabilities: crate::sandbox::state::Capabilities {
+        capabilities: Capabilities {
             blobs,
             metadata,
             auth: access,
@@ -264,13 +266,13 @@ fn open_one(
         limits,
         held,
         storage_status: Default::default(),
-        gate: crate::sandbox::capacity::TenantGate::new(
+        gate: TenantGate::new(
             limits
                 .concurrent_requests
-                .unwrap_or(crate::sandbox::capacity::DEFAULT_CONCURRENT_REQUESTS),
+                .unwrap_or(capacity::DEFAULT_CONCURRENT_REQUESTS),
             limits
                 .client_requests
-                .unwrap_or(crate::sandbox::capacity::DEFAULT_CLIENT_REQUESTS),
+                .unwrap_or(capacity::DEFAULT_CLIENT_REQUESTS),
         ),
     })
 }

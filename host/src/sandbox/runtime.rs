@@ -29,10 +29,11 @@ use crate::access::Identity;
 use crate::capabilities::bindings::{Registry, RegistryPre};
 use crate::metrics::METRICS;
 use crate::sandbox::capacity::Slots;
+use crate::sandbox::config::Limits;
 use crate::sandbox::memory::{InstanceLimiter, MemoryBudget};
 use crate::sandbox::progress::{Progress, RequestBody};
+use crate::sandbox::state::Capabilities;
 use crate::sandbox::state::RequestState;
-use crate::serving::tenants::Tenant;
 use anyhow::Context as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -305,6 +306,14 @@ impl Current {
     }
 }
 
+/// What one request's instance is lent and held to: its registry's
+/// capabilities and limits, and the registry's name for the log.
+pub struct Lent<'a> {
+    pub tenant: &'a str,
+    pub capabilities: &'a Capabilities,
+    pub limits: &'a Limits,
+}
+
 /// Who sent a request, and how.
 pub struct Origin {
     /// Who the caller proved to be.
@@ -316,14 +325,14 @@ pub struct Origin {
 }
 
 impl Runtime {
-    /// Serve one request from `origin` in a fresh instance lent `tenant`'s
-    /// capabilities and held to its limits. `slots` are held until the
+    /// Serve one request from `origin` in a fresh instance given what is
+    /// `lent`, held to its limits. `slots` are held until the
     /// instance is gone; `progress` tells how the client takes the
     /// response body.
     pub async fn handle(
         &self,
         request: hyper::Request<RequestBody>,
-        tenant: &Arc<Tenant>,
+        lent: Lent<'_>,
         origin: Origin,
         slots: Slots,
         progress: Arc<Progress>,
@@ -333,14 +342,18 @@ impl Runtime {
             https,
             event,
         } = origin;
-        let limits = &tenant.limits;
+        let Lent {
+            tenant,
+            capabilities,
+            limits,
+        } = lent;
         let memory = limits.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES);
         let limiter = InstanceLimiter::new(
             self.budget.clone(),
             usize::try_from(memory).unwrap_or(usize::MAX),
             self.queue_timeout,
         );
-        let state = RequestState::new(tenant.capabilities.clone(), identity, limiter, event);
+        let state = RequestState::new(capabilities.clone(), identity, limiter, event);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter_async(|state| &mut state.limiter);
         let deadline = limits.request_timeout.map(|t| Instant::now() + t);
@@ -414,7 +427,7 @@ impl Runtime {
         // What the host logs while it serves the request (a storage
         // failure, say) names the tenant. An error-level span, so that it
         // is on whenever errors are logged.
-        .instrument(tracing::error_span!("request", tenant = %tenant.name)));
+        .instrument(tracing::error_span!("request", tenant = %tenant)));
 
         let mut receiver = receiver;
         let response = tokio::select! {
@@ -431,7 +444,7 @@ impl Runtime {
                 match (receiver.try_recv(), failure) {
                     (Ok(Ok(response)), failure) => {
                         if let Some(e) = failure {
-                            log_cut(&tenant.name, &e);
+                            log_cut(tenant, &e);
                         }
                         return Ok(response);
                     }
@@ -447,7 +460,7 @@ impl Runtime {
             Ok(Ok(response)) => {
                 // The head is out; a failure while streaming the body can
                 // only cut the connection now, and is logged here.
-                let tenant = tenant.name.clone();
+                let tenant = tenant.to_string();
                 tokio::spawn(async move {
                     let ended = tokio::select! {
                         ended = &mut task => ended,

@@ -531,7 +531,7 @@ impl Server {
         let e = match runtime
             .handle(
                 req,
-                &tenant,
+                tenant.lent(),
                 crate::sandbox::runtime::Origin {
                     identity,
                     https,

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::operations::gc;
 use crate::sandbox::capacity::{self, TenantGate};
 use crate::sandbox::config::{DEFAULT_CONCURRENT_UPLOADS, Limits};
+use crate::sandbox::runtime::Lent;
 use crate::sandbox::state::Capabilities;
 use crate::storage::config::{Maintenance, StorageDriver};
 use crate::storage::quota::Quota;
@@ -138,6 +139,17 @@ fn strip_port(host: &str) -> &str {
             name
         }
         _ => host,
+    }
+}
+
+impl Tenant {
+    /// What each of its requests' instances is lent and held to.
+    pub fn lent(&self) -> Lent<'_> {
+        Lent {
+            tenant: &self.name,
+            capabilities: &self.capabilities,
+            limits: &self.limits,
+        }
     }
 }
 

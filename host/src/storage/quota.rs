@@ -14,7 +14,7 @@
 //! is seen when it matters.
 //!
 //! Upload bytes count as they arrive: a session's writer is wrapped in a
-//! [`QuotaWriter`] that reserves every chunk before it passes it on, and
+//! `QuotaWriter` that reserves every chunk before it passes it on, and
 //! reports no more room than the quota has left (with none left, room for
 //! one byte: the splice offered it learns whether the body has ended, so a
 //! blob that fills the quota exactly is stored, or holds more, and that

@@ -15,7 +15,7 @@
 //! its bytes, as on disk. Repository writes are made exclusive per process
 //! (striped locks, as on disk); hosts sharing a bucket do not lock each
 //! other, as registry:2's do not. Upload sessions keep their state in the
-//! bucket ([`uploads`]), so one started on one host is continued and
+//! bucket (`uploads.rs`), so one started on one host is continued and
 //! finished on another.
 
 mod catalog;
@@ -510,7 +510,7 @@ impl BlobStore for S3Storage {
     }
 
     /// A GET of the blob's object, signed (SigV4 in the query) for
-    /// [`REDIRECT_TTL`]: the client needs no credentials of the bucket.
+    /// `REDIRECT_TTL`: the client needs no credentials of the bucket.
     fn redirect(&self, digest: &Digest) -> Result<Option<String>> {
         if !self.redirect {
             return Ok(None);
@@ -655,7 +655,7 @@ impl MetadataStore for S3Storage {
         self.with(|s3| async move { s3.delete_tree(&dir).await })
     }
 
-    /// Listed from the page's start ([`levels`]), each tag checked to name
+    /// Listed from the page's start (`levels.rs`), each tag checked to name
     /// a manifest that is there.
     fn list_tags(&self, repository: &str, after: Option<&str>, limit: u32) -> Result<Option<Page>> {
         let name = repository.to_string();
@@ -670,7 +670,7 @@ impl MetadataStore for S3Storage {
         .map(Some)
     }
 
-    /// From the catalog's entries ([`catalog`]), each checked to be a
+    /// From the catalog's entries (`catalog.rs`), each checked to be a
     /// repository; from a walk of the bucket until they are complete.
     fn list_repositories(&self, after: Option<&str>, limit: u32) -> Result<Page> {
         if !self.catalog.complete() {
@@ -682,7 +682,7 @@ impl MetadataStore for S3Storage {
         })
     }
 
-    /// Listed from the page's start ([`levels`]), each referrer checked to
+    /// Listed from the page's start (`levels.rs`), each referrer checked to
     /// be linked.
     fn list_referrers(
         &self,

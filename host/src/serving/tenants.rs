@@ -8,7 +8,6 @@
 //! The tenant is chosen by the host before any component runs, and the
 //! component instance is lent that tenant's capabilities only.
 
-use crate::access::config::Auth;
 use crate::access::rules;
 use crate::capabilities::notifications::Notifier;
 use crate::config::Config;
@@ -17,7 +16,6 @@ use crate::sandbox::capacity::{self, TenantGate};
 use crate::sandbox::config::{DEFAULT_CONCURRENT_UPLOADS, Limits};
 use crate::sandbox::runtime::Lent;
 use crate::sandbox::state::Capabilities;
-use crate::storage::config::{Maintenance, StorageDriver};
 use crate::storage::quota::Quota;
 use crate::storage::{self, Backend};
 use anyhow::Context as _;
@@ -161,74 +159,53 @@ pub fn open(
     events: Option<Arc<Notifier>>,
 ) -> anyhow::Result<Tenants> {
     let Some(list) = &config.tenants else {
-        let options = storage::Options {
-            delete_enabled: config.storage.delete.enabled,
-            redirect: !config.storage.redirect.disable,
-        };
-        let tenant = open_one(
-            "default",
-            &config.storage.driver(),
-            options,
-            (
-                &config.auth,
-                file.map(|file| rules::Source {
-                    file: file.to_path_buf(),
-                    tenant: None,
-                }),
-            ),
-            config.limits,
-            &config.storage.maintenance,
-            events,
-        )?;
-        return Ok(Tenants::single(tenant));
+        return Ok(Tenants::single(open_one(config, file, None, events)?));
     };
     let mut opened = Vec::new();
-    for t in list {
-        let delete = t
-            .storage
-            .delete
-            .as_ref()
-            .map_or(config.storage.delete.enabled, |d| d.enabled);
-        let driver = t
-            .storage
-            .driver()
-            .with_context(|| format!("tenant {} names two storage drivers", t.name))?;
-        let options = storage::Options {
-            delete_enabled: delete,
-            redirect: !config.storage.redirect.disable,
-        };
-        let tenant = open_one(
-            &t.name,
-            &driver,
-            options,
-            (
-                &t.auth,
-                file.map(|file| rules::Source {
-                    file: file.to_path_buf(),
-                    tenant: Some(t.name.clone()),
-                }),
-            ),
-            t.limits.or(config.limits),
-            &config.storage.maintenance,
-            events.clone(),
-        )
-        .with_context(|| format!("tenant {}", t.name))?;
-        tracing::info!(tenant = t.name, hosts = ?t.hosts, storage = %driver.describe(), delete_enabled = delete, "tenant");
-        opened.push((tenant, t.hosts.clone()));
+    for entry in list {
+        let tenant = open_one(config, file, Some(entry), events.clone())
+            .with_context(|| format!("tenant {}", entry.name))?;
+        opened.push((tenant, entry.hosts.clone()));
     }
     Ok(Tenants::new(opened))
 }
 
+/// One registry: the tenant `entry` configures, each of its settings
+/// defaulting to the top level's, or without one the single registry of
+/// the top-level `storage`, `auth` and `limits`.
 fn open_one(
-    name: &str,
-    driver: &StorageDriver,
-    options: storage::Options,
-    (auth, rules_source): (&Auth, Option<rules::Source>),
-    limits: Limits,
-    maintenance: &Maintenance,
+    config: &Config,
+    file: Option<&Path>,
+    entry: Option<&super::config::Tenant>,
     events: Option<Arc<Notifier>>,
 ) -> anyhow::Result<Tenant> {
-    let storage = storage::open(driver, options).with_context(|| {
+    let (name, driver, auth, limits) = match entry {
+        None => (
+            "default",
+            config.storage.driver(),
+            &config.auth,
+            config.limits,
+        ),
+        Some(t) => (
+            t.name.as_str(),
+            t.storage.driver().context("names two storage drivers")?,
+            &t.auth,
+            t.limits.or(config.limits),
+        ),
+    };
+    let delete_enabled = entry
+        .and_then(|t| t.storage.delete.as_ref())
+        .map_or(config.storage.delete.enabled, |d| d.enabled);
+    let options = storage::Options {
+        delete_enabled,
+        redirect: !config.storage.redirect.disable,
+    };
+    let rules_source = file.map(|file| rules::Source {
+        file: file.to_path_buf(),
+        tenant: entry.map(|t| t.name.clone()),
+    });
+    let maintenance = &config.storage.maintenance;
+    let storage = storage::open(&driver, options).with_context(|| {
         format!(
             "opening the storage of registry {name} ({})",
             driver.describe()
@@ -267,6 +244,9 @@ fn open_one(
     let (blobs, metadata): (Arc<dyn storage::BlobStore>, Arc<dyn storage::MetadataStore>) =
         (held.clone(), held.clone());
     let access = crate::access::open(auth, rules_source, maintenance.readonly.enabled, name)?;
+    if let Some(t) = entry {
+        tracing::info!(tenant = t.name, hosts = ?t.hosts, storage = %driver.describe(), delete_enabled, "tenant");
+    }
     Ok(Tenant {
         name: name.to_string(),
         capabilities: Capabilities {

@@ -180,10 +180,16 @@ pub fn open(
     read_only: bool,
     name: &str,
 ) -> anyhow::Result<Arc<dyn AccessControl>> {
-    let access: Arc<dyn AccessControl> = match (&auth.htpasswd, &auth.token, read_only) {
-        (None, None, false) => Arc::new(AllowAll),
-        (None, None, true) => Arc::new(ReadOnly(AllowAll)),
-        (_, Some(t), read_only) => {
+    fn held_to(access: impl AccessControl, read_only: bool) -> Arc<dyn AccessControl> {
+        if read_only {
+            Arc::new(ReadOnly(access))
+        } else {
+            Arc::new(access)
+        }
+    }
+    Ok(match (&auth.htpasswd, &auth.token) {
+        (None, None) => held_to(AllowAll, read_only),
+        (_, Some(t)) => {
             let keys = token::TrustedKeys::load(t.rootcertbundle.as_deref(), t.jwks.as_deref())?;
             let token = token::Token::new(t, keys, name)?;
             tracing::info!(
@@ -193,13 +199,9 @@ pub fn open(
                 issuer = t.issuer,
                 "token authentication"
             );
-            if read_only {
-                Arc::new(ReadOnly(token))
-            } else {
-                Arc::new(token)
-            }
+            held_to(token, read_only)
         }
-        (Some(h), None, read_only) => {
+        (Some(h), None) => {
             let htpasswd = htpasswd::Htpasswd::open(&h.path, &h.realm, name)?;
             tracing::info!(tenant = name, path = %h.path.display(), users = htpasswd.users(), realm = h.realm, "htpasswd authentication");
             // The rules govern even when there are none yet, so that
@@ -208,14 +210,9 @@ pub fn open(
                 tracing::info!(tenant = name, rules = rules.len(), "access rules");
             }
             let governed = rules::Governed::new(htpasswd, auth.access.clone(), rules_source, name);
-            if read_only {
-                Arc::new(ReadOnly(governed))
-            } else {
-                Arc::new(governed)
-            }
+            held_to(governed, read_only)
         }
-    };
-    Ok(access)
+    })
 }
 
 #[cfg(test)]

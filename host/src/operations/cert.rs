@@ -152,7 +152,7 @@ fn write_private(path: &Path, pem: &str) -> Result<(), CertError> {
 
 /// `wharf cert`: issues a certificate for `hosts` under `out` and prints
 /// where the files are and how to serve with them and trust them.
-pub fn make(hosts: &[String], port: u16, out: &std::path::Path) -> anyhow::Result<()> {
+pub fn make(hosts: &[String], port: u16, out: &Path) -> anyhow::Result<()> {
     let issued = issue(out, hosts)?;
     let host = &issued.names[0];
     let ca = issued.ca_certificate.display();
